@@ -1,0 +1,45 @@
+# lusaug: `make run` (pipeline on the embedded phantom) and `make test` install everything first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
+export GX_ANALYTICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: help install run test test-fast data ui lock clean-venv
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP) ## create .venv and install pinned dependencies (skipped when up to date)
+
+data: install ## fill data/raw with the phantom if empty, and keep data.dvc in step
+	@if [ ! -d data/raw ] || [ -z "$$(ls -A data/raw 2>/dev/null)" ]; then \
+		$(BIN)/lusaug phantom --out data/raw && $(BIN)/dvc commit -q -f data.dvc; \
+	fi
+
+run: data ## run the whole pipeline with dvc repro
+	$(BIN)/dvc repro
+
+test: install ## run the test suite
+	$(BIN)/python -m pytest
+
+test-fast: install ## the suite without slow tests (real dvc repro, real data)
+	$(BIN)/python -m pytest -m "not slow"
+
+ui: install ## MLflow UI on 127.0.0.1:5000 over the local store
+	$(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" --host 127.0.0.1 --port 5000
+
+lock: install ## re-pin requirements.lock from the current venv
+	{ head -3 requirements.lock; $(BIN)/python -m pip freeze --exclude-editable; } > requirements.lock.new && mv requirements.lock.new requirements.lock
+
+clean-venv: ## remove the virtual environment
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Raw data (phantom, import), frame extraction and patient-grouped splits."""

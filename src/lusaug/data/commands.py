@@ -1,0 +1,46 @@
+"""``lusaug phantom`` and ``lusaug import``: the two ways to fill data/raw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("phantom")(phantom)
+    app.command("import")(import_)
+
+
+def phantom(
+    out: Path = typer.Option(Path("data/raw"), "--out", help="Folder to write (POCUS layout)."),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params", help="Parameter file."),
+    seed: int | None = typer.Option(None, help="Override phantom.seed."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty output folder."),
+) -> None:
+    """Write the deterministic lung-ultrasound phantom (clips + metadata.csv) to OUT."""
+    from lusaug.config import load_params
+    from lusaug.data.phantom import write_phantom
+
+    params = load_params(params_file)
+    summary = write_phantom(out, params, seed=seed, force=force)
+    typer.echo(summary)
+
+
+def import_(
+    path: Path = typer.Argument(..., help="A POCUS-style folder (pocus_videos/, pocus_images/)."),
+    out: Path = typer.Option(Path("data/raw"), "--out", help="Destination (data/raw)."),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params", help="Parameter file."),
+    dvc_commit: bool = typer.Option(
+        True, "--dvc-commit/--no-dvc-commit", help="Refresh data.dvc after importing."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty data/raw."),
+) -> None:
+    """Copy a POCUS-style folder into data/raw with normalised metadata, then `dvc commit data.dvc`."""
+    from lusaug.config import load_params
+    from lusaug.data.ingest import import_folder
+
+    params = load_params(params_file)
+    summary = import_folder(path, out, params, force=force, dvc_commit=dvc_commit)
+    typer.echo(summary)
+

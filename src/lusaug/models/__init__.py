@@ -1,0 +1,1 @@
+"""timm classifiers: construction, checkpoints, training and evaluation."""

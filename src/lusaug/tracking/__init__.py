@@ -1,0 +1,1 @@
+"""MLflow helpers: tracking URI, experiments, run tags, registry and promotion."""

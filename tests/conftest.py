@@ -1,0 +1,52 @@
+"""Shared fixtures: the real params.yaml, shrunk to the micro profile; the real POCUS folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lusaug.config import PROJ_ROOT, Params, deep_merge, params_from_dict
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _load_yaml(path: Path) -> dict:
+    with path.open() as fh:
+        return yaml.safe_load(fh) or {}
+
+
+@pytest.fixture(scope="session")
+def params_dict() -> dict:
+    """The committed params.yaml as a dict (the default profile)."""
+    return _load_yaml(PROJ_ROOT / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def params(params_dict) -> Params:
+    return params_from_dict(params_dict)
+
+
+@pytest.fixture(scope="session")
+def micro_params_dict(params_dict) -> dict:
+    """params.yaml with the micro profile applied: 32 px, a handful of patients, tiny nets."""
+    merged = deep_merge(params_dict, _load_yaml(PROJ_ROOT / "profiles" / "micro.yaml"))
+    merged["base"]["profile"] = "micro"
+    return merged
+
+
+@pytest.fixture(scope="session")
+def micro_params(micro_params_dict) -> Params:
+    return params_from_dict(micro_params_dict)
+
+
+@pytest.fixture(scope="session")
+def pocus_dir() -> Path:
+    """The real POCUS folder (LUSAUG_POCUS_DIR, default ../shared/pocus); skip when absent."""
+    path = Path(os.environ.get("LUSAUG_POCUS_DIR", PROJ_ROOT.parent / "shared" / "pocus"))
+    if not (path / "pocus_videos").is_dir():
+        pytest.skip(f"real POCUS data not found at {path} (set LUSAUG_POCUS_DIR to run this test)")
+    return path
