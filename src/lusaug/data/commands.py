@@ -36,11 +36,24 @@ def import_(
     ),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty data/raw."),
 ) -> None:
-    """Copy a POCUS-style folder into data/raw with normalised metadata, then `dvc commit data.dvc`."""
-    from lusaug.config import load_params
-    from lusaug.data.ingest import import_folder
+    """Copy a POCUS-style folder into data/raw with normalised metadata, then `dvc commit data.dvc`.
 
-    params = load_params(params_file)
-    summary = import_folder(path, out, params, force=force, dvc_commit=dvc_commit)
-    typer.echo(summary)
+    Class from the file-name prefix (import.prefixes), patient/probe/source/license from the
+    metadata CSV when it lists the file (else one patient per file), label_uncertain/ left out
+    unless import.include_uncertain. Afterwards `dvc repro` rebuilds the frames from it.
+    """
+    from lusaug.config import ConfigError, load_params
+    from lusaug.data.dvc_data import DvcError
+    from lusaug.data.ingest import IngestError, format_summary, import_folder
+
+    try:
+        params = load_params(params_file)
+        summary = import_folder(path, out, params, force=force, dvc_commit=dvc_commit)
+    except (IngestError, ConfigError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except DvcError as exc:
+        typer.echo(f"error: {out} was imported but data.dvc was not refreshed: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(format_summary(summary))
 
