@@ -19,6 +19,8 @@ from lusaug.data.manifest import SPLITS, read_manifest, write_manifest
 from lusaug.data.split import SplitError, split_frames
 from lusaug.utils import setup_logging, write_json
 
+SHOW = 5  # links printed per linked group (split.json holds them all)
+
 
 def _table(summary: dict) -> Table:
     table = Table(title="split: patients / videos / frames per class")
@@ -50,8 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     console.print(_table(summary))
     for group in summary["linked_patients"]["groups"]:
         console.print(f"kept together in {'+'.join(group['split'])}:", highlight=False)
-        for link in group["links"]:
+        for link in group["links"][:SHOW]:
             console.print(f"  {link['reason']}", highlight=False)
+        if len(group["links"]) > SHOW:
+            console.print(f"  ... {len(group['links']) - SHOW} more in {report}", highlight=False)
 
 
 if __name__ == "__main__":

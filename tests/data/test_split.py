@@ -26,6 +26,7 @@ from lusaug.data.split import (
     fold_roles,
     link_patients,
     split_by_patient,
+    split_frames,
     split_summary,
     target_counts,
 )
@@ -343,12 +344,16 @@ def test_kfold_keeps_linked_patients_in_one_fold(tmp_path, params):
 
 
 def test_linking_that_leaves_too_few_groups_names_them(tmp_path, params):
-    df = with_pngs(make_manifest({"a": 6, "b": 3}), tmp_path)
-    plant_copy(df, tmp_path, _first_frame(df, "b-p0"), _first_frame(df, "b-p2"))
-    links = _links(df, tmp_path, params)
-    with pytest.raises(SplitError, match=r"class 'b' has 2 independent patient group\(s\)") as e:
-        split_by_patient(df, ["a", "b"], HOLDOUT, seed=0, links=links)
-    assert "3 patients, but b-p0+b-p2 share identical or near-identical frames" in str(e.value)
+    spec = {c: (6 if c == "regular" else 3) for c in params.base.classes}
+    df = with_pngs(make_manifest(spec), tmp_path)
+    src, dst = _first_frame(df, "viral-p0"), _first_frame(df, "viral-p2")
+    plant_copy(df, tmp_path, src, dst)
+    with pytest.raises(SplitError) as err:
+        split_frames(df, tmp_path, params)  # the stage's entry point: link, split, summarise
+    msg = str(err.value)
+    assert msg.startswith("class 'viral' has 2 independent patient group(s)")
+    assert "near-identical frames stay together (viral-p0+viral-p2)" in msg
+    assert f"Linked: patients viral-p0 and viral-p2 were kept together because frames {src}" in msg
 
 
 def test_unreadable_frame_is_named(tmp_path, params):

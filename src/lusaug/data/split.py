@@ -164,7 +164,7 @@ def link_patients(
     multi = pd.DataFrame({"sha1": shas, "pid": pids}).groupby("sha1")["pid"].nunique()
     for sha in multi[multi > 1].index:
         idx = np.flatnonzero(shas == sha)
-        first = {}
+        first: dict[str, int] = {}
         for k in idx:
             first.setdefault(pids[k], int(k))
         anchor, *others = sorted(first.values(), key=lambda k: pids[k])
@@ -275,13 +275,17 @@ def target_counts(n: int, fractions: Sequence[float]) -> list[int]:
 
 def _too_few(units: list[str], unit_members: Mapping[str, list[str]] | None) -> str:
     """'N patient(s)', or the linked groups when linking is why there are too few units."""
-    sizes = [len(unit_members[u]) if unit_members else 1 for u in units]
-    if all(n == 1 for n in sizes):
+    groups = [unit_members[u] for u in units] if unit_members else [[u] for u in units]
+    if all(len(g) == 1 for g in groups):
         return f"{len(units)} patient(s)"
-    linked = ["+".join(unit_members[u]) for u, n in zip(units, sizes, strict=True) if n > 1]
+    linked = [
+        "+".join(g[:_SHOW]) + (f"+... ({len(g)} patients)" if len(g) > _SHOW else "")
+        for g in groups
+        if len(g) > 1
+    ]
     return (
-        f"{len(units)} independent patient group(s) ({sum(sizes)} patients, but "
-        f"{', '.join(linked)} share identical or near-identical frames and stay together)"
+        f"{len(units)} independent patient group(s), as patients that share identical or "
+        f"near-identical frames stay together ({'; '.join(linked)})"
     )
 
 
@@ -557,7 +561,16 @@ def split_frames(
     _check_counts(_patient_classes(manifest, classes), classes, _bin_names(params.split))
     v = params.validate
     links = link_patients(manifest, root, v.phash_size, v.phash_max_distance)
-    for link in links.links:
+    for link in links.links[:_SHOW]:
         logger.info("split: %s", link["reason"])
-    splits = split_by_patient(manifest, classes, params.split, seed, links=links)
+    if len(links.links) > _SHOW:
+        logger.info("split: ... and %d more linked patient pairs", len(links.links) - _SHOW)
+    try:
+        splits = split_by_patient(manifest, classes, params.split, seed, links=links)
+    except SplitError as err:
+        if not links.links:
+            raise
+        reasons = [e["reason"] for e in links.links[:_SHOW]]
+        more = f" (+{len(links.links) - _SHOW} more)" if len(links.links) > _SHOW else ""
+        raise SplitError(f"{err}. Linked: " + "; ".join(reasons) + more) from err
     return splits, split_summary(splits, classes, params.split, seed, links=links)
