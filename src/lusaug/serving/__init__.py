@@ -1,0 +1,1 @@
+"""Serving: one preprocessing path, an onnxruntime session, the FastAPI app, `lusaug predict`."""

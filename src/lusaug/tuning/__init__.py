@@ -1,0 +1,1 @@
+"""Hyperparameter tuning (Optuna) over the classifier's class weights, lr and filter thresholds."""

@@ -1,0 +1,283 @@
+"""The inference server under uvicorn on 127.0.0.1: real HTTP, real onnxruntime."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import time
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from lusaug.export.onnx_export import export_onnx
+from lusaug.models.classifier import load_classifier
+from lusaug.serving.app import create_app
+from lusaug.serving.predict import predict_files
+from lusaug.serving.preprocess import ImageLimits, VideoSampling
+from lusaug.serving.session import OnnxClassifier, sha256_file
+from tests.export.helpers import CLASSES, SIZE, frame, make_checkpoint, png_bytes
+from tests.serving.helpers import LiveServer, png_header_only, write_video
+
+MAX_FILES = 8
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tmp_path_factory, params):
+    d = tmp_path_factory.mktemp("serve")
+    model, meta = load_classifier(make_checkpoint(d / "m.pt"))
+    return export_onnx(model, meta, d / "classifier.onnx", params.export)
+
+
+def _cfg(params, **over):
+    return dataclasses.replace(
+        params.serve, max_files=MAX_FILES, max_request_mb=1.0, reload_poll_s=0, **over
+    )
+
+
+def _sampling(params):
+    return VideoSampling(
+        params.frames.sample_fps, params.frames.every_n, params.serve.max_video_frames
+    )
+
+
+@pytest.fixture(scope="module")
+def server(onnx_file, params):
+    live = LiveServer(create_app(str(onnx_file), _cfg(params), _sampling(params))).start()
+    yield live
+    live.stop()
+
+
+def _images(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [frame(i % 4, rng, size=SIZE + 8 * (i % 3)) for i in range(n)]
+
+
+def _files(blobs: list[tuple[str, bytes, str]]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("files", b) for b in blobs]
+
+
+def test_health_and_metadata(server, onnx_file):
+    assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+    meta = httpx.get(f"{server.url}/metadata").json()
+    assert meta["classes"] == CLASSES
+    assert meta["input_size"] == [1, SIZE, SIZE]
+    assert meta["onnx_sha256"] == sha256_file(onnx_file)
+    assert meta["name"] == "classifier.onnx" and meta["version"] == ""
+
+
+def test_predict_images_matches_offline_predict(server, onnx_file, params, tmp_path):
+    imgs = _images(3)
+    jpeg = io.BytesIO()
+    Image.fromarray(imgs[2]).save(jpeg, format="JPEG", quality=95)
+    blobs = [
+        ("a.png", png_bytes(imgs[0]), "image/png"),
+        ("b.png", png_bytes(imgs[1]), "image/png"),
+        ("c.jpg", jpeg.getvalue(), "image/jpeg"),
+    ]
+    r = httpx.post(f"{server.url}/predict", files=_files(blobs))
+    assert r.status_code == 200, r.text
+    preds = r.json()["predictions"]
+    assert [p["file"] for p in preds] == ["a.png", "b.png", "c.jpg"]
+    # `lusaug predict` runs the same preprocessing: identical probabilities.
+    for name, data, _ in blobs:
+        (tmp_path / name).write_bytes(data)
+    offline = predict_files(
+        OnnxClassifier(onnx_file),
+        [tmp_path / n for n, _, _ in blobs],
+        ImageLimits(),
+        _sampling(params),
+        params.serve.video_types,
+        64,
+    )
+    for p, o in zip(preds, offline):
+        assert p["label"] == o["label"]
+        np.testing.assert_allclose(
+            [p["probs"][c] for c in CLASSES], [o["probs"][c] for c in CLASSES], atol=1e-6
+        )
+    # One image as the raw body (no multipart): the same answer.
+    raw = httpx.post(
+        f"{server.url}/predict", content=blobs[0][1], headers={"content-type": "image/png"}
+    )
+    assert raw.status_code == 200, raw.text
+    assert raw.json()["predictions"][0]["probs"] == preds[0]["probs"]
+
+
+def test_predict_video_aggregates_sampled_frames(server, params, tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", n_frames=24, fps=12.0)
+    r = httpx.post(
+        f"{server.url}/predict", files=_files([("clip.mp4", clip.read_bytes(), "video/mp4")])
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    expected = int(24 / (12.0 / params.frames.sample_fps))  # frames stage's sampling rate
+    assert body["video"]["frames"] == len(body["predictions"]) == expected
+    mean = np.mean([[p["probs"][c] for c in CLASSES] for p in body["predictions"]], axis=0)
+    np.testing.assert_allclose([body["video"]["probs"][c] for c in CLASSES], mean, atol=1e-6)
+    assert body["video"]["label"] == CLASSES[int(mean.argmax())]
+
+
+def _truncated_png() -> bytes:
+    data = png_bytes(np.random.default_rng(1).integers(0, 255, (SIZE, SIZE), dtype=np.uint8))
+    return data[: len(data) // 2]
+
+
+def _gif() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(buf, format="GIF")
+    return buf.getvalue()
+
+
+BAD_REQUESTS = {
+    "no files": (415, dict(content=b"", headers={"content-type": "application/octet-stream"})),
+    "empty multipart": (400, dict(files={"note": (None, "hello")})),
+    "empty raw body": (422, dict(content=b"", headers={"content-type": "image/png"})),
+    "empty file": (422, dict(files=_files([("e.png", b"", "image/png")]))),
+    "non-image bytes": (
+        422,
+        dict(files=_files([("x.png", b"this is not an image", "image/png")])),
+    ),
+    "truncated png": (422, dict(files=_files([("t.png", _truncated_png(), "image/png")]))),
+    "gif": (415, dict(files=_files([("g.gif", _gif(), "image/gif")]))),
+    "20000x20000": (
+        413,
+        dict(files=_files([("huge.png", png_header_only(20000, 20000), "image/png")])),
+    ),
+    "5000 px side": (
+        413,
+        dict(files=_files([("wide.png", png_header_only(5000, 100), "image/png")])),
+    ),
+    "too many files": (
+        400,
+        dict(
+            files=_files(
+                [
+                    (f"{i}.png", png_bytes(np.zeros((8, 8), np.uint8)), "image/png")
+                    for i in range(MAX_FILES + 1)
+                ]
+            )
+        ),
+    ),
+    "unsupported video": (
+        415,
+        dict(files=_files([("clip.xyz", b"\x00" * 100, "video/x-unknown")])),
+    ),
+    "undecodable video": (415, dict(files=_files([("clip.mp4", b"\x00" * 1000, "video/mp4")]))),
+    "video plus image": (
+        400,
+        dict(
+            files=_files(
+                [
+                    ("c.mp4", b"\x00" * 10, "video/mp4"),
+                    ("a.png", png_bytes(np.zeros((8, 8), np.uint8)), "image/png"),
+                ]
+            )
+        ),
+    ),
+    "over size cap": (
+        413,
+        dict(files=_files([("big.png", b"\x89PNG" + b"\x00" * (3 << 19), "image/png")])),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_request_gets_4xx_and_server_keeps_serving(server, case):
+    status, kwargs = BAD_REQUESTS[case]
+    r = httpx.post(f"{server.url}/predict", timeout=30, **kwargs)
+    assert r.status_code == status, (case, r.status_code, r.text)
+    assert r.json()["detail"]  # a reason, not an empty error
+    good = httpx.post(
+        f"{server.url}/predict", files=_files([("ok.png", png_bytes(_images(1)[0]), "image/png")])
+    )
+    assert good.status_code == 200 and good.json()["predictions"][0]["label"] in CLASSES
+
+
+def test_streamed_body_over_cap_is_cut_off(server):
+    """Chunked upload without Content-Length: the cap applies while the body streams in."""
+
+    def body():
+        yield b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+        for _ in range(40):
+            yield b"\x00" * 65536
+
+    r = httpx.post(
+        f"{server.url}/predict",
+        content=body(),
+        timeout=30,
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    assert r.status_code == 413, r.text
+    assert httpx.get(f"{server.url}/health").status_code == 200
+
+
+def test_load_500_requests_8_clients_zero_errors(server):
+    """Bounded load: 500 requests from 8 concurrent clients, no errors, micro-batching active."""
+    blob = png_bytes(_images(1)[0])
+    before = httpx.get(f"{server.url}/metadata").json()["micro_batching"]["batches"]
+    statuses: list[int] = []
+
+    async def client(n: int) -> None:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+            for _ in range(n):
+                r = await c.post("/predict", files=_files([("a.png", blob, "image/png")]))
+                statuses.append(r.status_code)
+
+    async def run() -> None:
+        await asyncio.gather(*(client(n) for n in [63] * 4 + [62] * 4))
+
+    t0 = time.monotonic()
+    asyncio.run(run())
+    elapsed = time.monotonic() - t0
+    assert len(statuses) == 500 and set(statuses) == {200}
+    assert elapsed < 120, f"500 requests took {elapsed:.1f} s"
+    batches = httpx.get(f"{server.url}/metadata").json()["micro_batching"]["batches"] - before
+    assert 0 < batches <= 500  # concurrent requests can share an onnxruntime call
+
+
+def test_reload_is_localhost_only_and_noop_for_files(server):
+    r = httpx.post(f"{server.url}/reload")
+    assert r.status_code == 200 and r.json()["reloaded"] is False
+
+
+def test_server_without_micro_batching(onnx_file, params):
+    live = LiveServer(
+        create_app(str(onnx_file), _cfg(params, batch_window_ms=0.0), _sampling(params))
+    ).start()
+    try:
+        r = httpx.post(
+            f"{live.url}/predict", files=_files([("a.png", png_bytes(_images(1)[0]), "image/png")])
+        )
+        assert r.status_code == 200
+        assert httpx.get(f"{live.url}/metadata").json()["micro_batching"]["batches"] is None
+    finally:
+        live.stop()
+
+
+def test_lusaug_predict_cli_json_and_bad_file(onnx_file, tmp_path, monkeypatch):
+    """`lusaug predict FILES --json`: a record per file; an unreadable file is reported, exit 1."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from lusaug.cli import app
+    from lusaug.config import PROJ_ROOT
+
+    shutil.copy(PROJ_ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.png").write_bytes(png_bytes(_images(1)[0]))
+    write_video(tmp_path / "clip.mp4")
+    args = ["predict", "a.png", "clip.mp4", "--model", str(onnx_file), "--json"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    preds = json.loads(r.output)["predictions"]
+    assert [p["file"] for p in preds] == ["a.png", "clip.mp4"]
+    assert preds[1]["frames"] == 6 and preds[0]["label"] in CLASSES
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    r = CliRunner().invoke(
+        app, ["predict", "a.png", "bad.png", "--model", str(onnx_file), "--json"]
+    )
+    assert r.exit_code == 1 and "not a PNG or JPEG" in r.output

@@ -1,0 +1,132 @@
+"""Tuning on micro data with the real training function: tuned file, resume, workers, MLflow."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from lusaug.config import params_from_dict
+from lusaug.models.strategies import read_tuned
+from lusaug.tuning.study import make_storage, tune
+from tests.export.helpers import make_splits
+
+
+def _params_dict(micro_params_dict: dict, tmp_path, storage: str, **tune_over) -> dict:
+    d = copy.deepcopy(micro_params_dict)
+    d["train"]["architectures"] = {"resnet": {"model": "test_resnet", "kwargs": {}}}  # tiny & fast
+    d["train"]["epochs"] = 2
+    d["train"]["patience"] = 0
+    d["train"]["log_model"] = False
+    d["train"]["threads"] = 1
+    over = dict(
+        storage=storage,
+        architecture="resnet",
+        epochs=0,
+        n_trials=2,
+        n_startup_trials=1,
+        pruner_startup_trials=1,
+        pruner_warmup_epochs=0,
+    )
+    d["tune"].update({**over, **tune_over})
+    return d
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    make_splits(tmp_path, {"train": 8, "val": 4, "test": 1})
+    return tmp_path
+
+
+def _trial_runs(parent_id: str) -> list:
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("lusaug-tuning")
+    return client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+
+
+def test_tune_writes_tuned_file_and_resumes(workdir, micro_params_dict):
+    d = _params_dict(micro_params_dict, workdir, "journal:optuna.journal")
+    params = params_from_dict(d)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(d))
+    splits = workdir / "data" / "splits.csv"
+    data = tune(
+        params,
+        workdir / "params.yaml",
+        splits,
+        workdir / "params" / "tuned.yaml",
+        workdir / "plots" / "tune",
+        root=workdir,
+    )
+
+    assert data["study"]["trials"] == 2
+    weights, lr = read_tuned(
+        workdir / "params" / "tuned.yaml", params.base.classes
+    )  # issue 3 reads it
+    assert weights.shape == (4,) and np.all(weights > 0) and lr == pytest.approx(data["lr"])
+    lo, hi = params.tune.lr_range
+    assert lo <= lr <= hi
+    assert data["filter"]["tuned"] is False  # no filter_generator on micro data
+    assert (workdir / "plots" / "tune" / "optimization_history.png").stat().st_size > 0
+    assert (workdir / "plots" / "tune" / "param_importances.png").exists() or data["study"][
+        "complete"
+    ] < 2
+
+    study = optuna.load_study(
+        study_name=params.tune.study_name, storage=make_storage("journal:optuna.journal")
+    )
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    runs = _trial_runs(parent)
+    assert sorted(r.data.tags["optuna.trial"] for r in runs) == ["0", "1"]
+    assert all("val_macro_f1" in r.data.metrics for r in runs)  # per-epoch reports as steps
+    assert MlflowClient().get_run(parent).info.experiment_id == runs[0].info.experiment_id
+
+    # Re-run: the study continues (adds n_trials) under the same parent run.
+    again = tune(
+        params,
+        workdir / "params.yaml",
+        splits,
+        workdir / "params" / "tuned.yaml",
+        workdir / "plots" / "tune",
+        root=workdir,
+    )
+    assert again["study"]["trials"] == 4
+    assert sorted(int(r.data.tags["optuna.trial"]) for r in _trial_runs(parent)) == [0, 1, 2, 3]
+    study = optuna.load_study(
+        study_name=params.tune.study_name, storage=make_storage("journal:optuna.journal")
+    )
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_sqlite_study(workdir, micro_params_dict):
+    """tune.workers=2: this process plus a pipelines/tune.py worker finish one study together."""
+    d = _params_dict(micro_params_dict, workdir, "sqlite:///optuna.db", n_trials=6, workers=2)
+    params = params_from_dict(d)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(d))
+    data = tune(
+        params,
+        workdir / "params.yaml",
+        workdir / "data" / "splits.csv",
+        workdir / "params" / "tuned.yaml",
+        workdir / "plots" / "tune",
+        root=workdir,
+    )
+    study = optuna.load_study(
+        study_name=params.tune.study_name, storage=f"sqlite:///{workdir / 'optuna.db'}"
+    )
+    states = [t.state.name for t in study.trials]
+    assert (
+        6 <= len(states) <= 7
+    )  # workers stop at the target (one may overshoot by its last trial)
+    assert set(states) <= {"COMPLETE", "PRUNED"}  # none lost, none left running or failed
+    assert sorted(t.number for t in study.trials) == list(range(len(states)))
+    workers = {t.user_attrs["worker"] for t in study.trials}
+    assert len(workers) == 2, workers  # both processes ran trials
+    assert data["study"]["trials"] == len(states)
+    assert len(_trial_runs(study.user_attrs["mlflow_parent_run_id"])) == len(states)
