@@ -1,0 +1,156 @@
+"""Batched, seeded sampling with DDPM-1000 and fast samplers (DDIM, DPM-Solver++).
+
+One loop serves unconditional and class-conditional UNets (``DDPMPipeline`` cannot pass class
+labels). The same seed, count and batch size give the same images.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lusaug.config import SAMPLERS
+
+logger = logging.getLogger(__name__)
+
+
+# Training-schedule keys a sampler inherits. Everything else is set explicitly: diffusers'
+# ``from_config`` silently drops keys listed in an in-memory config's ``_use_default_values``,
+# so a scheduler built from a live config and one built from the saved JSON would differ.
+_SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule",
+                  "trained_betas", "prediction_type")
+# "trailing" spacing starts few-step samplers at the last training timestep (Lin et al. 2024).
+TIMESTEP_SPACING = "trailing"
+
+
+def make_scheduler(sampler: str, train_config: Any) -> Any:
+    """A sampling scheduler with the training DDPMScheduler's noise schedule."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    base = {k: train_config[k] for k in _SCHEDULE_KEYS if k in train_config}
+    base["timestep_spacing"] = TIMESTEP_SPACING
+    clip = bool(train_config.get("clip_sample", True))
+    if sampler == "ddpm":
+        return DDPMScheduler(**base, clip_sample=clip, variance_type="fixed_small")
+    if sampler == "ddim":
+        return DDIMScheduler(**base, clip_sample=clip)
+    if sampler == "dpmsolver++":
+        return DPMSolverMultistepScheduler(**base, algorithm_type="dpmsolver++")
+    raise ValueError(f"unknown sampler {sampler!r}; use one of {SAMPLERS}")
+
+
+@torch.no_grad()
+def sample_ddpm(
+    unet: torch.nn.Module,
+    train_config: Any,
+    n: int,
+    sampler: str,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    class_label: int | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Draw ``n`` images; returns float32 (n, r, r) in [0, 1] at the UNet's resolution.
+
+    Args:
+        unet: a trained ``UNet2DModel`` (``num_class_embeds`` set when ``class_label`` is given).
+        train_config: the training scheduler's config (``scheduler.config``).
+        sampler: ddpm | ddim | dpmsolver++.
+        steps: denoising steps (ddpm with ``steps == num_train_timesteps`` is the full chain).
+        batch_size: images per UNet call.
+        seed: one generator seeded with it draws all noise, batch after batch.
+        class_label: the class to sample from a class-conditional model.
+    """
+    if n <= 0:
+        size = unet.config.sample_size
+        return np.zeros((0, size, size), np.float32)
+    conditional = bool(getattr(unet.config, "num_class_embeds", None))
+    if conditional and class_label is None:
+        raise ValueError("a class-conditional UNet needs class_label")
+    sched = make_scheduler(sampler, train_config)
+    gen = torch.Generator().manual_seed(seed)
+    size = unet.config.sample_size
+    device = next(unet.parameters()).device
+    out = []
+    batches = [min(batch_size, n - i) for i in range(0, n, batch_size)]
+    bar = tqdm(total=len(batches) * steps, desc=f"sample {sampler}-{steps}", disable=not progress)
+    for bs in batches:
+        sched.set_timesteps(steps)
+        x = torch.randn((bs, 1, size, size), generator=gen) * sched.init_noise_sigma
+        x = x.to(device)
+        kwargs = {}
+        if conditional:
+            kwargs["class_labels"] = torch.full((bs,), int(class_label), device=device)
+        for t in sched.timesteps:
+            model_in = sched.scale_model_input(x, t)
+            eps = unet(model_in, t, **kwargs).sample
+            x = sched.step(eps, t, x, generator=gen).prev_sample
+            bar.update(1)
+        out.append(((x.clamp(-1, 1) + 1) / 2).squeeze(1).float().cpu().numpy())
+    bar.close()
+    return np.concatenate(out)
+
+
+class Generator:
+    """A saved generator (DDPM or textual inversion) ready to sample uint8 frames.
+
+    ``Generator.load(models/generators/<G>)`` reads ``generator.json`` to know which kind it is;
+    :meth:`sample` returns uint8 (n, image_size, image_size) frames of the target class.
+    """
+
+    def __init__(self, model_dir: Path | str, meta: dict[str, Any], model: Any, scheduler: Any):
+        self.model_dir = Path(model_dir)
+        self.meta = meta
+        self.model = model
+        self.scheduler = scheduler
+
+    @classmethod
+    def load(cls, model_dir: Path | str) -> Generator:
+        from lusaug.generators.ddpm import load_ddpm, read_meta
+
+        meta = read_meta(model_dir)
+        if meta["kind"] == "textual_inversion":
+            from lusaug.generators.textual_inversion import load_ti_pipeline
+
+            pipe = load_ti_pipeline(meta["checkpoint"], Path(model_dir) / meta["embeddings"],
+                                    meta["placeholder_token"])
+            return cls(model_dir, meta, pipe, None)
+        unet, scheduler, meta = load_ddpm(model_dir)
+        return cls(model_dir, meta, unet, scheduler)
+
+    def sample(
+        self,
+        n: int,
+        seed: int,
+        sampler: str | None = None,
+        steps: int | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """``n`` uint8 frames at the pipeline's image size (defaults from generator.json)."""
+        from lusaug.generators.data import from_unit, resize_batch
+
+        m = self.meta
+        batch_size = batch_size or m.get("batch_size", n) or n
+        if m["kind"] == "textual_inversion":
+            from lusaug.generators.textual_inversion import generate_ti
+
+            imgs = generate_ti(
+                self.model, m["placeholder_token"], m["template"], n, seed,
+                resolution=m["resolution"], steps=steps or m["steps"],
+                guidance_scale=m["guidance_scale"], batch_size=batch_size,
+            )
+        else:
+            imgs = sample_ddpm(
+                self.model, self.scheduler.config, n, sampler or m["sampler"],
+                steps or m["steps"], batch_size, seed,
+                class_label=m.get("class_index") if m["kind"] == "ddpm_conditional" else None,
+                progress=progress,
+            )
+        return resize_batch(from_unit(imgs), int(m["image_size"]))
