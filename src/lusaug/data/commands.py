@@ -17,14 +17,23 @@ def phantom(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="Parameter file."),
     seed: int | None = typer.Option(None, help="Override phantom.seed."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty output folder."),
+    grid: Path | None = typer.Option(
+        None, "--grid", help="Also save a PNG grid of phantom frames per class (e.g. for docs)."
+    ),
 ) -> None:
     """Write the deterministic lung-ultrasound phantom (clips + metadata.csv) to OUT."""
-    from lusaug.config import load_params
-    from lusaug.data.phantom import write_phantom
+    from lusaug.config import ConfigError, load_params
+    from lusaug.data.phantom import phantom_grid, write_phantom
 
-    params = load_params(params_file)
-    summary = write_phantom(out, params, seed=seed, force=force)
+    try:
+        params = load_params(params_file)
+        summary = write_phantom(out, params, seed=seed, force=force)
+    except (ConfigError, FileExistsError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(summary)
+    if grid is not None:
+        typer.echo(f"grid: {phantom_grid(params, grid, seed=seed)}")
 
 
 def import_(

@@ -111,6 +111,13 @@ def commit_raw(root: Path, raw: str = "data/raw") -> str:
     )
     dvc_file.write_text(text)
     added.unlink()
+    # core.autostage has git-added the intermediate data/raw.dvc: unstage it (no-op outside git).
+    subprocess.run(
+        ["git", "rm", "-q", "--cached", "--ignore-unmatch", str(added.relative_to(root))],
+        cwd=root,
+        capture_output=True,
+        check=False,
+    )
     if tracked_path(dvc_file) != raw:
         raise DvcError(f"could not rewrite the path in {dvc_file}; check it by hand")
     if raw_path.parent != root:

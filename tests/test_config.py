@@ -1,0 +1,99 @@
+"""The typed config: params.yaml loads strictly, profiles switch cleanly, dvc.yaml is consistent."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lusaug.config import PROJ_ROOT, ConfigError, as_flat_dict, deep_merge, load_params, params_from_dict
+from lusaug.profiles import apply_profile, available_profiles
+
+
+def test_committed_params_load(params):
+    assert params.base.target_class in params.base.classes
+    assert params.import_.prefixes["pneu"] == "pneumonia"
+
+
+def test_unknown_key_is_rejected(params_dict):
+    bad = deep_merge(params_dict, {"frames": {"max_per_vidoe": 3}})
+    with pytest.raises(ConfigError, match="max_per_vidoe"):
+        params_from_dict(bad)
+
+
+def test_missing_key_is_rejected(params_dict):
+    bad = deep_merge(params_dict, {})
+    bad["split"] = {k: v for k, v in bad["split"].items() if k != "kfold"}
+    with pytest.raises(ConfigError, match="kfold"):
+        params_from_dict(bad)
+
+
+def test_wrong_type_is_rejected(params_dict):
+    bad = deep_merge(params_dict, {"base": {"image_size": "big"}})
+    with pytest.raises(ConfigError, match="image_size"):
+        params_from_dict(bad)
+
+
+def test_flat_dict_has_dotted_keys(params):
+    flat = as_flat_dict(params)
+    assert flat["base.image_size"] == params.base.image_size
+    assert flat["import.prefixes.Vir"] == "viral"
+
+
+@pytest.mark.parametrize("name", [p for p in available_profiles() if p != "default"])
+def test_profile_round_trip_restores_defaults(tmp_path, name):
+    """Applying any profile then `default` gives back the committed params.yaml values."""
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(PROJ_ROOT / "params.yaml", params_file)
+    original = yaml.safe_load(params_file.read_text())
+    changed = apply_profile(name, params_file)
+    assert changed["base"]["profile"] == name
+    load_params(params_file)
+    restored = apply_profile("default", params_file)
+    assert restored == original
+    assert "# lusaug parameters" in params_file.read_text()  # comments survive
+
+
+def test_default_profile_is_a_no_op(tmp_path):
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(PROJ_ROOT / "params.yaml", params_file)
+    before = yaml.safe_load(params_file.read_text())
+    assert apply_profile("default", params_file) == before
+
+
+def test_unknown_profile_names_the_choices(tmp_path):
+    with pytest.raises(ConfigError, match="available"):
+        apply_profile("nope", tmp_path / "params.yaml")
+
+
+def _stages():
+    """Stage name -> definition, with foreach stages' ``do`` body flattened in."""
+    with (PROJ_ROOT / "dvc.yaml").open() as fh:
+        stages = yaml.safe_load(fh)["stages"]
+    return {name: {**stage, **stage.get("do", {})} for name, stage in stages.items()}
+
+
+def test_dvc_stage_scripts_and_params_exist(params_dict):
+    """Every stage runs an existing pipelines/<stage>.py and reads params that exist."""
+    flat = as_flat_dict(params_dict)
+    sections = set(params_dict)
+    for name, stage in _stages().items():
+        script = stage["cmd"].split()[1]
+        assert (PROJ_ROOT / script).exists() or "${" in script, f"{name}: {script} missing"
+        for key in stage.get("params", []):
+            key = key if isinstance(key, str) else next(iter(key))
+            if "${" in key:
+                continue
+            assert key in sections or key in flat or any(
+                k.startswith(key + ".") for k in flat
+            ), f"stage {name} reads unknown param {key}"
+
+
+def test_stage_names_match_scripts():
+    """A newcomer finds a stage's code from its name: pipelines/<stage>.py."""
+    for name, stage in _stages().items():
+        script = Path(stage["cmd"].split()[1])
+        assert script.parent.name == "pipelines"
+        assert name.split("_")[0] in script.stem or script.stem in name, (name, script)
