@@ -1,0 +1,194 @@
+"""MLflow tracking of classifier runs: one child run per training, grouped under a parent.
+
+Every ``train`` process of one ``dvc repro`` finds (or creates) the same parent run in the
+``lusaug-classifiers`` experiment: the parent is identified by a *group key*, a hash of the git
+commit, the whole params.yaml and the data hash, so the matrix of one repro lands under one parent
+and the MLflow UI compare view lines strategies up side by side. ``LUSAUG_MLFLOW_GROUP`` overrides
+the key (e.g. to group runs of several commits). The client API with explicit run ids is used
+throughout, so nothing depends on a global "active run".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from lusaug.config import Params, as_flat_dict
+from lusaug.tracking.mlflow_utils import data_hash, git_commit, setup_experiment, standard_tags
+
+logger = logging.getLogger(__name__)
+
+GROUP_TAG = "lusaug.group"
+ROLE_TAG = "lusaug.role"
+GROUP_ENV = "LUSAUG_MLFLOW_GROUP"
+
+
+def group_key(params: Params, root: Path | str = ".") -> str:
+    """Key shared by every run of one ``dvc repro``: commit (clean or not), params, data."""
+    override = os.environ.get(GROUP_ENV)
+    if override:
+        return override
+    blob = json.dumps(
+        {
+            "commit": git_commit(root).removesuffix("-dirty"),
+            "params": as_flat_dict(params),
+            "data": data_hash(root),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def dvc_stage() -> str:
+    """The DVC stage this process runs in (DVC sets DVC_STAGE), or LUSAUG_DVC_STAGE."""
+    return os.environ.get("LUSAUG_DVC_STAGE") or os.environ.get("DVC_STAGE", "")
+
+
+def find_or_create_parent(
+    exp_id: str, key: str, root: Path | str = ".", name_prefix: str = "train-matrix"
+) -> str:
+    """Run id of the parent run tagged with group ``key`` (created, FINISHED, when absent)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    query = f"tags.`{GROUP_TAG}` = '{key}' and tags.`{ROLE_TAG}` = 'parent'"
+    found = client.search_runs(
+        [exp_id], filter_string=query, order_by=["attributes.start_time ASC"]
+    )
+    if found:
+        return found[0].info.run_id
+    tags = standard_tags(root, **{GROUP_TAG: key, ROLE_TAG: "parent"})
+    tags["dvc_stage"] = ""
+    run = client.create_run(exp_id, run_name=f"{name_prefix}-{key}", tags=tags)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    # Two processes may race to create it: keep the oldest, retire ours if it lost.
+    found = client.search_runs(
+        [exp_id], filter_string=query, order_by=["attributes.start_time ASC"]
+    )
+    winner = found[0].info.run_id if found else run.info.run_id
+    if winner != run.info.run_id:
+        client.delete_run(run.info.run_id)
+    return winner
+
+
+class TrainTracker:
+    """Logs one training run; a disabled tracker (``enabled=False``) does nothing."""
+
+    def __init__(
+        self,
+        params: Params,
+        run_name: str,
+        tags: dict[str, Any],
+        root: Path | str = ".",
+        resume_run_id: str | None = None,
+        enabled: bool = True,
+    ) -> None:
+        self.enabled = enabled
+        self.run_id: str | None = None
+        self.parent_run_id: str | None = None
+        if not enabled:
+            return
+        from mlflow.tracking import MlflowClient
+
+        exp_id = setup_experiment("classifiers", params.mlflow.tracking_uri, root)
+        self.client = MlflowClient()
+        if resume_run_id:
+            try:
+                run = self.client.get_run(resume_run_id)
+                if run.info.lifecycle_stage == "active":
+                    self.run_id = resume_run_id
+                    self.parent_run_id = run.data.tags.get("mlflow.parentRunId")
+                    self.client.update_run(resume_run_id, status="RUNNING")
+                    logger.info("resuming MLflow run %s", resume_run_id)
+                    return
+            except Exception as exc:  # noqa: BLE001 - a reset store must not stop training
+                logger.warning("cannot resume MLflow run %s (%s): new run", resume_run_id, exc)
+        self.parent_run_id = find_or_create_parent(exp_id, group_key(params, root), root)
+        all_tags = standard_tags(root, **tags)
+        all_tags["dvc_stage"] = dvc_stage()
+        all_tags["mlflow.parentRunId"] = self.parent_run_id
+        all_tags[ROLE_TAG] = "train"
+        run = self.client.create_run(exp_id, run_name=run_name, tags=all_tags)
+        self.run_id = run.info.run_id
+        self.log_params(as_flat_dict(params))
+
+    def log_params(self, values: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in values.items()]
+        for i in range(0, len(items), 100):  # log_batch takes at most 100 params per call
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, values: dict[str, float], step: int | None = None) -> None:
+        if not self.enabled:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), now, step or 0)
+            for k, v in values.items()
+            if v is not None and math.isfinite(v)  # NaN is not a useful MLflow point
+        ]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+
+    def log_artifact(self, path: Path | str, artifact_path: str | None = None) -> None:
+        if self.enabled:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        if self.enabled:
+            self.client.log_text(self.run_id, text, artifact_file)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        if self.enabled:
+            for k, v in tags.items():
+                self.client.set_tag(self.run_id, k, str(v))
+
+    def log_model(self, model: Any, input_example: Any) -> None:
+        """The model, pytorch flavour, with signature/input example and explicit requirements."""
+        if not self.enabled:
+            return
+        import mlflow
+        import timm
+        import torch
+
+        reqs = [f"torch=={torch.__version__.split('+')[0]}", f"timm=={timm.__version__}"]
+        with mlflow.start_run(run_id=self.run_id):
+            mlflow.pytorch.log_model(
+                model, name="model", input_example=input_example, pip_requirements=reqs
+            )
+        self.client.update_run(self.run_id, status="RUNNING")  # start_run's exit finished it
+
+    def finish(self, status: str = "FINISHED") -> None:
+        if self.enabled and self.run_id:
+            self.client.set_terminated(self.run_id, status)
+
+
+def log_to_runs(run_ids: list[str], metrics: dict[str, float], files: list[Path]) -> None:
+    """Log evaluation results to existing runs (e.g. test metrics and the report to a parent)."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    now = int(time.time() * 1000)
+    items = [
+        Metric(k, float(v), now, 0)
+        for k, v in metrics.items()
+        if v is not None and math.isfinite(v)
+    ]
+    for run_id in run_ids:
+        for i in range(0, len(items), 1000):
+            client.log_batch(run_id, metrics=items[i : i + 1000])
+        for f in files:
+            client.log_artifact(run_id, str(f), "evaluation")
