@@ -3,6 +3,7 @@ standalone with exactly the argv that dvc.yaml gives them."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import shutil
@@ -246,3 +247,26 @@ def test_stage_scripts_run_standalone_with_dvc_argv(
         train.main(
             _argv("train_synthetic", {"generator": "ddpm_3mixed", "arch": "resnet", "seed": 0})
         )
+
+
+def test_rare_class_with_one_test_patient_is_not_estimable(tmp_path, clf_params, evaluated):
+    """One viral test patient gives a degenerate interval: never a 'better'/'worse' verdict."""
+    target = clf_params.base.target_class
+    test = evaluated["test"]
+    frames = test.frames.copy()
+    rare = frames.index[frames["label"] == target]
+    assert frames.loc[rare, "patient_id"].nunique() == 1  # the toy split has one viral patient
+    one = json.loads(_outputs(evaluated["root"]).comparison.read_text())
+    verdict = one["class_weights-resnet"][f"recall_{target}"]["verdict"]
+    assert verdict.startswith("not estimable (1 test patient")
+    assert one["class_weights-resnet"]["f1_macro"]["verdict"] == "better"  # others unaffected
+    # give the class a second test patient: the verdict comes from the interval again
+    frames.loc[rare[: len(rare) // 2], "patient_id"] = "second-viral-patient"
+    two = dataclasses.replace(test, frames=frames)
+    evaluate_records(clf_params, two, evaluated["runs"], _outputs(tmp_path), tracking=False)
+    comp = json.loads(_outputs(tmp_path).comparison.read_text())
+    assert comp["class_weights-resnet"][f"recall_{target}"]["verdict"] in {
+        "better",
+        "worse",
+        "not significant",
+    }

@@ -47,6 +47,8 @@ DVC_METRICS = ("accuracy", "f1_macro", "precision_macro", "balanced_accuracy", "
 # Offsets that derive the bootstrap seeds from base.seed (test and validation draws differ).
 TEST_SEED_OFFSET = 1001
 VAL_SEED_OFFSET = 2002
+# Bootstrap intervals over fewer test patients than this are degenerate (one patient: lo == hi).
+MIN_PATIENTS_FOR_INTERVAL = 2
 
 
 @dataclass
@@ -222,6 +224,9 @@ def evaluate_records(
         test.frames, classes, ev.bootstrap, params.base.seed + TEST_SEED_OFFSET, ev.stratify
     )
     w_test = test_design.frame_weights(test.frames["patient_id"].to_numpy())
+    # A per-class metric resampled over a single test patient has a degenerate interval: with
+    # fewer than two patients of the class its difference is reported as not estimable.
+    test_patients = test.frames.groupby("label")["patient_id"].nunique().to_dict()
     val_frames = runs[0].val
     val_design = _design(
         val_frames, classes, ev.bootstrap, params.base.seed + VAL_SEED_OFFSET, ev.stratify
@@ -293,6 +298,10 @@ def evaluate_records(
                 "hi": sm["hi"],
                 "verdict": significance(sm["lo"], sm["hi"]),
             }
+            cls = m.removeprefix("recall_") if m.startswith("recall_") else None
+            n_patients = int(test_patients.get(cls, 0)) if cls else None
+            if n_patients is not None and n_patients < MIN_PATIENTS_FOR_INTERVAL:
+                entry[m]["verdict"] = f"not estimable ({n_patients} test patient(s) of {cls})"
         comparison[f"{s}-{a}"] = entry
 
     # ---- files ----
