@@ -23,6 +23,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from machine import describe  # benchmarks/machine.py (the script folder is on sys.path)
+
 from lusaug.config import PROJ_ROOT, load_params
 from lusaug.data.frames import extract_frames
 from lusaug.data.ingest import import_folder
@@ -30,22 +32,8 @@ from lusaug.data.ingest import import_folder
 TARGET_S = 60.0  # issue 2: whole folder under 60 s on 2 cores
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def _machine() -> str:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{_cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}; load average {load}"
-    )
+    return describe(f"{platform.system()} {platform.release()}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,7 +21,6 @@ import argparse
 import dataclasses
 import logging
 import os
-import platform
 import resource
 import shlex
 import subprocess
@@ -32,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+from machine import describe  # benchmarks/machine.py (the script folder is on sys.path)
 
 from lusaug.config import PROJ_ROOT, Params, load_params
 from lusaug.models.augment import augment_batch
@@ -41,22 +41,8 @@ from lusaug.models.toy import write_toy_dataset
 from lusaug.models.train import make_accelerator
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def _machine() -> str:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{_cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
-        f"Python {platform.python_version()}; load average {load}"
-    )
+    return describe(f"torch {torch.__version__}")
 
 
 def _meta(params: Params, arch: str) -> ClassifierMeta:
