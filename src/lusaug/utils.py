@@ -72,5 +72,49 @@ def seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
 
 
+STAGE_COSTS_ENV = "LUSAUG_STAGE_COSTS"
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    record_stage_costs()
+
+
+def record_stage_costs() -> None:
+    """When $LUSAUG_STAGE_COSTS names a file, append this process's wall time and peak memory.
+
+    Every pipeline script calls this (through ``setup_logging``), so a ``dvc repro`` run with the
+    variable set leaves one JSON line per stage (per matrix item) for the runtime/memory table.
+    Peak memory is the larger of this process's and its largest child's maximum RSS.
+    """
+    target = os.environ.get(STAGE_COSTS_ENV)
+    if not target:
+        return
+    import atexit
+    import resource
+    import sys
+    import time
+
+    import psutil
+
+    # From process start, so interpreter and library imports count towards the stage.
+    started_at = psutil.Process().create_time()
+
+    def _append() -> None:
+        peak_kb = max(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        )
+        line = {
+            "script": Path(sys.argv[0]).stem,
+            "argv": sys.argv[1:],
+            "started": started_at,
+            "wall_s": round(time.time() - started_at, 2),
+            "peak_rss_mb": round(peak_kb / 1024, 1),
+        }
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fh:  # one short line per process: appends do not interleave
+            fh.write(json.dumps(line) + "\n")
+
+    atexit.register(_append)
