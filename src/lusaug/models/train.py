@@ -281,12 +281,8 @@ def train_classifier(
 
     accelerator = make_accelerator(cfg.precision)
     torch.manual_seed(seed)
-    meta = ClassifierMeta(
-        model=arch_cfg.model,
-        kwargs={k: v for k, v in arch_cfg.kwargs.items() if v is not None},
-        classes=list(classes),
-        image_size=size,
-        extra={"strategy": strat.name, "architecture": arch, "seed": seed, "run": name},
+    meta = ClassifierMeta.for_architecture(
+        params, arch, strategy=strat.name, seed=seed, run=name
     )
     model = build_classifier(meta)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
