@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe  # benchmarks/machine.py (the script folder is on sys.path)
 
 
 def _kid_cell(k) -> str:
@@ -86,11 +85,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((f"{sampler}-{n_steps}", n, dt, n / dt, k))
     base_speed = rows[0][3]
     ddpm_kid = rows[0][4]
-    load = os.getloadavg()
     cmd = " ".join(["python", "benchmarks/generators.py", *(argv or sys.argv[1:])])
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-               f"{torch.__version__}, {torch.get_num_threads()} thread(s)")
-    loads = f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}"
+    machine = describe(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     train_line = (f"DDPM training ({cfg.resolution} px, widths {cfg.block_out_channels}, "
                   f"{cfg.prediction_type}, batch {cfg.batch_size}, {steps} steps on {len(real)} "
                   f"{target} training frames): **{res.images_per_second:.1f} images/s** "
@@ -100,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         "### Generators (benchmarks/generators.py)",
         "",
-        f"`{cmd}` on {machine}; load average {loads} (shared machine: times are noisy).",
+        f"`{cmd}` on {machine} (shared machine: times are noisy).",
         "",
         train_line,
         "",

@@ -11,13 +11,14 @@ a shared machine are noisy; the load average is printed with the result.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import describe  # benchmarks/machine.py (the script folder is on sys.path)
 
 from lusaug.config import load_params
 from lusaug.data.phantom import write_phantom
@@ -37,7 +38,6 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             summary = write_phantom(Path(tmp) / f"raw{i}", params)
             times.append(time.perf_counter() - start)
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     cmd = shlex.join(
         ["python", "benchmarks/phantom.py", *(argv if argv is not None else sys.argv[1:])]
     )
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"| phantom generation (profile `{params.base.profile}`) | {size} "
         f"| {statistics.median(times):.1f} s median of {len(times)} (best {min(times):.1f} s) "
-        f"| nproc={os.cpu_count()}, load average {load} | `{cmd}` |"
+        f"| {describe()} | `{cmd}` |"
     )
 
 

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import base64
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -31,28 +30,19 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from machine import describe  # benchmarks/machine.py (the script folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     import onnxruntime
     import torch
 
-    load = os.getloadavg()
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"torch {torch.__version__}, "
-        f"onnxruntime {onnxruntime.__version__}; load average {load[0]:.1f} at start "
-        "(the machine is shared: expect +-30 %)"
-    )
+    return describe(
+        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}"
+    ) + " (the machine is shared: expect +-30 %)"
 
 
 def pct(xs: list[float], q: float) -> float:

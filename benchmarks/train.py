@@ -46,9 +46,7 @@ def _machine() -> str:
 
 
 def _meta(params: Params, arch: str) -> ClassifierMeta:
-    a = params.train.architectures[arch]
-    kwargs = {k: v for k, v in a.kwargs.items() if v is not None}
-    return ClassifierMeta(a.model, kwargs, list(params.base.classes), params.base.image_size)
+    return ClassifierMeta.for_architecture(params, arch)
 
 
 def train_images_per_s(
