@@ -19,6 +19,16 @@ def _load_yaml(path: Path) -> dict:
         return yaml.safe_load(fh) or {}
 
 
+@pytest.fixture(autouse=True)
+def _isolated_mlflow_env(monkeypatch):
+    """mlflow.set_experiment() exports MLFLOW_EXPERIMENT_ID into os.environ: undo it after every
+    test so neither later tests nor their subprocesses (`mlflow run`, dvc) inherit another
+    store's experiment or run id."""
+    for var in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
+
+
 @pytest.fixture(scope="session")
 def params_dict() -> dict:
     """The committed params.yaml as a dict (the default profile)."""

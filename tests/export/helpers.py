@@ -153,11 +153,3 @@ def register_and_export(root: Path, params, runs: dict[str, dict], tag: str) -> 
         root=root / tag,
     )
     return reg
-
-
-def isolate_mlflow_env(monkeypatch) -> None:  # noqa: ANN001
-    """mlflow.set_experiment() exports MLFLOW_EXPERIMENT_ID into os.environ; undo it after a test
-    so neither later tests nor their subprocesses (`mlflow run`) inherit another store's id."""
-    for var in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
-        monkeypatch.setenv(var, "")
-        monkeypatch.delenv(var)
