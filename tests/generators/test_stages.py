@@ -182,3 +182,36 @@ def test_nothing_runs_on_a_split_that_failed_validation(ws, tmp_path):
         run_generate("ddpm_3mixed", ws["splits"], tmp_path / "m", tmp_path / "c", ws["params"],
                      validation_json=bad)
     assert not Path(tmp_path / "m").exists()
+
+
+def test_stale_metrics_of_other_generators_are_never_registered(ws, tmp_path):
+    """A metrics file from git or another run (other split, or a run this store lacks) with a
+    better KID must neither win the registry nor crash the filter."""
+    import mlflow
+
+    root, params = ws["root"], ws["params"]
+    mine = json.loads((root / "metrics/synthetic_ddpm_3mixed.json").read_text())
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    better = {"mean": -1.0, "std": 0.0, "low": -1.0, "high": -1.0}
+    other_split = {**mine, "generator": "ti_object", "kid": better,
+                   "scored_against": {**mine["scored_against"], "splits_sha256": "0" * 64}}
+    other_store = {**mine, "generator": "ddpm_all_leaky", "leaky": False, "kid": better,
+                   "mlflow_run_id": "f" * 32, "model_uri": "models:/m-" + "f" * 32}
+    (metrics_dir / "synthetic_ti_object.json").write_text(json.dumps(other_split))
+    (metrics_dir / "synthetic_ddpm_all_leaky.json").write_text(json.dumps(other_store))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", ws["uri"])
+        mp.chdir(root)
+        out = run_filter("ddpm_3mixed", ws["splits"], root / "models/generators/ddpm_3mixed",
+                         root / "data/synthetic/ddpm_3mixed/candidates", root / "models/encoder",
+                         tmp_path / "kept", tmp_path / "filter.csv",
+                         metrics_dir / "synthetic_ddpm_3mixed.json", tmp_path / "plots", params,
+                         ws["val"])
+        mlflow.set_tracking_uri(ws["uri"])
+        champion = mlflow.MlflowClient().get_model_version_by_alias("lus-generator-viral",
+                                                                    "champion")
+    not_comparable = out["registry"]["not_comparable"]
+    assert "other data" in not_comparable["ti_object"]
+    assert "not in this tracking store" in not_comparable["ddpm_all_leaky"]
+    assert champion.tags["generator"] == "ddpm_3mixed"

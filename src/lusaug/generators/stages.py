@@ -6,6 +6,7 @@ summary it wrote, so tests and benchmarks can call them directly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -27,7 +28,7 @@ from lusaug.generators.plots import (
     loss_figure,
     save_figure,
 )
-from lusaug.utils import atomic_path, write_json
+from lusaug.utils import atomic_path, sha256_file, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -486,6 +487,7 @@ def run_filter(
     run_info = _read_run(model_dir)
     metrics["mlflow_run_id"] = run_info.get("run_id")
     metrics["model_uri"] = run_info.get("model_uri")
+    metrics["scored_against"] = score_basis(splits_csv, encoder_dir)
 
     scatter = filter_scatter_figure(std, entropy, outcome.kept, fcfg.min_std, fcfg.min_entropy,
                                     mem.memorised, f"{label}: quality filter")
@@ -558,10 +560,31 @@ def _track_filter(
             mlflow.log_dict(dict(metrics), "filter/metrics.json")
     if not params.filter.register:
         return {"status": "disabled (filter.register = false)"}
-    all_metrics = [metrics]
+    all_metrics, not_comparable = [metrics], {}
     for g in params.generate.enabled:
         path = Path(metrics_json).with_name(f"synthetic_{g}.json")
-        if g != name and path.exists():
-            all_metrics.append(json.loads(path.read_text()))
-    return register_best_generator(all_metrics, params.base.target_class,
-                                   params.filter.max_memorisation_rate)
+        if g == name or not path.exists():
+            continue
+        other = json.loads(path.read_text())
+        # KIDs compare only on the same split and encoder, and only a generator logged in this
+        # tracking store can be registered (a metrics file from git may describe another run).
+        if other.get("scored_against") != metrics["scored_against"]:
+            not_comparable[g] = "scored on other data or another encoder (stale metrics file)"
+        elif not run_exists(other.get("mlflow_run_id")):
+            not_comparable[g] = "its run is not in this tracking store"
+        else:
+            all_metrics.append(other)
+    summary = register_best_generator(all_metrics, params.base.target_class,
+                                      params.filter.max_memorisation_rate)
+    if not_comparable:
+        summary["not_comparable"] = not_comparable
+    return summary
+
+
+def score_basis(splits_csv: Path | str, encoder_dir: Path | str) -> dict[str, str]:
+    """What a generator's KID was measured against: the split and the encoder (sha256s)."""
+    encoder = hashlib.sha256()
+    for f in sorted(Path(encoder_dir).rglob("*")):
+        if f.is_file():
+            encoder.update(f"{f.relative_to(encoder_dir)}:{sha256_file(f)}".encode())
+    return {"splits_sha256": sha256_file(splits_csv), "encoder_sha256": encoder.hexdigest()}

@@ -8,7 +8,6 @@ the session, so serving never takes these numbers from anywhere else. :func:`res
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lusaug.serving.preprocess import FrameSpec, normalise, prepare_frames, softmax
+from lusaug.utils import sha256_file
 
 META_PREFIX = "lusaug."
 REQUIRED_META = ("classes", "image_size", "mean", "std")
@@ -57,14 +57,6 @@ class ModelInfo:
             self.metadata.get("auto_crop_black", "false").lower() == "true",
             int(self.metadata.get("black_threshold", "0")),
         )
-
-
-def sha256_file(path: Path | str) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def parse_metadata(props: dict[str, str], where: str) -> tuple[list[str], int, float, float]:
