@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from lusaug.data import commands as data_commands
+from lusaug.reporting import commands as reporting_commands
 from lusaug.serving import commands as serving_commands
 from lusaug.tracking import commands as tracking_commands
 
@@ -21,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-for module in (data_commands, serving_commands, tracking_commands):
+for module in (data_commands, reporting_commands, serving_commands, tracking_commands):
     module.register(app)
 
 

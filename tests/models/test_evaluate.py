@@ -260,6 +260,8 @@ def test_rare_class_with_one_test_patient_is_not_estimable(tmp_path, clf_params,
     verdict = one["class_weights-resnet"][f"recall_{target}"]["verdict"]
     assert verdict.startswith("not estimable (1 test patient")
     assert one["class_weights-resnet"]["f1_macro"]["verdict"] == "better"  # others unaffected
+    # recall_macro averages over classes: it is not the recall of a class called "macro"
+    assert not one["class_weights-resnet"]["recall_macro"]["verdict"].startswith("not estimable")
     # give the class a second test patient: the verdict comes from the interval again
     frames.loc[rare[: len(rare) // 2], "patient_id"] = "second-viral-patient"
     two = dataclasses.replace(test, frames=frames)

@@ -298,7 +298,9 @@ def evaluate_records(
                 "hi": sm["hi"],
                 "verdict": significance(sm["lo"], sm["hi"]),
             }
+            # per-class recall only: recall_macro is an average over classes, not a class
             cls = m.removeprefix("recall_") if m.startswith("recall_") else None
+            cls = cls if cls in classes else None
             n_patients = int(test_patients.get(cls, 0)) if cls else None
             if n_patients is not None and n_patients < MIN_PATIENTS_FOR_INTERVAL:
                 entry[m]["verdict"] = f"not estimable ({n_patients} test patient(s) of {cls})"

@@ -1,0 +1,1 @@
+"""Write-ups generated from a finished ``dvc repro`` run (``lusaug report``)."""

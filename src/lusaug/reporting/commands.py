@@ -1,0 +1,61 @@
+"""``lusaug report``: the study write-up from a finished ``dvc repro`` run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
+
+
+def report(
+    repo: Path = typer.Option(
+        Path("."), "--repo", help="Repository holding the finished run's outputs."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Markdown to write (default: REPO/docs/results-pocus.md)."
+    ),
+    figures: Path | None = typer.Option(
+        None, "--figures", help="Folder for the copied figures (default: REPO/docs/img/pocus)."
+    ),
+    title: str = typer.Option("", "--title", help="First heading (default: from base.profile)."),
+    costs: Path | None = typer.Option(
+        None,
+        "--costs",
+        help="$LUSAUG_STAGE_COSTS log of the run (default: REPO/logs/stage_costs.jsonl).",
+    ),
+    conclusion: Path | None = typer.Option(
+        None, "--conclusion", help="Markdown file with the written conclusion (included verbatim)."
+    ),
+) -> None:
+    """Write the study write-up (Table 3 with intervals, the study's numbers, figures, costs).
+
+    Reads REPO's params.yaml, metrics/, reports/, models/registered.json, params/tuned.yaml and
+    plots/. Only metrics/test.json is required; the text names any other missing input.
+    """
+    import logging
+
+    from lusaug.reporting.study import ReportError, build_study_report
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    out = out if out is not None else repo / "docs" / "results-pocus.md"
+    figures = figures if figures is not None else repo / "docs" / "img" / "pocus"
+    costs = costs if costs is not None else repo / "logs" / "stage_costs.jsonl"
+    try:
+        path = build_study_report(
+            repo,
+            out,
+            figures,
+            title=title,
+            costs_log=costs,
+            conclusion=conclusion,
+            reference=None,
+        )
+    except ReportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    n_figures = sum(1 for p in figures.rglob("*.png"))
+    typer.echo(f"wrote {path} ({n_figures} figures in {figures})")
