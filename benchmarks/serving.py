@@ -315,6 +315,20 @@ def mlflow_server(onnx: Path, work: Path) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
+def ceiling_server(work: Path) -> tuple[subprocess.Popen, str]:
+    """uvicorn serving benchmarks/ceiling_app.py: no decoding, no model, a constant answer."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "uvicorn"), "ceiling_app:app", "--host", "127.0.0.1", "--port", str(port),
+         "--no-access-log", "--log-level", "warning"],
+        cwd=Path(__file__).parent,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "ceiling.log").open("wb"),
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
 def server_table(
     onnx: Path, params_dict: dict, png: bytes, n: int, work: Path, rounds: int
 ) -> list[tuple]:
@@ -334,12 +348,14 @@ def server_table(
         "batch": (lambda: lusaug_server(onnx, params_dict, window, work), "/health"),
         "nobatch": (lambda: lusaug_server(onnx, params_dict, 0.0, work), "/health"),
         "mlflow": (lambda: mlflow_server(onnx, work), "/ping"),
+        "ceiling": (lambda: ceiling_server(work), "/health"),
     }
     configs = [
         (f"lusaug serve, micro-batching ({window:g} ms), multipart", "batch", lusaug_req),
         (f"lusaug serve, micro-batching ({window:g} ms), raw image/png body", "batch", raw_req),
         ("lusaug serve, no micro-batching, multipart", "nobatch", lusaug_req),
         ("mlflow models serve (pyfunc, same ONNX), base64 JSON", "mlflow", mlflow_req),
+        ("ceiling: FastAPI + uvicorn, empty endpoint, raw image/png body", "ceiling", raw_req),
     ]
     procs: dict[str, tuple[subprocess.Popen, str]] = {}
     try:
