@@ -8,18 +8,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from lusaug.config import PROJ_ROOT
 
 BIN = Path(sys.executable).parent
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1800) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1800
+) -> subprocess.CompletedProcess:
     """Run a command with the venv on PATH; on failure re-raise with its output."""
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{cwd / 'mlflow.db'}"
     env.update(GX_ANALYTICS_ENABLED="false", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}"
@@ -30,12 +36,16 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1800) -> s
 
 def copy_repo(dest: Path) -> Path:
     """Copy the files git would ship (tracked + untracked-not-ignored) and make it a git repo."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=PROJ_ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=PROJ_ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, files):
         src = PROJ_ROOT / rel
         if src.is_file():
@@ -54,3 +64,16 @@ def micro_repo(dest: Path) -> Path:
     run(["lusaug", "phantom", "--out", "data/raw", "--force"], dest)
     run(["dvc", "commit", "-q", "-f", "data.dvc"], dest)
     return dest
+
+
+def declared_outs(repo: Path) -> list[Path]:
+    """Outputs of the stages in the current pipeline (dvc.lock may keep entries of old ones)."""
+    current = set(run(["dvc", "stage", "list", "--name-only"], repo).stdout.split())
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert current <= set(lock["stages"]), f"stages never ran: {current - set(lock['stages'])}"
+    return [
+        repo / out["path"]
+        for name, stage in lock["stages"].items()
+        if name in current
+        for out in stage.get("outs", [])
+    ]

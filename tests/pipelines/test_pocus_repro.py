@@ -1,0 +1,173 @@
+"""End to end on real data: the `pocus` profile, shrunk, through the real `dvc repro`.
+
+A copy of the repository gets ``lusaug profile pocus``, then the micro profile's model, epoch and
+generator sizes on top (the pocus strategy lists stay: 7 strategies x 2 architectures, one seed),
+and ``lusaug import`` of a small POCUS-shaped folder: a few real files per class with the real
+folder layout and ``dataset_metadata.csv``, so patients still come from the metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from lusaug.config import PROJ_ROOT, load_params
+from lusaug.profiles import apply_profile
+from tests.pipelines.helpers import copy_repo, declared_outs, run
+
+pytestmark = [pytest.mark.slow, pytest.mark.pocus]
+
+# A few small files per class, several patients each (metadata patient ids in comments), so the
+# class-stratified patient split can put every class in every split. Viral is the whole class.
+SUBSET = {
+    "viral": [
+        "pocus_videos/linear/Vir_prospective_file1.mp4",  # 114
+        "pocus_videos/linear/Vir_prospective_file2.mp4",  # 115
+        "pocus_videos/convex/Vir_liftl_H1N1_case2_clip1.mp4",  # 5 (convex) ...
+        "pocus_videos/linear/Vir_liftl_H1N1_case2_clip2.mp4",  # ... and 5 (linear)
+        "pocus_videos/convex/Vir_whitelung_h1n1.mp4",  # 99
+    ],
+    "covid": [
+        "pocus_videos/linear/Cov-Atlas-pleural.mp4",  # 42
+        "pocus_videos/convex/Cov_combatting_Image1.mp4",  # 80
+        "pocus_videos/convex/Cov_recommendations_likebutterfly_mov5.mov",  # 119
+        "pocus_images/convex/Cov_Oliviera_2020_Fig4A.jpg",  # 220, a still image
+    ],
+    "pneumonia": [
+        "pocus_videos/convex/Pneu_Basal-pneumonia-RUQ_crop.mp4",  # 6
+        "pocus_videos/convex/Pneu_Pneumonia-LITFL-Ultrasound_crop.mp4",  # 8
+        "pocus_videos/convex/Pneu_from_article_rippey.mp4",  # 9
+        "pocus_videos/convex/Pneu_northumbria_0409_set1_vid1.avi",  # 184
+    ],
+    "regular": [
+        "pocus_videos/convex/Reg_Image_181739_trimmed_crop.mp4",  # 10
+        "pocus_videos/convex/Reg_Avi_lung-sliding.MP4",  # 140
+        "pocus_videos/convex/Reg_northumbria_0409_set3_vid1.avi",  # 206
+        "pocus_videos/convex/Reg_pat3Image_134811.mpeg",  # 2
+    ],
+}
+UNCERTAIN = "pocus_videos/linear/label_uncertain/Vir_or_Pneu_prospective_file4.mp4"
+SIDE_FILES = ["dataset_metadata.csv", "crop.json"]
+# Patients per class the metadata gives the subset (viral: 5 files, 4 patients).
+PATIENTS = {"viral": 4, "covid": 4, "pneumonia": 4, "regular": 4}
+# The micro overlay minus what the study compares (strategy lists), which `pocus` decides.
+KEEP_FROM_POCUS = ("strategies", "tuned_strategies", "generators")
+
+
+def small_pocus(src: Path, dest: Path) -> Path:
+    """Symlinks to a few real files of ``src`` in its own layout, plus its metadata and crops."""
+    wanted = [f for files in SUBSET.values() for f in files] + [UNCERTAIN] + SIDE_FILES
+    missing = [f for f in wanted if not (src / f).is_file()]
+    if missing:
+        pytest.skip(f"{src} lacks files of the test's subset (another data version?): {missing}")
+    for rel in wanted:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).symlink_to((src / rel).resolve())
+    return dest
+
+
+def shrink_overlay() -> dict:
+    """The micro profile's sizes (images, frames, nets, DDPM, tuning, bootstrap) without its
+    strategy lists; seeds stay micro's single seed."""
+    overlay = yaml.safe_load((PROJ_ROOT / "profiles" / "micro.yaml").read_text())
+    overlay.pop("phantom", None)
+    for key in KEEP_FROM_POCUS:
+        overlay["train"].pop(key, None)
+    return overlay
+
+
+@pytest.fixture(scope="module")
+def pocus_repo(tmp_path_factory, pocus_dir) -> Path:
+    work = tmp_path_factory.mktemp("pocus")
+    src = small_pocus(pocus_dir, work / "pocus_small")
+    repo = copy_repo(work / "repo")
+    run(["lusaug", "profile", "pocus"], repo)
+    overlays = work / "profiles"
+    overlays.mkdir()
+    (overlays / "pocus_shrunk.yaml").write_text(yaml.safe_dump(shrink_overlay()))
+    apply_profile("pocus_shrunk", repo / "params.yaml", profiles_dir=overlays)
+    run(["lusaug", "import", str(src), "--force"], repo)
+    run(["dvc", "repro"], repo, timeout=3600)
+    return repo
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_shrunk_profile_keeps_the_pocus_study(pocus_repo):
+    """All Table 3 strategies x both families, on one seed, at micro sizes."""
+    params = load_params(pocus_repo / "params.yaml")
+    pocus = yaml.safe_load((PROJ_ROOT / "profiles" / "pocus.yaml").read_text())
+    for key in KEEP_FROM_POCUS:
+        assert getattr(params.train, key) == pocus["train"][key], key
+    assert params.generate.enabled == pocus["generate"]["enabled"]
+    assert params.train.seeds == [0]
+    assert params.base.image_size == 32 and params.train.epochs == 1
+
+
+def test_import_took_patients_from_the_metadata(pocus_repo):
+    meta = pd.read_csv(pocus_repo / "data/raw/metadata.csv", dtype=str)
+    imported = set(meta["file"])
+    assert imported == {f for files in SUBSET.values() for f in files}
+    assert UNCERTAIN not in imported  # label_uncertain/ stays out by default
+    assert meta.groupby("label")["patient_id"].nunique().to_dict() == PATIENTS
+    viral = meta[meta["file"].str.contains("H1N1_case2")]
+    assert viral["patient_id"].nunique() == 1  # the convex and linear clip of one patient
+
+
+def test_every_stage_ran_and_wrote_its_outputs(pocus_repo):
+    outs = declared_outs(pocus_repo)
+    assert outs, "dvc.lock lists no outputs"
+    missing = [str(p.relative_to(pocus_repo)) for p in outs if not p.exists()]
+    assert not missing, f"declared outputs missing: {missing}"
+    status = run(["dvc", "status", "--json"], pocus_repo).stdout
+    assert json.loads(status) == {}, status
+
+
+def test_split_is_patient_grouped_with_every_class_everywhere(pocus_repo):
+    splits = pd.read_csv(pocus_repo / "data/splits.csv", dtype=str)
+    per_patient = splits.groupby("patient_id")["split"].nunique()
+    assert (per_patient == 1).all(), per_patient[per_patient > 1]
+    cells = splits.groupby(["label", "split"]).size().unstack(fill_value=0)
+    assert set(cells.columns) == {"train", "val", "test"}
+    assert set(cells.index) == set(PATIENTS)
+    assert (cells > 0).all().all(), cells
+    assert _json(pocus_repo / "metrics/validation.json")["success"] is True
+
+
+def test_every_strategy_trained_and_was_evaluated(pocus_repo):
+    params = load_params(pocus_repo / "params.yaml")
+    t = params.train
+    names = [*t.strategies, *t.tuned_strategies, *(f"synthetic-{g}" for g in t.generators)]
+    expected = {f"{s}-{a}" for s in names for a in t.architectures}
+    assert len(expected) == 14
+    assert set(_json(pocus_repo / "metrics/test.json")["settings"]) == expected
+    for gen in t.generators:
+        kept = list((pocus_repo / "data/synthetic" / gen / "kept").glob("*.png"))
+        for arch in t.architectures:
+            run_dir = pocus_repo / "models/classifiers" / f"synthetic-{gen}-{arch}-0"
+            summary = _json(run_dir / "val_metrics.json")
+            assert summary["synthetic_frames"] == len(kept) > 0, (gen, arch)
+    tuned = yaml.safe_load((pocus_repo / "params/tuned.yaml").read_text())["class_weights"]
+    for arch in t.architectures:
+        run_dir = pocus_repo / "models/classifiers" / f"class_weights_tuned-{arch}-0"
+        weights = _json(run_dir / "val_metrics.json")["loss_weights"]
+        assert weights == pytest.approx([tuned[c] for c in params.base.classes])
+
+
+def test_registered_and_exported(pocus_repo):
+    """The validation winner is registered; export verified exactly that ONNX file."""
+    registered = _json(pocus_repo / "models/registered.json")
+    assert registered["name"] == "lus-classifier" and registered["version"]
+    assert (pocus_repo / registered["checkpoint"]).is_file()
+    onnx = pocus_repo / "models/onnx/classifier.onnx"
+    assert onnx.is_file()
+    report = _json(pocus_repo / "reports/onnx_parity.json")
+    assert report["onnx"]["checker"] == "passed"
+    assert report["onnx"]["sha256"] == registered["onnx_sha256"]
+    assert report["parity"]["passed"] is True, report["parity"]
