@@ -6,6 +6,7 @@ import copy
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -130,3 +131,55 @@ def test_two_workers_share_one_sqlite_study(workdir, micro_params_dict):
     assert len(workers) == 2, workers  # both processes ran trials
     assert data["study"]["trials"] == len(states)
     assert len(_trial_runs(study.user_attrs["mlflow_parent_run_id"])) == len(states)
+
+
+def _synthetic_candidates(root, generator: str, rng) -> pd.DataFrame:
+    """Candidates of varied contrast (flat to speckled) + the filter stage's per-candidate table."""
+    from lusaug.generators.filters import image_stats
+    from tests.export.helpers import SIZE, png_bytes
+
+    folder = root / "data" / "synthetic" / generator / "candidates"
+    folder.mkdir(parents=True)
+    images = []
+    for k, spread in enumerate(np.linspace(2, 120, 12)):
+        img = np.clip(rng.normal(110, spread, (SIZE, SIZE)), 0, 255).astype(np.uint8)
+        (folder / f"cand_{k:03d}.png").write_bytes(png_bytes(img))
+        images.append(img)
+    std, entropy = image_stats(np.stack(images))
+    table = pd.DataFrame({"file": [f"cand_{k:03d}.png" for k in range(len(images))],
+                          "std": std, "entropy": entropy, "memorised": [False] * 11 + [True]})
+    table.to_csv(folder.parent / "filter.csv", index=False)
+    return table
+
+
+def test_tune_filter_thresholds_with_class_weights(workdir, micro_params_dict):
+    """tune.filter_generator: each trial trains synthetic-<G> on the candidates its thresholds
+    keep (never memorised ones), and params/tuned.yaml gets the best thresholds."""
+    from lusaug.generators.filters import quality_mask
+
+    table = _synthetic_candidates(workdir, "ddpm_3mixed", np.random.default_rng(0))
+    d = _params_dict(micro_params_dict, workdir, "journal:optuna.journal",
+                     filter_generator="ddpm_3mixed", n_trials=3, min_std_range=[5.0, 60.0],
+                     min_entropy_range=[2.0, 6.0])
+    params = params_from_dict(d)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(d))
+    data = tune(params, workdir / "params.yaml", workdir / "data" / "splits.csv",
+                workdir / "params" / "tuned.yaml", workdir / "plots" / "tune", root=workdir,
+                synthetic_dir=workdir / "data" / "synthetic")
+
+    assert data["filter"]["tuned"] is True
+    assert 5.0 <= data["filter"]["min_std"] <= 60.0
+    assert 2.0 <= data["filter"]["min_entropy"] <= 6.0
+    study = optuna.load_study(study_name=params.tune.study_name,
+                              storage=make_storage("journal:optuna.journal"))
+    assert len(study.trials) == 3
+    for t in study.trials:
+        expected = quality_mask(table["std"].to_numpy(), table["entropy"].to_numpy(),
+                                t.params["min_std"], t.params["min_entropy"])
+        expected &= ~table["memorised"].to_numpy()
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert t.user_attrs["synthetic_kept"] == int(expected.sum()) > 0
+        else:  # pruned: nothing passed, or the median pruner stopped it
+            assert t.state == optuna.trial.TrialState.PRUNED
+    written = yaml.safe_load((workdir / "params" / "tuned.yaml").read_text())
+    assert written["filter"] == data["filter"]
