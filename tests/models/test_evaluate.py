@@ -205,6 +205,8 @@ def test_stage_scripts_run_standalone_with_dvc_argv(
     params["train"].update(
         strategies=["baseline", "class_weights"], seeds=[0], epochs=1, threads=1, log_model=False
     )
+    # no tune / filter stage here: plain strategies only
+    params["train"].update(tuned_strategies=[], generators=[])
     params["train"]["architectures"] = {"resnet": params["train"]["architectures"]["resnet"]}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copytree(toy_splits.parent, tmp_path / "data")
