@@ -475,3 +475,22 @@ def test_cli_report(run_repo, tmp_path):
     (run_repo / "metrics" / "test.json").unlink()
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "metrics/test.json not found" in result.output
+
+
+def test_linked_patients_are_listed_with_their_reason(run_repo):
+    """split.json's linked groups (patients kept together for near-identical frames) read as
+    patients, split and the split stage's own reason, not as the group's dict keys."""
+    split_json = run_repo / "reports" / "split.json"
+    split = json.loads(split_json.read_text())
+    reason = "patients 192 and 198 were kept together because frames a.png and b.png are near-identical"
+    split["linked_patients"] = {
+        "n_groups": 1, "n_linked_patients": 2, "hash_size": 16, "max_distance": 16,
+        "groups": [{"patients": ["192", "198"], "split": ["train"], "labels": ["pneumonia"],
+                    "links": [{"patients": ["192", "198"], "reason": reason}]}],
+    }
+    split["multi_class_patients"] = ["7"]
+    split_json.write_text(json.dumps(split))
+    _, text = _build(run_repo)
+    assert f"- patients 192, 198 → train: {reason}" in text
+    assert "labels, links" not in text
+    assert "more than one class (their frames stay in one split): 7." in text

@@ -854,17 +854,27 @@ def _split(run: RunOutputs) -> list[str]:
             f"≤ {linked.get('max_distance')}); each group was kept in one split:"
         )
         lines.append("")
-        lines += [f"- {', '.join(map(str, grp))}" for grp in linked.get("groups", [])] + [""]
+        lines += [_linked_group(grp) for grp in linked.get("groups", [])] + [""]
     elif linked:
         lines += ["No patients were linked by near-identical frames.", ""]
     if s.get("multi_class_patients"):
         lines += [
-            "Patients with frames of more than one class: "
+            "Patients with frames of more than one class (their frames stay in one split): "
             + ", ".join(map(str, s["multi_class_patients"]))
             + ".",
             "",
         ]
     return lines
+
+
+def _linked_group(group: Any) -> str:
+    """One bullet per linked group: its patients, split and why (split.json's own reasons)."""
+    if not isinstance(group, dict):  # an older split.json: a bare list of patient ids
+        return f"- patients {', '.join(map(str, group))}"
+    patients = ", ".join(map(str, group.get("patients", [])))
+    split = ", ".join(map(str, group.get("split", [])))
+    reasons = "; ".join(str(link.get("reason", "")) for link in group.get("links", []))
+    return f"- patients {patients} → {split}: {reasons}".rstrip(": ")
 
 
 def _validation(run: RunOutputs) -> list[str]:
