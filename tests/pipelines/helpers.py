@@ -77,3 +77,15 @@ def declared_outs(repo: Path) -> list[Path]:
         if name in current
         for out in stage.get("outs", [])
     ]
+
+
+def assert_every_stage_wrote_its_outputs(repo: Path) -> None:
+    """Every output the current stages declare in dvc.lock exists, and `dvc status` is clean."""
+    import json
+
+    outs = declared_outs(repo)
+    assert outs, "dvc.lock lists no outputs"
+    missing = [str(p.relative_to(repo)) for p in outs if not p.exists()]
+    assert not missing, f"declared outputs missing: {missing}"
+    status = run(["dvc", "status", "--json"], repo).stdout
+    assert json.loads(status) == {}, status

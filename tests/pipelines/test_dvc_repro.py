@@ -12,7 +12,11 @@ import yaml
 
 from lusaug.config import PROJ_ROOT, deep_merge
 from lusaug.data.manifest import MANIFEST_COLUMNS
-from tests.pipelines.helpers import declared_outs, micro_repo, run
+from tests.pipelines.helpers import (
+    assert_every_stage_wrote_its_outputs,
+    micro_repo,
+    run,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -25,12 +29,7 @@ def repro_repo(tmp_path_factory) -> Path:
 
 
 def test_every_stage_ran_and_wrote_its_outputs(repro_repo):
-    outs = declared_outs(repro_repo)
-    assert outs, "dvc.lock lists no outputs"
-    missing = [str(p.relative_to(repro_repo)) for p in outs if not p.exists()]
-    assert not missing, f"declared outputs missing: {missing}"
-    status = run(["dvc", "status", "--json"], repro_repo).stdout
-    assert json.loads(status) == {}, status
+    assert_every_stage_wrote_its_outputs(repro_repo)
 
 
 def test_foundation_outputs(repro_repo):

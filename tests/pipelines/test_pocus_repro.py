@@ -17,7 +17,11 @@ import yaml
 
 from lusaug.config import PROJ_ROOT, load_params
 from lusaug.profiles import apply_profile
-from tests.pipelines.helpers import copy_repo, declared_outs, run
+from tests.pipelines.helpers import (
+    assert_every_stage_wrote_its_outputs,
+    copy_repo,
+    run,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.pocus]
 
@@ -121,12 +125,7 @@ def test_import_took_patients_from_the_metadata(pocus_repo):
 
 
 def test_every_stage_ran_and_wrote_its_outputs(pocus_repo):
-    outs = declared_outs(pocus_repo)
-    assert outs, "dvc.lock lists no outputs"
-    missing = [str(p.relative_to(pocus_repo)) for p in outs if not p.exists()]
-    assert not missing, f"declared outputs missing: {missing}"
-    status = run(["dvc", "status", "--json"], pocus_repo).stdout
-    assert json.loads(status) == {}, status
+    assert_every_stage_wrote_its_outputs(pocus_repo)
 
 
 def test_split_is_patient_grouped_with_every_class_everywhere(pocus_repo):
