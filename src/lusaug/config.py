@@ -313,7 +313,7 @@ class FilterParams:
 
 @dataclass(frozen=True)
 class TuneParams:
-    study_name: str  # Optuna study name; a re-run with the same name continues the study
+    study_name: str  # prefix of the Optuna study name (+ a fingerprint of the objective's inputs)
     storage: str  # RDB URL (sqlite:///optuna.db, postgresql://...) or journal:<file>
     n_trials: int  # trials this run adds (across all workers sharing the storage)
     workers: int  # processes sharing the study in one run (1 = this process only)

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from lusaug.config import params_from_dict
 from lusaug.models.strategies import read_tuned
-from lusaug.tuning.study import make_storage, tune
+from lusaug.tuning.study import make_storage, objective_fingerprint, tune
 from tests.export.helpers import make_splits
 
 
@@ -78,8 +78,9 @@ def test_tune_writes_tuned_file_and_resumes(workdir, micro_params_dict):
         "complete"
     ] < 2
 
+    assert data["study"]["name"].startswith(f"{params.tune.study_name}-")
     study = optuna.load_study(
-        study_name=params.tune.study_name, storage=make_storage("journal:optuna.journal")
+        study_name=data["study"]["name"], storage=make_storage("journal:optuna.journal")
     )
     parent = study.user_attrs["mlflow_parent_run_id"]
     runs = _trial_runs(parent)
@@ -98,10 +99,55 @@ def test_tune_writes_tuned_file_and_resumes(workdir, micro_params_dict):
     )
     assert again["study"]["trials"] == 4
     assert sorted(int(r.data.tags["optuna.trial"]) for r in _trial_runs(parent)) == [0, 1, 2, 3]
+    assert again["study"]["name"] == data["study"]["name"]
     study = optuna.load_study(
-        study_name=params.tune.study_name, storage=make_storage("journal:optuna.journal")
+        study_name=again["study"]["name"], storage=make_storage("journal:optuna.journal")
     )
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
+
+    # New data (one validation frame fewer): a new study, the old one kept as it was.
+    table = pd.read_csv(splits)
+    table.drop(index=table.index[table["split"] == "val"][0]).to_csv(splits, index=False)
+    fresh = tune(
+        params,
+        workdir / "params.yaml",
+        splits,
+        workdir / "params" / "tuned.yaml",
+        workdir / "plots" / "tune",
+        root=workdir,
+    )
+    assert fresh["study"]["name"] != data["study"]["name"]
+    assert fresh["study"]["trials"] == 2
+    storage = make_storage("journal:optuna.journal")
+    assert len(optuna.load_study(study_name=data["study"]["name"], storage=storage).trials) == 4
+
+
+def test_study_fingerprint_follows_the_objective_not_the_run_settings(workdir, micro_params_dict):
+    """Trial counts, workers, storage and the train matrix leave the study as it is; the split,
+    the training settings and the search space start a new one."""
+    d = _params_dict(micro_params_dict, workdir, "journal:optuna.journal")
+    splits = workdir / "data" / "splits.csv"
+    base = objective_fingerprint(params_from_dict(d), splits)
+
+    def changed(section: str, key: str, value) -> str:
+        other = copy.deepcopy(d)
+        other[section][key] = value
+        return objective_fingerprint(params_from_dict(other), splits)
+
+    assert changed("tune", "n_trials", 50) == base
+    assert changed("tune", "workers", 2) == base
+    assert changed("tune", "storage", "sqlite:///elsewhere.db") == base
+    assert changed("train", "seeds", [0, 1, 2, 3]) == base
+    assert changed("train", "generators", []) == base
+    assert changed("train", "epochs", d["train"]["epochs"] + 1) != base
+    assert changed("tune", "lr_range", [0.001, 0.01]) != base
+    assert changed("base", "seed", d["base"]["seed"] + 1) != base
+    assert changed("tune", "study_name", "other") == base  # the name is a prefix, not content
+
+    table = pd.read_csv(splits)
+    table.loc[0, "sha1"] = "0" * 40  # same rows, one frame's content differs
+    table.to_csv(splits, index=False)
+    assert objective_fingerprint(params_from_dict(d), splits) != base
 
 
 @pytest.mark.slow
@@ -119,7 +165,7 @@ def test_two_workers_share_one_sqlite_study(workdir, micro_params_dict):
         root=workdir,
     )
     study = optuna.load_study(
-        study_name=params.tune.study_name, storage=f"sqlite:///{workdir / 'optuna.db'}"
+        study_name=data["study"]["name"], storage=f"sqlite:///{workdir / 'optuna.db'}"
     )
     states = [t.state.name for t in study.trials]
     assert (
@@ -170,7 +216,7 @@ def test_tune_filter_thresholds_with_class_weights(workdir, micro_params_dict):
     assert data["filter"]["tuned"] is True
     assert 5.0 <= data["filter"]["min_std"] <= 60.0
     assert 2.0 <= data["filter"]["min_entropy"] <= 6.0
-    study = optuna.load_study(study_name=params.tune.study_name,
+    study = optuna.load_study(study_name=data["study"]["name"],
                               storage=make_storage("journal:optuna.journal"))
     assert len(study.trials) == 3
     for t in study.trials:

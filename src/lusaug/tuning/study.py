@@ -10,8 +10,12 @@ An optional floor on the target class's validation recall is a constraint
 
 Storage: ``tune.storage`` is any Optuna RDB URL (``sqlite:///optuna.db`` by default, PostgreSQL
 for many machines) or ``journal:<file>`` (JournalStorage, safest for several processes on one
-disk). A re-run with the same study name continues the study and adds ``tune.n_trials`` trials;
-several workers (:func:`run_workers`) share one study and stop together at the same total.
+disk). The study's name is ``tune.study_name`` plus a fingerprint of what a trial's score
+depends on (:func:`objective_fingerprint`: the split, the settings the objective reads, the
+filter table when thresholds are tuned). A re-run on the same inputs continues the study and adds
+``tune.n_trials`` trials; a re-run after the data or the objective changed starts a new study
+instead of mixing scores that cannot be compared (the old one stays in the storage). Several
+workers (:func:`run_workers`) compute the same name, share one study and stop together.
 
 MLflow: one parent run per study (its id is a study user attribute, so every worker and every
 re-run nests under it) and one run per trial nested under it in the same experiment, written by
@@ -23,6 +27,8 @@ parameter-importance plots.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import os
@@ -67,8 +73,55 @@ def make_storage(url: str, root: Path | str = ".") -> Any:
     return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=120)
 
 
-def open_study(cfg: TuneParams, storage: Any) -> Any:
-    """Create or load (resume) the study: seeded TPE, median pruning on per-epoch reports."""
+# Settings that decide how many trials run, where, and which point is tried next, but not what a
+# given trial scores: changing them continues the study rather than starting a new one.
+_NOT_IN_OBJECTIVE = {
+    "base": {"workers", "profile"},
+    "train": {"strategies", "tuned_strategies", "generators", "seeds"},
+    "tune": {
+        "study_name",
+        "storage",
+        "n_trials",
+        "workers",
+        "timeout_s",
+        "sampler_seed",
+        "n_startup_trials",
+        "pruner_startup_trials",
+        "pruner_warmup_epochs",
+    },
+}
+
+
+def objective_fingerprint(
+    params: Params, splits_csv: Path | str, synthetic_dir: Path | str = "data/synthetic"
+) -> str:
+    """sha256 of what a trial's score depends on: the split file (it holds every frame's sha1),
+    the base/train/tune settings the objective reads and, when ``tune.filter_generator`` is set,
+    that generator's per-candidate filter table."""
+    settings = {
+        section: {
+            k: v for k, v in dataclasses.asdict(getattr(params, section)).items() if k not in skip
+        }
+        for section, skip in _NOT_IN_OBJECTIVE.items()
+    }
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest.update(Path(splits_csv).read_bytes())
+    if params.tune.filter_generator:
+        table = Path(synthetic_dir) / params.tune.filter_generator / "filter.csv"
+        digest.update(table.read_bytes() if table.exists() else b"no filter table")
+    return digest.hexdigest()
+
+
+def study_name(
+    params: Params, splits_csv: Path | str, synthetic_dir: Path | str = "data/synthetic"
+) -> str:
+    """``<tune.study_name>-<fingerprint[:10]>``: same inputs, same study."""
+    fingerprint = objective_fingerprint(params, splits_csv, synthetic_dir)
+    return f"{params.tune.study_name}-{fingerprint[:10]}"
+
+
+def open_study(cfg: TuneParams, storage: Any, name: str) -> Any:
+    """Create or load (resume) study ``name``: seeded TPE, median pruning on per-epoch reports."""
     import optuna
 
     sampler = optuna.samplers.TPESampler(
@@ -78,7 +131,7 @@ def open_study(cfg: TuneParams, storage: Any) -> Any:
         n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=cfg.pruner_warmup_epochs
     )
     return optuna.create_study(
-        study_name=cfg.study_name,
+        study_name=name,
         storage=storage,
         direction="maximize",
         sampler=sampler,
@@ -460,7 +513,8 @@ def optimise(
 
     cfg = params.tune
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(cfg, make_storage(cfg.storage, root))
+    name = study_name(params, splits_csv, synthetic_dir)
+    study = open_study(cfg, make_storage(cfg.storage, root), name)
     if target_total is None:
         target_total = finished_count(study) + cfg.n_trials
     exp_id, parent, tags = tracking_setup(study, params, root)
@@ -554,11 +608,12 @@ def tune(
     """The ``tune`` stage: ``tune.workers`` processes add ``tune.n_trials`` trials to the study,
     then params/tuned.yaml and the plots are written from all of the study's trials."""
     cfg = params.tune
-    study = open_study(cfg, make_storage(cfg.storage, root))
+    name = study_name(params, splits_csv, synthetic_dir)
+    study = open_study(cfg, make_storage(cfg.storage, root), name)
     target = finished_count(study) + cfg.n_trials
     logger.info(
         "study %s: %d finished trials, running to %d with %d worker(s)",
-        cfg.study_name,
+        name,
         finished_count(study),
         target,
         cfg.workers,
