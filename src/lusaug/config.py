@@ -103,6 +103,7 @@ PLAIN_STRATEGIES = ("baseline", "class_weights", "class_weights_norm", "oversamp
 TUNED_STRATEGIES = ("class_weights_tuned",)
 SYNTHETIC_PREFIX = "synthetic-"
 PRECISIONS = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # train.precision -> accelerate
+MODEL_FORMATS = ("pickle", "pt2")  # mlflow.pytorch.log_model serialization_format
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ class TrainParams:
     threads: int  # torch CPU threads (0 = torch default)
     num_workers: int  # DataLoader workers (0 = in-process, exactly repeatable on CPU)
     log_model: bool  # log the model to MLflow (pytorch flavour with input example)
+    log_model_format: str  # pickle | pt2 (torch.export): mlflow.pytorch serialization_format
     augment: AugmentParams  # training-batch augmentation strengths
 
     def __post_init__(self) -> None:
@@ -167,6 +169,8 @@ class TrainParams:
             raise bad("seeds", f"need one or more distinct seeds, got {self.seeds}")
         if not self.architectures:
             raise bad("architectures", "need at least one architecture family")
+        if self.log_model_format not in MODEL_FORMATS:
+            raise bad("log_model_format", f"{self.log_model_format!r} not in {MODEL_FORMATS}")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"{self.precision!r} is not one of {sorted(PRECISIONS)}")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:

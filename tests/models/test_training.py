@@ -249,3 +249,29 @@ def test_strategies_needing_missing_inputs_fail_clearly(tmp_path, clf_params, to
 def test_run_names_round_trip():
     assert run_name("synthetic:ddpm_3mixed", "vit", 2) == "synthetic-ddpm_3mixed-vit-2"
     assert parse_run_name("synthetic-ddpm_3mixed-vit-2") == ("synthetic-ddpm_3mixed", "vit", 2)
+
+
+@pytest.mark.parametrize("fmt", ["pickle", "pt2"])
+def test_logged_model_loads_back_in_either_format(fmt, clf_params: Params, tmp_path, monkeypatch):
+    """train.log_model_format: both serialisations give a model that runs on any batch size
+    and predicts what the trained network predicts."""
+    import mlflow
+
+    from lusaug.models.classifier import ClassifierMeta, build_classifier
+    from lusaug.models.tracking import TrainTracker
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("LUSAUG_MLFLOW_GROUP", "format-test")
+    torch.manual_seed(0)
+    net = build_classifier(ClassifierMeta.for_architecture(clf_params, "resnet")).eval()
+    size = clf_params.base.image_size
+    tracker = TrainTracker(clf_params, f"format-{fmt}", {}, root=PROJ_ROOT)
+    tracker.log_model(net, torch.rand(2, 1, size, size).numpy(), fmt)
+    tracker.finish()
+
+    logged = mlflow.search_logged_models(output_format="list")
+    assert [m.source_run_id for m in logged] == [tracker.run_id]
+    loaded = mlflow.pytorch.load_model(logged[0].model_uri)
+    x = torch.rand(3, 1, size, size)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), net(x), atol=1e-5)

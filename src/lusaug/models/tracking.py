@@ -155,8 +155,13 @@ class TrainTracker:
             for k, v in tags.items():
                 self.client.set_tag(self.run_id, k, str(v))
 
-    def log_model(self, model: Any, input_example: Any) -> None:
-        """The model, pytorch flavour, with signature/input example and explicit requirements."""
+    def log_model(self, model: Any, input_example: Any, serialization_format: str) -> None:
+        """The model, pytorch flavour, with signature/input example and explicit requirements.
+
+        ``serialization_format`` is ``train.log_model_format``: ``pt2`` (torch.export) never runs
+        code when loaded but costs seconds per run on CPU; ``pickle`` is for a store you trust
+        (the served model is the ONNX export either way).
+        """
         if not self.enabled:
             return
         import mlflow
@@ -164,10 +169,21 @@ class TrainTracker:
         import torch
 
         reqs = [f"torch=={torch.__version__.split('+')[0]}", f"timm=={timm.__version__}"]
-        with mlflow.start_run(run_id=self.run_id):
-            mlflow.pytorch.log_model(
-                model, name="model", input_example=input_example, pip_requirements=reqs
-            )
+        pytorch_logger = logging.getLogger("mlflow.pytorch")
+        level = pytorch_logger.level
+        if serialization_format == "pickle":  # chosen in params.yaml: no warning in every run
+            pytorch_logger.setLevel(logging.ERROR)
+        try:
+            with mlflow.start_run(run_id=self.run_id):
+                mlflow.pytorch.log_model(
+                    model,
+                    name="model",
+                    input_example=input_example,
+                    pip_requirements=reqs,
+                    serialization_format=serialization_format,
+                )
+        finally:
+            pytorch_logger.setLevel(level)
         self.client.update_run(self.run_id, status="RUNNING")  # start_run's exit finished it
 
     def finish(self, status: str = "FINISHED") -> None:

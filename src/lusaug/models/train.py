@@ -584,7 +584,7 @@ def _finish(
     if params.train.log_model:
         # batch 2: an example of batch 1 makes torch.export specialise the batch dimension to 1
         example = to_input(val.images[:2], meta.mean, meta.std).numpy()
-        tracker.log_model(net, example)
+        tracker.log_model(net, example, params.train.log_model_format)
     run_info = {
         **{k: summary[k] for k in ("run", "strategy", "architecture", "seed", "best_epoch")},
         "model": meta.model,

@@ -77,7 +77,14 @@ def make_storage(url: str, root: Path | str = ".") -> Any:
 # given trial scores: changing them continues the study rather than starting a new one.
 _NOT_IN_OBJECTIVE = {
     "base": {"workers", "profile"},
-    "train": {"strategies", "tuned_strategies", "generators", "seeds"},
+    "train": {
+        "strategies",
+        "tuned_strategies",
+        "generators",
+        "seeds",
+        "log_model",
+        "log_model_format",
+    },
     "tune": {
         "study_name",
         "storage",
