@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from lusaug.cli import app
 from lusaug.config import (
+    PLAIN_STRATEGIES,
     PROJ_ROOT,
     SYNTHETIC_PREFIX,
     deep_merge,
@@ -352,11 +353,11 @@ def _set_params(repo: Path, section: str, key: str, value) -> None:
 def test_leaky_generator_rows_are_marked(run_repo):
     path = run_repo / "metrics" / "test.json"
     data = json.loads(path.read_text())
-    archs = load_params(run_repo / "params.yaml").train.architectures
-    for a in archs:  # as if the run had trained synthetic-ddpm_all_leaky too
+    params = load_params(run_repo / "params.yaml")
+    for a in params.train.architectures:  # as if the run had trained synthetic-ddpm_all_leaky too
         data["settings"][f"synthetic-ddpm_all_leaky-{a}"] = data["settings"][f"baseline-{a}"]
     path.write_text(json.dumps(data))
-    _set_params(run_repo, "train", "generators", ["ddpm_all_leaky"])
+    _set_params(run_repo, "train", "generators", [*params.train.generators, "ddpm_all_leaky"])
     assert load_params(run_repo / "params.yaml").generate.generators["ddpm_all_leaky"].leaky
     _, text = _build(run_repo)
     cells = _row(text, "synthetic-ddpm_all_leaky (leaky)")
@@ -366,21 +367,25 @@ def test_leaky_generator_rows_are_marked(run_repo):
 
 
 def test_outputs_left_over_from_other_params_are_refused_or_left_out(run_repo):
-    enabled = load_params(run_repo / "params.yaml").generate.enabled
-    assert enabled, "the default params enable generators"
-    # a generator the params no longer run: its old metrics file is left out and named
-    _set_params(run_repo, "generate", "enabled", enabled[:1])
+    params = load_params(run_repo / "params.yaml")
+    run_generators = sorted({*params.generate.enabled, *params.train.generators})
+    assert run_generators, "the default params enable generators"
+    # a metrics file of a generator these params do not run (DVC leaves it behind): left out, named
+    stale = next(g for g in params.generate.generators if g not in run_generators)
+    metrics = run_repo / "metrics"
+    shutil.copyfile(
+        metrics / f"synthetic_{run_generators[0]}.json", metrics / f"synthetic_{stale}.json"
+    )
     _, text = _build(run_repo)
-    assert f"metrics/synthetic_{enabled[0]}.json" not in text
-    for g in enabled[1:]:
-        assert f"Left out (generator not in this run's params): metrics/synthetic_{g}.json" in text
-        assert f"### `{g}`" not in text
+    assert f"Left out (generator not in this run's params): metrics/synthetic_{stale}.json" in text
+    assert f"### `{stale}`" not in text
+    assert all(f"### `{g}`" in text for g in run_generators)
     # test.json from a run with other strategies (the pocus run before `evaluate` has run)
-    _set_params(run_repo, "train", "tuned_strategies", ["class_weights_tuned"])
+    extra = next(s for s in PLAIN_STRATEGIES if s not in params.train.strategies)
+    _set_params(run_repo, "train", "strategies", [*params.train.strategies, extra])
     with pytest.raises(
         ReportError,
-        match=r"test\.json does not match params.yaml.*"
-        r"class_weights_tuned-resnet",
+        match=rf"test\.json does not match params.yaml.*{extra}-resnet",
     ):
         _build(run_repo)
 
@@ -482,11 +487,22 @@ def test_linked_patients_are_listed_with_their_reason(run_repo):
     patients, split and the split stage's own reason, not as the group's dict keys."""
     split_json = run_repo / "reports" / "split.json"
     split = json.loads(split_json.read_text())
-    reason = "patients 192 and 198 were kept together because frames a.png and b.png are near-identical"
+    reason = (
+        "patients 192 and 198 were kept together because frames a.png and b.png are near-identical"
+    )
     split["linked_patients"] = {
-        "n_groups": 1, "n_linked_patients": 2, "hash_size": 16, "max_distance": 16,
-        "groups": [{"patients": ["192", "198"], "split": ["train"], "labels": ["pneumonia"],
-                    "links": [{"patients": ["192", "198"], "reason": reason}]}],
+        "n_groups": 1,
+        "n_linked_patients": 2,
+        "hash_size": 16,
+        "max_distance": 16,
+        "groups": [
+            {
+                "patients": ["192", "198"],
+                "split": ["train"],
+                "labels": ["pneumonia"],
+                "links": [{"patients": ["192", "198"], "reason": reason}],
+            }
+        ],
     }
     split["multi_class_patients"] = ["7"]
     split_json.write_text(json.dumps(split))

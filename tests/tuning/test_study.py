@@ -24,15 +24,15 @@ def _params_dict(micro_params_dict: dict, tmp_path, storage: str, **tune_over) -
     d["train"]["patience"] = 0
     d["train"]["log_model"] = False
     d["train"]["threads"] = 1
-    over = dict(
-        storage=storage,
-        architecture="resnet",
-        epochs=0,
-        n_trials=2,
-        n_startup_trials=1,
-        pruner_startup_trials=1,
-        pruner_warmup_epochs=0,
-    )
+    over = {
+        "storage": storage,
+        "architecture": "resnet",
+        "epochs": 0,
+        "n_trials": 2,
+        "n_startup_trials": 1,
+        "pruner_startup_trials": 1,
+        "pruner_warmup_epochs": 0,
+    }
     d["tune"].update({**over, **tune_over})
     return d
 
@@ -56,14 +56,18 @@ def test_tune_writes_tuned_file_and_resumes(workdir, micro_params_dict):
     params = params_from_dict(d)
     (workdir / "params.yaml").write_text(yaml.safe_dump(d))
     splits = workdir / "data" / "splits.csv"
-    data = tune(
-        params,
-        workdir / "params.yaml",
-        splits,
-        workdir / "params" / "tuned.yaml",
-        workdir / "plots" / "tune",
-        root=workdir,
-    )
+
+    def run_tune() -> dict:
+        return tune(
+            params,
+            workdir / "params.yaml",
+            splits,
+            workdir / "params" / "tuned.yaml",
+            workdir / "plots" / "tune",
+            root=workdir,
+        )
+
+    data = run_tune()
 
     assert data["study"]["trials"] == 2
     weights, lr = read_tuned(
@@ -89,14 +93,7 @@ def test_tune_writes_tuned_file_and_resumes(workdir, micro_params_dict):
     assert MlflowClient().get_run(parent).info.experiment_id == runs[0].info.experiment_id
 
     # Re-run: the study continues (adds n_trials) under the same parent run.
-    again = tune(
-        params,
-        workdir / "params.yaml",
-        splits,
-        workdir / "params" / "tuned.yaml",
-        workdir / "plots" / "tune",
-        root=workdir,
-    )
+    again = run_tune()
     assert again["study"]["trials"] == 4
     assert sorted(int(r.data.tags["optuna.trial"]) for r in _trial_runs(parent)) == [0, 1, 2, 3]
     assert again["study"]["name"] == data["study"]["name"]
@@ -108,14 +105,7 @@ def test_tune_writes_tuned_file_and_resumes(workdir, micro_params_dict):
     # New data (one validation frame fewer): a new study, the old one kept as it was.
     table = pd.read_csv(splits)
     table.drop(index=table.index[table["split"] == "val"][0]).to_csv(splits, index=False)
-    fresh = tune(
-        params,
-        workdir / "params.yaml",
-        splits,
-        workdir / "params" / "tuned.yaml",
-        workdir / "plots" / "tune",
-        root=workdir,
-    )
+    fresh = run_tune()
     assert fresh["study"]["name"] != data["study"]["name"]
     assert fresh["study"]["trials"] == 2
     storage = make_storage("journal:optuna.journal")
@@ -192,8 +182,14 @@ def _synthetic_candidates(root, generator: str, rng) -> pd.DataFrame:
         (folder / f"cand_{k:03d}.png").write_bytes(png_bytes(img))
         images.append(img)
     std, entropy = image_stats(np.stack(images))
-    table = pd.DataFrame({"file": [f"cand_{k:03d}.png" for k in range(len(images))],
-                          "std": std, "entropy": entropy, "memorised": [False] * 11 + [True]})
+    table = pd.DataFrame(
+        {
+            "file": [f"cand_{k:03d}.png" for k in range(len(images))],
+            "std": std,
+            "entropy": entropy,
+            "memorised": [False] * 11 + [True],
+        }
+    )
     table.to_csv(folder.parent / "filter.csv", index=False)
     return table
 
@@ -204,24 +200,41 @@ def test_tune_filter_thresholds_with_class_weights(workdir, micro_params_dict):
     from lusaug.generators.filters import quality_mask
 
     table = _synthetic_candidates(workdir, "ddpm_3mixed", np.random.default_rng(0))
-    d = _params_dict(micro_params_dict, workdir, "journal:optuna.journal",
-                     filter_generator="ddpm_3mixed", n_trials=3, min_std_range=[5.0, 60.0],
-                     min_entropy_range=[2.0, 6.0])
+    d = _params_dict(
+        micro_params_dict,
+        workdir,
+        "journal:optuna.journal",
+        filter_generator="ddpm_3mixed",
+        n_trials=3,
+        min_std_range=[5.0, 60.0],
+        min_entropy_range=[2.0, 6.0],
+    )
     params = params_from_dict(d)
     (workdir / "params.yaml").write_text(yaml.safe_dump(d))
-    data = tune(params, workdir / "params.yaml", workdir / "data" / "splits.csv",
-                workdir / "params" / "tuned.yaml", workdir / "plots" / "tune", root=workdir,
-                synthetic_dir=workdir / "data" / "synthetic")
+    data = tune(
+        params,
+        workdir / "params.yaml",
+        workdir / "data" / "splits.csv",
+        workdir / "params" / "tuned.yaml",
+        workdir / "plots" / "tune",
+        root=workdir,
+        synthetic_dir=workdir / "data" / "synthetic",
+    )
 
     assert data["filter"]["tuned"] is True
     assert 5.0 <= data["filter"]["min_std"] <= 60.0
     assert 2.0 <= data["filter"]["min_entropy"] <= 6.0
-    study = optuna.load_study(study_name=data["study"]["name"],
-                              storage=make_storage("journal:optuna.journal"))
+    study = optuna.load_study(
+        study_name=data["study"]["name"], storage=make_storage("journal:optuna.journal")
+    )
     assert len(study.trials) == 3
     for t in study.trials:
-        expected = quality_mask(table["std"].to_numpy(), table["entropy"].to_numpy(),
-                                t.params["min_std"], t.params["min_entropy"])
+        expected = quality_mask(
+            table["std"].to_numpy(),
+            table["entropy"].to_numpy(),
+            t.params["min_std"],
+            t.params["min_entropy"],
+        )
         expected &= ~table["memorised"].to_numpy()
         if t.state == optuna.trial.TrialState.COMPLETE:
             assert t.user_attrs["synthetic_kept"] == int(expected.sum()) > 0
