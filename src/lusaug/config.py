@@ -371,6 +371,7 @@ class ServeParams:
     video_types: list[str]  # accepted video file extensions
     batch_window_ms: float  # micro-batching: wait this long for more requests (0 = no batching)
     max_batch: int  # micro-batching: most frames per ONNX run
+    inline_max_frames: int  # a lone request this small runs on the event loop (0 = never)
     reload_poll_s: float  # seconds between registry alias checks (0 = no polling)
     threads: int  # onnxruntime intra-op threads (0 = onnxruntime default)
     access_log: bool  # uvicorn access log line per request (costs ~0.2 ms each)

@@ -237,6 +237,32 @@ def test_load_500_requests_8_clients_zero_errors(server):
     assert 0 < batches <= 500  # concurrent requests can share an onnxruntime call
 
 
+def test_lone_small_request_runs_inline_and_agrees_with_the_thread_path(server):
+    """A lone one-frame request skips the inference thread; larger ones use it; same answers."""
+    imgs = [png_bytes(im) for im in _images(3, seed=7)]
+
+    def counters() -> dict:
+        return httpx.get(f"{server.url}/metadata").json()["micro_batching"]
+
+    c0 = counters()
+    assert c0["inline_max_frames"] == 1
+    lone = httpx.post(f"{server.url}/predict", files=_files([("a.png", imgs[0], "image/png")]))
+    c1 = counters()
+    assert lone.status_code == 200
+    assert (c1["inline"], c1["batches"]) == (c0["inline"] + 1, c0["batches"] + 1)
+    three = httpx.post(
+        f"{server.url}/predict",
+        files=_files([(f"{i}.png", b, "image/png") for i, b in enumerate(imgs)]),
+    )
+    c2 = counters()
+    assert three.status_code == 200
+    assert (c2["inline"], c2["batches"]) == (c1["inline"], c1["batches"] + 1)
+    p_inline = lone.json()["predictions"][0]["probs"]
+    p_thread = three.json()["predictions"][0]["probs"]
+    assert p_inline.keys() == p_thread.keys()
+    assert all(abs(p_inline[k] - p_thread[k]) < 1e-5 for k in p_inline)
+
+
 def test_reload_is_localhost_only_and_noop_for_files(server):
     r = httpx.post(f"{server.url}/reload")
     assert r.status_code == 200 and r.json()["reloaded"] is False

@@ -88,7 +88,9 @@ class ServerState:
         self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="lusaug-serve-"))
         self.current = load_model(uri, self.cache_dir, cfg.threads)
         self.batcher = (
-            MicroBatcher(cfg.batch_window_ms, cfg.max_batch) if cfg.batch_window_ms > 0 else None
+            MicroBatcher(cfg.batch_window_ms, cfg.max_batch, cfg.inline_max_frames)
+            if cfg.batch_window_ms > 0
+            else None
         )
         self.reloads = 0
         self._reload_lock = asyncio.Lock()
@@ -238,6 +240,8 @@ def create_app(
                 "window_ms": cfg.batch_window_ms,
                 "max_batch": cfg.max_batch,
                 "batches": state.batcher.batches if state.batcher else None,
+                "inline": state.batcher.inline if state.batcher else None,
+                "inline_max_frames": cfg.inline_max_frames,
             },
         }
 

@@ -5,7 +5,9 @@ its preprocessed frames with the model it was bound to. One worker task takes th
 request and, while other announced requests are still being decoded, waits up to ``window_ms``
 for them (or until ``max_batch`` frames); with nobody else in flight it runs at once, so a lone
 request pays no batching delay. Each model's frames run as one batch in a single inference
-thread and every request gets its rows back. Requests bound to an old model after a hot reload are
+thread and every request gets its rows back. A lone small request (at most ``inline_max_frames``
+frames, nobody else announced or queued) runs on the event loop instead: the hop to the inference
+thread and back costs about as much as a small model's whole forward pass. Requests bound to an old model after a hot reload are
 still
 run on that model, so a swap never drops or mixes in-flight work.
 """
@@ -41,15 +43,17 @@ class _Item:
 class MicroBatcher:
     """Collects requests for ``window_ms`` and runs them together (one inference thread)."""
 
-    def __init__(self, window_ms: float, max_batch: int) -> None:
+    def __init__(self, window_ms: float, max_batch: int, inline_max_frames: int = 0) -> None:
         self.window = max(window_ms, 0.0) / 1000.0
         self.max_batch = max(max_batch, 1)
+        self.inline_max_frames = max(inline_max_frames, 0)
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()  # None = wake-up marker
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ort-batch")
         self._task: asyncio.Task | None = None
         self.batches = 0  # ONNX calls made (for /metadata and tests)
         self.items = 0  # requests served
         self.pending = 0  # requests announced but not yet submitted (still decoding)
+        self.inline = 0  # lone requests run on the event loop (no thread hop)
 
     def start(self) -> None:
         if self._task is None:
@@ -115,10 +119,15 @@ class MicroBatcher:
                 if not live:
                     continue
                 x = np.concatenate([it.x for it in live])
+                lone = len(items) == 1 and self.pending <= 0 and self._queue.empty()
                 try:
-                    probs = await loop.run_in_executor(
-                        self._executor, proba_chunked, live[0].model, x, self.max_batch
-                    )
+                    if lone and len(x) <= self.inline_max_frames:
+                        probs = proba_chunked(live[0].model, x, self.max_batch)
+                        self.inline += 1
+                    else:
+                        probs = await loop.run_in_executor(
+                            self._executor, proba_chunked, live[0].model, x, self.max_batch
+                        )
                 except Exception as exc:  # noqa: BLE001 - fail these requests, not the loop
                     for it in live:
                         if not it.future.done():
