@@ -400,6 +400,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per concurrency")
     ap.add_argument("--threads", type=int, default=2, help="torch and ORT threads (model table)")
     ap.add_argument("--no-servers", action="store_true", help="only the model table")
+    ap.add_argument(
+        "--served",
+        choices=["fp32", "int8"],
+        default="fp32",
+        help="the ONNX model both servers run (the export stage writes both)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="also write the Markdown here")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -443,13 +449,14 @@ def main() -> None:
         if args.no_servers:
             return finish(lines, args.out)
         print("servers...", file=sys.stderr)
-        srows = server_table(fp32, params_dict, png, args.requests, work, args.rounds)
+        served = fp32 if args.served == "fp32" else int8
+        srows = server_table(served, params_dict, png, args.requests, work, args.rounds)
         mlflow_rps = {c: r for lab, c, r, _, _ in srows if lab.startswith("mlflow")}
         lines += [
             "",
             (
-                f"### HTTP servers: {args.requests} requests per cell, one {size}x{size} PNG "
-                "each (client on the same 2 cores)"
+                f"### HTTP servers ({args.served} model in both): {args.requests} requests per "
+                f"cell, one {size}x{size} PNG each (client on the same 2 cores)"
             ),
             "",
             "| server | concurrency | requests/s | p99 ms | errors | vs mlflow models serve |",
