@@ -40,9 +40,10 @@ def machine() -> str:
     import onnxruntime
     import torch
 
-    return describe(
-        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}"
-    ) + " (the machine is shared: expect +-30 %)"
+    return (
+        describe(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
+        + " (the machine is shared: expect +-30 %)"
+    )
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -319,8 +320,17 @@ def ceiling_server(work: Path) -> tuple[subprocess.Popen, str]:
     """uvicorn serving benchmarks/ceiling_app.py: no decoding, no model, a constant answer."""
     port = free_port()
     proc = subprocess.Popen(
-        [str(BIN / "uvicorn"), "ceiling_app:app", "--host", "127.0.0.1", "--port", str(port),
-         "--no-access-log", "--log-level", "warning"],
+        [
+            str(BIN / "uvicorn"),
+            "ceiling_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
         cwd=Path(__file__).parent,
         start_new_session=True,
         stdout=subprocess.DEVNULL,

@@ -7,9 +7,9 @@ for them (or until ``max_batch`` frames); with nobody else in flight it runs at 
 request pays no batching delay. Each model's frames run as one batch in a single inference
 thread and every request gets its rows back. A lone small request (at most ``inline_max_frames``
 frames, nobody else announced or queued) runs on the event loop instead: the hop to the inference
-thread and back costs about as much as a small model's whole forward pass. Requests bound to an old model after a hot reload are
-still
-run on that model, so a swap never drops or mixes in-flight work.
+thread and back costs about as much as a small model's whole forward pass. Requests bound to an
+old model after a hot reload are still run on that model, so a swap never drops or mixes
+in-flight work.
 """
 
 from __future__ import annotations
