@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lusaug.config import PROJ_ROOT, ConfigError, as_flat_dict, deep_merge, load_params, params_from_dict
+from lusaug.config import (
+    PROJ_ROOT,
+    ConfigError,
+    as_flat_dict,
+    deep_merge,
+    load_params,
+    params_from_dict,
+)
 from lusaug.profiles import apply_profile, available_profiles
 
 

@@ -53,19 +53,19 @@ def make_splits(root: Path, per_class: dict[str, int] | None = None, seed: int =
                 raw = png_bytes(frame(ci, rng))
                 out.write_bytes(raw)
                 rows.append(
-                    dict(
-                        path=rel,
-                        label=label,
-                        video_id=vid,
-                        patient_id=f"p_{label}_{split}",
-                        probe="convex",
-                        source="test",
-                        license="test",
-                        width=SIZE,
-                        height=SIZE,
-                        sha1=hashlib.sha1(raw).hexdigest(),
-                        split=split,
-                    )
+                    {
+                        "path": rel,
+                        "label": label,
+                        "video_id": vid,
+                        "patient_id": f"p_{label}_{split}",
+                        "probe": "convex",
+                        "source": "test",
+                        "license": "test",
+                        "width": SIZE,
+                        "height": SIZE,
+                        "sha1": hashlib.sha1(raw).hexdigest(),
+                        "split": split,
+                    }
                 )
     df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS + ["split"])
     path = data / "splits.csv"

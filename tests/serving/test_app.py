@@ -131,54 +131,54 @@ def _gif() -> bytes:
 
 
 BAD_REQUESTS = {
-    "no files": (415, dict(content=b"", headers={"content-type": "application/octet-stream"})),
-    "empty multipart": (400, dict(files={"note": (None, "hello")})),
-    "empty raw body": (422, dict(content=b"", headers={"content-type": "image/png"})),
-    "empty file": (422, dict(files=_files([("e.png", b"", "image/png")]))),
+    "no files": (415, {"content": b"", "headers": {"content-type": "application/octet-stream"}}),
+    "empty multipart": (400, {"files": {"note": (None, "hello")}}),
+    "empty raw body": (422, {"content": b"", "headers": {"content-type": "image/png"}}),
+    "empty file": (422, {"files": _files([("e.png", b"", "image/png")])}),
     "non-image bytes": (
         422,
-        dict(files=_files([("x.png", b"this is not an image", "image/png")])),
+        {"files": _files([("x.png", b"this is not an image", "image/png")])},
     ),
-    "truncated png": (422, dict(files=_files([("t.png", _truncated_png(), "image/png")]))),
-    "gif": (415, dict(files=_files([("g.gif", _gif(), "image/gif")]))),
+    "truncated png": (422, {"files": _files([("t.png", _truncated_png(), "image/png")])}),
+    "gif": (415, {"files": _files([("g.gif", _gif(), "image/gif")])}),
     "20000x20000": (
         413,
-        dict(files=_files([("huge.png", png_header_only(20000, 20000), "image/png")])),
+        {"files": _files([("huge.png", png_header_only(20000, 20000), "image/png")])},
     ),
     "5000 px side": (
         413,
-        dict(files=_files([("wide.png", png_header_only(5000, 100), "image/png")])),
+        {"files": _files([("wide.png", png_header_only(5000, 100), "image/png")])},
     ),
     "too many files": (
         400,
-        dict(
-            files=_files(
+        {
+            "files": _files(
                 [
                     (f"{i}.png", png_bytes(np.zeros((8, 8), np.uint8)), "image/png")
                     for i in range(MAX_FILES + 1)
                 ]
             )
-        ),
+        },
     ),
     "unsupported video": (
         415,
-        dict(files=_files([("clip.xyz", b"\x00" * 100, "video/x-unknown")])),
+        {"files": _files([("clip.xyz", b"\x00" * 100, "video/x-unknown")])},
     ),
-    "undecodable video": (415, dict(files=_files([("clip.mp4", b"\x00" * 1000, "video/mp4")]))),
+    "undecodable video": (415, {"files": _files([("clip.mp4", b"\x00" * 1000, "video/mp4")])}),
     "video plus image": (
         400,
-        dict(
-            files=_files(
+        {
+            "files": _files(
                 [
                     ("c.mp4", b"\x00" * 10, "video/mp4"),
                     ("a.png", png_bytes(np.zeros((8, 8), np.uint8)), "image/png"),
                 ]
             )
-        ),
+        },
     ),
     "over size cap": (
         413,
-        dict(files=_files([("big.png", b"\x89PNG" + b"\x00" * (3 << 19), "image/png")])),
+        {"files": _files([("big.png", b"\x89PNG" + b"\x00" * (3 << 19), "image/png")])},
     ),
 }
 
