@@ -10,8 +10,11 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 
 app = FastAPI()
-ANSWER = {"predictions": [{"probabilities": {"regular": 0.25, "covid": 0.25, "pneumonia": 0.25,
-                                              "viral": 0.25}}]}
+ANSWER = {
+    "predictions": [
+        {"probabilities": {"regular": 0.25, "covid": 0.25, "pneumonia": 0.25, "viral": 0.25}}
+    ]
+}
 
 
 @app.get("/health")

@@ -63,8 +63,9 @@ def main(argv: list[str] | None = None) -> None:
         train = splits[splits["split"] == "train"]
         imgs = gdata.load_frames(train, args.splits, size)
         labels = np.array([params.base.classes.index(c) for c in train["label"]])
-        encoder, _ = train_encoder(imgs, labels, params.base.classes, params.filter.encoder,
-                                   params.base.seed)
+        encoder, _ = train_encoder(
+            imgs, labels, params.base.classes, params.filter.encoder, params.base.seed
+        )
     f_real = extract_features(encoder, real)
     cfg = params.generate.ddpm
     steps = args.train_steps or cfg.train_steps
@@ -74,11 +75,22 @@ def main(argv: list[str] | None = None) -> None:
 
     subset = min(fk.kid_subset_size, args.ddpm_n)  # one subset size: comparable KIDs
     rows = []
-    for sampler, n_steps, n in [("ddpm", cfg.num_train_timesteps, args.ddpm_n),
-                                ("ddim", 50, args.n), ("dpmsolver++", 20, args.n)]:
+    for sampler, n_steps, n in [
+        ("ddpm", cfg.num_train_timesteps, args.ddpm_n),
+        ("ddim", 50, args.n),
+        ("dpmsolver++", 20, args.n),
+    ]:
         t0 = time.perf_counter()
-        imgs = sample_ddpm(unet, sched.config, n, sampler, n_steps, params.generate.sampling
-                           .batch_size, seed=1, progress=True)
+        imgs = sample_ddpm(
+            unet,
+            sched.config,
+            n,
+            sampler,
+            n_steps,
+            params.generate.sampling.batch_size,
+            seed=1,
+            progress=True,
+        )
         dt = time.perf_counter() - t0
         frames = gdata.resize_batch(gdata.from_unit(imgs), size)
         k = kid(extract_features(encoder, frames), f_real, fk.kid_subsets, subset, 0)
@@ -87,12 +99,16 @@ def main(argv: list[str] | None = None) -> None:
     ddpm_kid = rows[0][4]
     cmd = " ".join(["python", "benchmarks/generators.py", *(argv or sys.argv[1:])])
     machine = describe(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    train_line = (f"DDPM training ({cfg.resolution} px, widths {cfg.block_out_channels}, "
-                  f"{cfg.prediction_type}, batch {cfg.batch_size}, {steps} steps on {len(real)} "
-                  f"{target} training frames): **{res.images_per_second:.1f} images/s** "
-                  f"({res.seconds:.1f} s).")
-    header = ("| sampler | images | seconds | images/s | speed-up vs DDPM-1000 "
-              "| KID ± std [2.5-97.5 %] | inside DDPM-1000 interval | not worse than DDPM-1000 |")
+    train_line = (
+        f"DDPM training ({cfg.resolution} px, widths {cfg.block_out_channels}, "
+        f"{cfg.prediction_type}, batch {cfg.batch_size}, {steps} steps on {len(real)} "
+        f"{target} training frames): **{res.images_per_second:.1f} images/s** "
+        f"({res.seconds:.1f} s)."
+    )
+    header = (
+        "| sampler | images | seconds | images/s | speed-up vs DDPM-1000 "
+        "| KID ± std [2.5-97.5 %] | inside DDPM-1000 interval | not worse than DDPM-1000 |"
+    )
     lines = [
         "### Generators (benchmarks/generators.py)",
         "",
@@ -106,12 +122,16 @@ def main(argv: list[str] | None = None) -> None:
     for name, n, dt, ips, k in rows:
         inside = ddpm_kid.low <= k.mean <= ddpm_kid.high
         not_worse = k.mean <= ddpm_kid.high  # lower KID is better
-        lines.append(f"| {name} | {n} | {dt:.1f} | {ips:.2f} | {ips / base_speed:.0f}x | "
-                     f"{_kid_cell(k)} | {'yes' if inside else 'no'} | "
-                     f"{'yes' if not_worse else 'no'} |")
+        lines.append(
+            f"| {name} | {n} | {dt:.1f} | {ips:.2f} | {ips / base_speed:.0f}x | "
+            f"{_kid_cell(k)} | {'yes' if inside else 'no'} | "
+            f"{'yes' if not_worse else 'no'} |"
+        )
     real_half = kid(f_real[::2], f_real[1::2], fk.kid_subsets, subset, 0)
-    ref = (f"Reference: KID between two halves of the real frames = {_kid_cell(real_half)} "
-           "(frames of one video are correlated, so this is a floor).")
+    ref = (
+        f"Reference: KID between two halves of the real frames = {_kid_cell(real_half)} "
+        "(frames of one video are correlated, so this is a floor)."
+    )
     lines += ["", ref]
     text = "\n".join(lines) + "\n"
     print(text)

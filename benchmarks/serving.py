@@ -436,11 +436,15 @@ def main() -> None:
         rows = model_speed(model, fp32, int8, size, args.iters, args.threads)
         eager_p50 = rows[0][1]
         lines += [
-            (f"### Model: `{meta.model}` {meta.kwargs} at {size} px, int8 = {mode}, "
-            f"{args.threads} thread(s)"),
+            (
+                f"### Model: `{meta.model}` {meta.kwargs} at {size} px, int8 = {mode}, "
+                f"{args.threads} thread(s)"
+            ),
             "",
-            ("| engine | batch-1 p50 ms | batch-1 p99 ms | speed-up vs eager (p50) "
-            "| batch-64 img/s |"),
+            (
+                "| engine | batch-1 p50 ms | batch-1 p99 ms | speed-up vs eager (p50) "
+                "| batch-64 img/s |"
+            ),
             "|---|---|---|---|---|",
         ]
         for label, p50, p99, thr in rows:

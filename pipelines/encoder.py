@@ -28,8 +28,10 @@ def main(argv: list[str] | None = None) -> None:
         summary = run_encoder(splits_csv, out_dir, metrics_json, params, validation_json)
     except (GeneratorDataError, FileNotFoundError) as err:
         raise SystemExit(f"encoder failed: {err}") from err
-    print(f"encoder: {summary['num_features']}-d features; val balanced accuracy "
-          f"{summary['val_balanced_accuracy']}")
+    print(
+        f"encoder: {summary['num_features']}-d features; val balanced accuracy "
+        f"{summary['val_balanced_accuracy']}"
+    )
 
 
 if __name__ == "__main__":

@@ -33,14 +33,23 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     seed_everything(params.base.seed)
     try:
-        summary = run_generate(args.generator, args.splits_csv, args.model_dir,
-                               args.candidates_dir, params, checkpoint_dir=args.checkpoints,
-                               resume=args.resume, validation_json=args.validation_json)
+        summary = run_generate(
+            args.generator,
+            args.splits_csv,
+            args.model_dir,
+            args.candidates_dir,
+            params,
+            checkpoint_dir=args.checkpoints,
+            resume=args.resume,
+            validation_json=args.validation_json,
+        )
     except (GeneratorDataError, TextualInversionError, FileNotFoundError) as err:
         raise SystemExit(f"generate@{args.generator} failed: {err}") from err
     leaky = " [LEAKY]" if summary["leaky"] else ""
-    print(f"generate@{args.generator}{leaky}: {summary['candidates']} candidates from "
-          f"{summary['train_frames']} training frames ({summary['train_patients']} patients)")
+    print(
+        f"generate@{args.generator}{leaky}: {summary['candidates']} candidates from "
+        f"{summary['train_frames']} training frames ({summary['train_patients']} patients)"
+    )
 
 
 if __name__ == "__main__":

@@ -93,9 +93,9 @@ def test_dvc_stage_scripts_and_params_exist(params_dict):
             key = key if isinstance(key, str) else next(iter(key))
             if "${" in key:
                 continue
-            assert key in sections or key in flat or any(
-                k.startswith(key + ".") for k in flat
-            ), f"stage {name} reads unknown param {key}"
+            assert key in sections or key in flat or any(k.startswith(key + ".") for k in flat), (
+                f"stage {name} reads unknown param {key}"
+            )
 
 
 def test_stage_names_match_scripts():

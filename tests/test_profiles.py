@@ -121,7 +121,16 @@ def test_profile_stages_resolve_in_dvc(tmp_path, name):
         counts[base] = counts.get(base, 0) + 1
     for base, n in _expected_stage_items(p).items():
         assert counts.get(base, 0) == n, (base, counts)
-    for single in ["frames", "split", "validate", "encoder", "evaluate", "tune", "register", "export"]:
+    for single in [
+        "frames",
+        "split",
+        "validate",
+        "encoder",
+        "evaluate",
+        "tune",
+        "register",
+        "export",
+    ]:
         assert counts.get(single) == 1, single
     if name == "paper":
         assert counts["train"] + counts["train_tuned"] + counts["train_synthetic"] == 42

@@ -158,10 +158,14 @@ class TrainParams:
                 hint = "; list generator names in train.generators instead"
             elif set(unknown) & set(TUNED_STRATEGIES):
                 hint = "; tuned strategies go in train.tuned_strategies"
-            raise bad("strategies", f"unknown {unknown}, expected some of {PLAIN_STRATEGIES}{hint}")
+            raise bad(
+                "strategies", f"unknown {unknown}, expected some of {PLAIN_STRATEGIES}{hint}"
+            )
         unknown = sorted(set(self.tuned_strategies) - set(TUNED_STRATEGIES))
         if unknown:
-            raise bad("tuned_strategies", f"unknown {unknown}, expected some of {TUNED_STRATEGIES}")
+            raise bad(
+                "tuned_strategies", f"unknown {unknown}, expected some of {TUNED_STRATEGIES}"
+            )
         for name in [*self.generators, *self.architectures]:
             if not name or "-" in name or ":" in name or "/" in name:
                 raise bad("generators/architectures", f"name {name!r} must be non-empty, no -:/")
@@ -189,6 +193,7 @@ class EvaluateParams:
     def __post_init__(self) -> None:
         if self.bootstrap < 1 or not 0.0 < self.ci < 1.0:
             raise ConfigError("evaluate: bootstrap must be >= 1 and ci in (0, 1)")
+
 
 # --- issue 4 (generate, filter) section dataclasses go here ---
 
@@ -272,7 +277,9 @@ class GenerateParams:
             if spec.train_set not in TRAIN_SETS:
                 raise ConfigError(f"{where}.train_set must be one of {TRAIN_SETS}")
             if spec.leaky != ("leaky" in name):
-                raise ConfigError(f"{where}: a generator is leaky exactly when its name says 'leaky'")
+                raise ConfigError(
+                    f"{where}: a generator is leaky exactly when its name says 'leaky'"
+                )
             if spec.kind == "textual_inversion" and spec.template not in TI_TEMPLATES:
                 raise ConfigError(f"{where}.template must be one of {TI_TEMPLATES}")
         if self.ddpm.prediction_type not in ("epsilon", "v_prediction"):
@@ -312,6 +319,7 @@ class FilterParams:
     register: bool  # register the best generator per class in the MLflow Model Registry
     max_memorisation_rate: float  # a generator above this rate is never registered
 
+
 # --- issue 5 (tune, register, export, serve) section dataclasses go here ---
 
 
@@ -341,7 +349,9 @@ class TuneParams:
 class RegisterParams:
     model_name: str  # registered model name in the MLflow Model Registry
     metric: str  # VALIDATION metric that picks the winner (key in metrics/validation_runs.json)
-    alias: str  # alias the new version gets (the first stage of candidate -> staging -> production)
+    alias: (
+        str  # alias the new version gets (the first stage of candidate -> staging -> production)
+    )
     promote_to: list[str]  # aliases `lusaug promote --to` accepts, in promotion order
     gate_metric: str  # validation metric a promotion must not lose on (beyond its interval)
     require_parity: bool  # promotion needs the export stage's ONNX parity tag = passed

@@ -28,7 +28,9 @@ def atomic_path(target: Path | str, *, is_dir: bool = False) -> Iterator[Path]:
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     else:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent
+        )
         os.close(fd)
         tmp = Path(name)
     try:

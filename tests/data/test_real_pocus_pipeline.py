@@ -105,7 +105,9 @@ def test_every_class_in_every_split(real):
 
 
 def test_blank_and_near_black_frames_dropped_and_reported(real):
-    dropped = {(d["video_id"], d["reason"].split(":")[0]): d for d in real.ingest["dropped_frames"]}
+    dropped = {
+        (d["video_id"], d["reason"].split(":")[0]): d for d in real.ingest["dropped_frames"]
+    }
     assert dropped[("Reg-Atlas-lungcurtain", "blank")]["frame_indices"] == [0]
     assert dropped[("Reg_northumbria_0409_set3_vid2", "near-black")]["frame_indices"] == [0]
     assert real.ingest["totals"]["frames_dropped"] == sum(d["count"] for d in dropped.values())

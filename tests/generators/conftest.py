@@ -44,9 +44,17 @@ def gen_params(micro_params) -> Params:
 def tiny_ddpm_cfg(micro_params):
     """A DDPM small and quick enough for unit tests."""
     return dataclasses.replace(
-        micro_params.generate.ddpm, resolution=16, block_out_channels=[8, 16],
-        norm_num_groups=8, attention=False, train_steps=12, batch_size=8,
-        learning_rate=3e-3, lr_warmup_steps=2, checkpoint_every=0, ema_decay=0.9,
+        micro_params.generate.ddpm,
+        resolution=16,
+        block_out_channels=[8, 16],
+        norm_num_groups=8,
+        attention=False,
+        train_steps=12,
+        batch_size=8,
+        learning_rate=3e-3,
+        lr_warmup_steps=2,
+        checkpoint_every=0,
+        ema_decay=0.9,
     )
 
 

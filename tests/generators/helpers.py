@@ -62,10 +62,21 @@ def make_frames_fixture(
                 rel = f"frames/{label}/{pid}_v0_{i:05d}.png"
                 img = synth_frame(label, p, i, size, rng)
                 cv2.imwrite(str(data / rel), img)
-                rows.append({"path": rel, "label": label, "video_id": f"{pid}_v0",
-                             "patient_id": pid, "probe": "convex", "source": "fixture",
-                             "license": "CC0", "width": size, "height": size,
-                             "sha1": f"{label}{p}{i}", "split": split})
+                rows.append(
+                    {
+                        "path": rel,
+                        "label": label,
+                        "video_id": f"{pid}_v0",
+                        "patient_id": pid,
+                        "probe": "convex",
+                        "source": "fixture",
+                        "license": "CC0",
+                        "width": size,
+                        "height": size,
+                        "sha1": f"{label}{p}{i}",
+                        "split": split,
+                    }
+                )
     df = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, "split"])
     splits_csv = data / "splits.csv"
     df.to_csv(splits_csv, index=False)
@@ -78,8 +89,11 @@ def make_frames_fixture(
 def byte_level_vocab() -> dict[str, int]:
     """The CLIP byte-level vocab without merges: special tokens + 256 chars (+ </w> forms)."""
     # GPT-2/CLIP byte -> printable-unicode table (bytes_to_unicode)
-    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-          *range(ord("®"), ord("ÿ") + 1)]
+    bs = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     cs = bs[:]
     extra = 0
     for b in range(256):
@@ -109,20 +123,46 @@ def build_tiny_sd(folder: Path) -> Path:
 
     torch.manual_seed(0)
     tok = CLIPTokenizer(vocab=byte_level_vocab(), merges=[], model_max_length=77)
-    te = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_attention_heads=4,
-        num_hidden_layers=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
-        pad_token_id=1))
+    te = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
     unet = UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
-        block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32)
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+    )
     vae = AutoencoderKL(
-        block_out_channels=(32, 64), latent_channels=4, layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
+        block_out_channels=(32, 64),
+        latent_channels=4,
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+    )
     sched = DDPMScheduler(num_train_timesteps=1000, steps_offset=1, clip_sample=False)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet,
-                                   scheduler=sched, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=te,
+        tokenizer=tok,
+        unet=unet,
+        scheduler=sched,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.save_pretrained(folder)
     return folder

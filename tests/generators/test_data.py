@@ -76,16 +76,19 @@ def test_conditional_trains_on_every_class_of_the_train_split(splits_csv):
     n_mixed=st.integers(1, 5),
     seed=st.integers(0, 1000),
 )
-def test_builders_never_take_val_or_test_unless_leaky(splits, kind, train_set, leaky, n_mixed,
-                                                     seed):
+def test_builders_never_take_val_or_test_unless_leaky(
+    splits, kind, train_set, leaky, n_mixed, seed
+):
     rng = np.random.default_rng(seed)
     n = len(splits)
-    df = pd.DataFrame({
-        "path": [f"frames/x/{i}.png" for i in range(n)],
-        "label": rng.choice(CLASSES, n).tolist(),
-        "patient_id": [f"p{rng.integers(6)}" for _ in range(n)],
-        "split": splits,
-    })
+    df = pd.DataFrame(
+        {
+            "path": [f"frames/x/{i}.png" for i in range(n)],
+            "label": rng.choice(CLASSES, n).tolist(),
+            "patient_id": [f"p{rng.integers(6)}" for _ in range(n)],
+            "split": splits,
+        }
+    )
     df.loc[0, ["label", "split"]] = ["viral", "train"]  # the class exists in the train split
     ts = build_training_set(df, spec(kind, train_set, leaky), "viral", CLASSES, n_mixed, seed)
     if not leaky:

@@ -68,8 +68,12 @@ def test_save_load_round_trip_gives_identical_samples(trained, tmp_path):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
     assert meta == {"kind": "ddpm"}
     pipe = DDPMPipeline.from_pretrained(tmp_path)  # the standard diffusers loader works too
-    out = pipe(batch_size=1, num_inference_steps=3, output_type="np",
-               generator=torch.Generator().manual_seed(0))
+    out = pipe(
+        batch_size=1,
+        num_inference_steps=3,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+    )
     assert out.images.shape == (1, cfg.resolution, cfg.resolution, 1)
 
 
@@ -120,10 +124,12 @@ class Interrupt(Exception):
     pass
 
 
-def test_checkpoints_are_pruned_and_resume_continues_exactly(viral_frames, tiny_ddpm_cfg,
-                                                             tmp_path):
-    cfg = dataclasses.replace(tiny_ddpm_cfg, train_steps=8, checkpoint_every=2,
-                              checkpoints_total_limit=2)
+def test_checkpoints_are_pruned_and_resume_continues_exactly(
+    viral_frames, tiny_ddpm_cfg, tmp_path
+):
+    cfg = dataclasses.replace(
+        tiny_ddpm_cfg, train_steps=8, checkpoint_every=2, checkpoints_total_limit=2
+    )
     ref, _, _ = train_ddpm(viral_frames, cfg, 3, progress=False)
 
     def stop_at_4(step, unet, losses):
@@ -132,12 +138,26 @@ def test_checkpoints_are_pruned_and_resume_continues_exactly(viral_frames, tiny_
 
     ckpt = tmp_path / "ckpt"
     with pytest.raises(Interrupt):
-        train_ddpm(viral_frames, cfg, 3, checkpoint_dir=ckpt, run_fingerprint="fp",
-                   on_checkpoint=stop_at_4, progress=False)
+        train_ddpm(
+            viral_frames,
+            cfg,
+            3,
+            checkpoint_dir=ckpt,
+            run_fingerprint="fp",
+            on_checkpoint=stop_at_4,
+            progress=False,
+        )
     assert sorted(p.name for p in ckpt.iterdir()) == ["checkpoint-2", "checkpoint-4"]
     assert latest_checkpoint(ckpt).name == "checkpoint-4"
-    resumed, _, res = train_ddpm(viral_frames, cfg, 3, checkpoint_dir=ckpt, resume=True,
-                                 run_fingerprint="fp", progress=False)
+    resumed, _, res = train_ddpm(
+        viral_frames,
+        cfg,
+        3,
+        checkpoint_dir=ckpt,
+        resume=True,
+        run_fingerprint="fp",
+        progress=False,
+    )
     assert res.resumed_from == 4 and len(res.losses) == 8
     assert sorted(p.name for p in ckpt.iterdir()) == ["checkpoint-6", "checkpoint-8"]
     for (k, a), b in zip(ref.state_dict().items(), resumed.state_dict().values(), strict=True):
@@ -146,10 +166,16 @@ def test_checkpoints_are_pruned_and_resume_continues_exactly(viral_frames, tiny_
 
 def test_resume_ignores_a_checkpoint_of_another_config(viral_frames, tiny_ddpm_cfg, tmp_path):
     cfg = dataclasses.replace(tiny_ddpm_cfg, train_steps=2, checkpoint_every=1)
-    train_ddpm(viral_frames, cfg, 0, checkpoint_dir=tmp_path, run_fingerprint="a",
-               progress=False)
-    _, _, res = train_ddpm(viral_frames, cfg, 0, checkpoint_dir=tmp_path, resume=True,
-                           run_fingerprint="b", progress=False)
+    train_ddpm(viral_frames, cfg, 0, checkpoint_dir=tmp_path, run_fingerprint="a", progress=False)
+    _, _, res = train_ddpm(
+        viral_frames,
+        cfg,
+        0,
+        checkpoint_dir=tmp_path,
+        resume=True,
+        run_fingerprint="b",
+        progress=False,
+    )
     assert res.resumed_from == 0
 
 

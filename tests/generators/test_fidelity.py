@@ -53,8 +53,14 @@ def test_encoder_trains_and_round_trips(splits_csv, micro_params, tmp_path):
     classes = micro_params.base.classes
     imgs = load_frames(train, splits_csv, 32)
     labels = np.array([classes.index(c) for c in train.label])
-    cfg = dataclasses.replace(micro_params.filter.encoder, width=8, blocks=3, epochs=15,
-                              batch_size=16, learning_rate=0.01)
+    cfg = dataclasses.replace(
+        micro_params.filter.encoder,
+        width=8,
+        blocks=3,
+        epochs=15,
+        batch_size=16,
+        learning_rate=0.01,
+    )
     model, meta = train_encoder(imgs, labels, classes, cfg, seed=0, progress=False)
     assert meta.train_accuracy > 0.5  # 4 classes: chance is 0.25
     save_encoder(tmp_path, model, meta)

@@ -35,13 +35,15 @@ def test_entropy_and_std_of_known_images():
 
 
 def test_filter_keeps_and_rejects_by_the_right_reason():
-    imgs = np.stack([
-        np.full((32, 32), 128, np.uint8),  # flat: both reasons
-        levels_image(np.array([0, 255])),  # contrast but 1 bit: entropy only
-        levels_image(np.arange(32) * 8),  # 5 bits, std 73.9: kept
-        levels_image(np.arange(32)),  # 5 bits, std 9.2: std only
-        np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8),  # noise: kept
-    ])
+    imgs = np.stack(
+        [
+            np.full((32, 32), 128, np.uint8),  # flat: both reasons
+            levels_image(np.array([0, 255])),  # contrast but 1 bit: entropy only
+            levels_image(np.arange(32) * 8),  # 5 bits, std 73.9: kept
+            levels_image(np.arange(32)),  # 5 bits, std 9.2: std only
+            np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8),  # noise: kept
+        ]
+    )
     std, ent = image_stats(imgs)
     out = apply_filter(std, ent, 30.0, 4.7)
     assert out.kept.tolist() == [False, False, True, False, True]
@@ -74,7 +76,13 @@ def test_kept_files_refilters_a_table_with_new_thresholds():
 
     from lusaug.generators.filters import kept_files
 
-    table = pd.DataFrame({"file": ["a.png", "b.png", "c.png"], "std": [20.0, 40.0, 60.0],
-                          "entropy": [6.0, 6.0, 6.0], "memorised": [False, False, True]})
+    table = pd.DataFrame(
+        {
+            "file": ["a.png", "b.png", "c.png"],
+            "std": [20.0, 40.0, 60.0],
+            "entropy": [6.0, 6.0, 6.0],
+            "memorised": [False, False, True],
+        }
+    )
     assert kept_files(table, 30.0, 4.7) == ["b.png"]
     assert kept_files(table, 10.0, 4.7) == ["a.png", "b.png"]  # c stays out: memorised

@@ -57,8 +57,9 @@ def test_feature_cosine_threshold(pool_and_candidates, cfg):
     rng = np.random.default_rng(0)
     f_pool = rng.normal(size=(len(pool), 8))
     f_cands = np.stack([f_pool[3], rng.normal(size=8), rng.normal(size=8)])
-    feat_only = dataclasses.replace(cfg, max_pixel_distance=0.0, alpha=1e-9,
-                                    max_feature_distance=1e-6)
+    feat_only = dataclasses.replace(
+        cfg, max_pixel_distance=0.0, alpha=1e-9, max_feature_distance=1e-6
+    )
     res = check_memorisation(cands, pool, feat_only, f_cands, f_pool)
     assert res.flag_feature.tolist() == [True, False, False]
     assert res.feature_nn_index[0] == 3 and res.feature_cosine[0] == pytest.approx(1.0)

@@ -23,30 +23,67 @@ def ws(tmp_path_factory, frames_root, gen_params, tiny_sd_dir):
     root = tmp_path_factory.mktemp("ws")
     splits = frames_root / "data" / "splits.csv"
     val = frames_root / "metrics" / "validation.json"
-    ti_cfg = dataclasses.replace(gen_params.generate.ti, checkpoint=str(tiny_sd_dir),
-                                 resolution=32, train_steps=2, inference_steps=2,
-                                 guidance_scale=1.0, num_vectors=2, initializer="lung")
-    params = dataclasses.replace(gen_params, generate=dataclasses.replace(
-        gen_params.generate, enabled=GENERATORS, ti=ti_cfg))
+    ti_cfg = dataclasses.replace(
+        gen_params.generate.ti,
+        checkpoint=str(tiny_sd_dir),
+        resolution=32,
+        train_steps=2,
+        inference_steps=2,
+        guidance_scale=1.0,
+        num_vectors=2,
+        initializer="lung",
+    )
+    params = dataclasses.replace(
+        gen_params,
+        generate=dataclasses.replace(gen_params.generate, enabled=GENERATORS, ti=ti_cfg),
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         mp.chdir(root)
-        enc = run_encoder(splits, root / "models/encoder", root / "metrics/encoder.json", params,
-                          val, progress=False)
+        enc = run_encoder(
+            splits,
+            root / "models/encoder",
+            root / "metrics/encoder.json",
+            params,
+            val,
+            progress=False,
+        )
         gens, filt = {}, {}
         for g in GENERATORS:
-            gens[g] = run_generate(g, splits, root / f"models/generators/{g}",
-                                   root / f"data/synthetic/{g}/candidates", params,
-                                   checkpoint_dir=root / f"models/checkpoints/{g}", resume=True,
-                                   validation_json=val, progress=False)
-            filt[g] = run_filter(g, splits, root / f"models/generators/{g}",
-                                 root / f"data/synthetic/{g}/candidates", root / "models/encoder",
-                                 root / f"data/synthetic/{g}/kept",
-                                 root / f"data/synthetic/{g}/filter.csv",
-                                 root / f"metrics/synthetic_{g}.json",
-                                 root / f"plots/synthetic/{g}", params, val)
-        yield {"root": root, "params": params, "enc": enc, "gens": gens, "filt": filt,
-               "uri": f"sqlite:///{root / 'mlflow.db'}", "splits": splits, "val": val}
+            gens[g] = run_generate(
+                g,
+                splits,
+                root / f"models/generators/{g}",
+                root / f"data/synthetic/{g}/candidates",
+                params,
+                checkpoint_dir=root / f"models/checkpoints/{g}",
+                resume=True,
+                validation_json=val,
+                progress=False,
+            )
+            filt[g] = run_filter(
+                g,
+                splits,
+                root / f"models/generators/{g}",
+                root / f"data/synthetic/{g}/candidates",
+                root / "models/encoder",
+                root / f"data/synthetic/{g}/kept",
+                root / f"data/synthetic/{g}/filter.csv",
+                root / f"metrics/synthetic_{g}.json",
+                root / f"plots/synthetic/{g}",
+                params,
+                val,
+            )
+        yield {
+            "root": root,
+            "params": params,
+            "enc": enc,
+            "gens": gens,
+            "filt": filt,
+            "uri": f"sqlite:///{root / 'mlflow.db'}",
+            "splits": splits,
+            "val": val,
+        }
 
 
 def test_encoder_outputs(ws):
@@ -113,8 +150,12 @@ def test_mlflow_run_has_tags_params_curve_grids_and_scatter(ws):
     m = ws["filt"]["ddpm_3mixed"]
     run = mlflow.get_run(m["mlflow_run_id"])
     tags = run.data.tags
-    for k, v in {"generator": "ddpm_3mixed", "target_class": "viral", "train_set": "3mixed",
-                 "leaky": "false"}.items():
+    for k, v in {
+        "generator": "ddpm_3mixed",
+        "target_class": "viral",
+        "train_set": "3mixed",
+        "leaky": "false",
+    }.items():
         assert tags[k] == v
     assert tags["git_commit"] and tags["data_hash"]
     assert run.data.params["ddpm.train_steps"] == str(ws["params"].generate.ddpm.train_steps)
@@ -124,10 +165,14 @@ def test_mlflow_run_has_tags_params_curve_grids_and_scatter(ws):
     assert "filter.kept" in run.data.metrics
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
     assert any(p.startswith("samples/step_") for p in arts)
-    assert "filter/filter_scatter.png" in {a.path for a in
-                                           client.list_artifacts(run.info.run_id, "filter")}
-    children = mlflow.search_runs(experiment_ids=[run.info.experiment_id], filter_string=(
-        f"tags.mlflow.parentRunId = '{run.info.run_id}'"), output_format="list")
+    assert "filter/filter_scatter.png" in {
+        a.path for a in client.list_artifacts(run.info.run_id, "filter")
+    }
+    children = mlflow.search_runs(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=(f"tags.mlflow.parentRunId = '{run.info.run_id}'"),
+        output_format="list",
+    )
     assert children and "filter.min_std" in children[0].data.params
 
 
@@ -139,8 +184,9 @@ def test_best_non_leaky_generator_is_registered_and_samples(ws):
     root = ws["root"]
     metrics = [json.loads((root / f"metrics/synthetic_{g}.json").read_text()) for g in GENERATORS]
     bound = ws["params"].filter.max_memorisation_rate
-    eligible = [m for m in metrics if not m["leaky"] and m["kid"] and
-                m["memorisation"]["rate"] <= bound]
+    eligible = [
+        m for m in metrics if not m["leaky"] and m["kid"] and m["memorisation"]["rate"] <= bound
+    ]
     mv = MlflowClient().get_model_version_by_alias("lus-generator-viral", "champion")
     if not eligible:
         pytest.fail(f"no eligible generator in the fixture run: {metrics}")
@@ -160,18 +206,31 @@ def test_textual_inversion_generator_outputs(ws):
     assert (model / "with_without_token.png").exists()
     meta = json.loads((model / "generator.json").read_text())
     assert meta["template"] == "object" and meta["placeholder_token"] == (
-        "<viral-pneumonia-ultrasound>")
-    assert len(list((root / "data/synthetic/ti_object/candidates").glob("*.png"))) == \
-        ws["params"].generate.sampling.candidates
+        "<viral-pneumonia-ultrasound>"
+    )
+    assert (
+        len(list((root / "data/synthetic/ti_object/candidates").glob("*.png")))
+        == ws["params"].generate.sampling.candidates
+    )
 
 
 def test_ti_without_checkpoint_fails_before_any_work(ws, tmp_path):
     params = ws["params"]
-    no_ckpt = dataclasses.replace(params, generate=dataclasses.replace(
-        params.generate, ti=dataclasses.replace(params.generate.ti, checkpoint="")))
+    no_ckpt = dataclasses.replace(
+        params,
+        generate=dataclasses.replace(
+            params.generate, ti=dataclasses.replace(params.generate.ti, checkpoint="")
+        ),
+    )
     with pytest.raises(TextualInversionError, match="generate.ti.checkpoint"):
-        run_generate("ti_style", ws["splits"], tmp_path / "m", tmp_path / "c", no_ckpt,
-                     validation_json=ws["val"])
+        run_generate(
+            "ti_style",
+            ws["splits"],
+            tmp_path / "m",
+            tmp_path / "c",
+            no_ckpt,
+            validation_json=ws["val"],
+        )
     assert not (tmp_path / "m").exists()
 
 
@@ -179,8 +238,14 @@ def test_nothing_runs_on_a_split_that_failed_validation(ws, tmp_path):
     bad = tmp_path / "validation.json"
     bad.write_text('{"success": false}')
     with pytest.raises(GeneratorDataError, match="failed validation"):
-        run_generate("ddpm_3mixed", ws["splits"], tmp_path / "m", tmp_path / "c", ws["params"],
-                     validation_json=bad)
+        run_generate(
+            "ddpm_3mixed",
+            ws["splits"],
+            tmp_path / "m",
+            tmp_path / "c",
+            ws["params"],
+            validation_json=bad,
+        )
     assert not Path(tmp_path / "m").exists()
 
 
@@ -194,23 +259,42 @@ def test_stale_metrics_of_other_generators_are_never_registered(ws, tmp_path):
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     better = {"mean": -1.0, "std": 0.0, "low": -1.0, "high": -1.0}
-    other_split = {**mine, "generator": "ti_object", "kid": better,
-                   "scored_against": {**mine["scored_against"], "splits_sha256": "0" * 64}}
-    other_store = {**mine, "generator": "ddpm_all_leaky", "leaky": False, "kid": better,
-                   "mlflow_run_id": "f" * 32, "model_uri": "models:/m-" + "f" * 32}
+    other_split = {
+        **mine,
+        "generator": "ti_object",
+        "kid": better,
+        "scored_against": {**mine["scored_against"], "splits_sha256": "0" * 64},
+    }
+    other_store = {
+        **mine,
+        "generator": "ddpm_all_leaky",
+        "leaky": False,
+        "kid": better,
+        "mlflow_run_id": "f" * 32,
+        "model_uri": "models:/m-" + "f" * 32,
+    }
     (metrics_dir / "synthetic_ti_object.json").write_text(json.dumps(other_split))
     (metrics_dir / "synthetic_ddpm_all_leaky.json").write_text(json.dumps(other_store))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", ws["uri"])
         mp.chdir(root)
-        out = run_filter("ddpm_3mixed", ws["splits"], root / "models/generators/ddpm_3mixed",
-                         root / "data/synthetic/ddpm_3mixed/candidates", root / "models/encoder",
-                         tmp_path / "kept", tmp_path / "filter.csv",
-                         metrics_dir / "synthetic_ddpm_3mixed.json", tmp_path / "plots", params,
-                         ws["val"])
+        out = run_filter(
+            "ddpm_3mixed",
+            ws["splits"],
+            root / "models/generators/ddpm_3mixed",
+            root / "data/synthetic/ddpm_3mixed/candidates",
+            root / "models/encoder",
+            tmp_path / "kept",
+            tmp_path / "filter.csv",
+            metrics_dir / "synthetic_ddpm_3mixed.json",
+            tmp_path / "plots",
+            params,
+            ws["val"],
+        )
         mlflow.set_tracking_uri(ws["uri"])
-        champion = mlflow.MlflowClient().get_model_version_by_alias("lus-generator-viral",
-                                                                    "champion")
+        champion = mlflow.MlflowClient().get_model_version_by_alias(
+            "lus-generator-viral", "champion"
+        )
     not_comparable = out["registry"]["not_comparable"]
     assert "other data" in not_comparable["ti_object"]
     assert "not in this tracking store" in not_comparable["ddpm_all_leaky"]

@@ -65,4 +65,3 @@ def import_(
         typer.echo(f"error: {out} was imported but data.dvc was not refreshed: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(format_summary(summary))
-

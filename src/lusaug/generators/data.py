@@ -137,9 +137,7 @@ def read_grey(path: Path | str, size: int | None = None) -> np.ndarray:
     return img
 
 
-def load_frames(
-    rows: pd.DataFrame, splits_csv: Path | str, size: int | None = None
-) -> np.ndarray:
+def load_frames(rows: pd.DataFrame, splits_csv: Path | str, size: int | None = None) -> np.ndarray:
     """Stack the PNGs of manifest rows into a uint8 (N, H, W) array."""
     if rows.empty:
         return np.zeros((0, size or 0, size or 0), np.uint8)

@@ -105,6 +105,7 @@ def to_model_space(images: np.ndarray, resolution: int) -> torch.Tensor:
 
 def fingerprint(*parts: Any) -> str:
     """A short stable hash of configs/data ids: a checkpoint resumes only under the same one."""
+
     def encode(o: Any) -> Any:
         return asdict(o) if hasattr(o, "__dataclass_fields__") else str(o)
 
@@ -209,7 +210,10 @@ def train_ddpm(
     v_pred = cfg.prediction_type == "v_prediction"
     logger.info(
         "***** DDPM training: %d images at %d px, %d steps x %d, %s *****",
-        len(images), cfg.resolution, total, cfg.batch_size,
+        len(images),
+        cfg.resolution,
+        total,
+        cfg.batch_size,
         f"conditional ({num_classes} classes)" if num_classes else "unconditional",
     )
 
@@ -241,8 +245,9 @@ def train_ddpm(
                 ema.restore(raw.parameters())
                 raw.train()
 
-    result = TrainResult(losses=losses, steps=start, resumed_from=start, seconds=0.0,
-                         images_per_second=0.0)
+    result = TrainResult(
+        losses=losses, steps=start, resumed_from=start, seconds=0.0, images_per_second=0.0
+    )
     unet.train()
     t0 = time.perf_counter()
     bar = tqdm(range(start, total), desc="ddpm", disable=not progress, initial=start, total=total)

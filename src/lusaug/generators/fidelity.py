@@ -46,8 +46,11 @@ class DomainEncoder(nn.Module):
         c_in = 1
         for i in range(blocks):
             c_out = width * 2**i
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                       nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
             if i < blocks - 1:
                 layers.append(nn.MaxPool2d(2))
             c_in = c_out
@@ -141,9 +144,15 @@ def train_encoder(
     if val_images is not None and val_labels is not None and len(val_images):
         val_acc, val_bal = _accuracy(model, val_images, np.asarray(val_labels))
     meta = EncoderMeta(
-        classes=list(classes), image_size=int(images.shape[1]), width=cfg.width,
-        blocks=cfg.blocks, num_features=model.num_features, train_accuracy=train_acc,
-        val_accuracy=val_acc, val_balanced_accuracy=val_bal, epochs=cfg.epochs,
+        classes=list(classes),
+        image_size=int(images.shape[1]),
+        width=cfg.width,
+        blocks=cfg.blocks,
+        num_features=model.num_features,
+        train_accuracy=train_acc,
+        val_accuracy=val_acc,
+        val_balanced_accuracy=val_bal,
+        epochs=cfg.epochs,
         seconds=time.perf_counter() - t0,
     )
     return model, meta
@@ -177,16 +186,20 @@ def extract_features(
     model.eval()
     if len(images) == 0:
         return np.zeros((0, model.num_features), np.float32)
-    out = [model.features(_to_input(images[i : i + batch_size])).numpy()
-           for i in range(0, len(images), batch_size)]
+    out = [
+        model.features(_to_input(images[i : i + batch_size])).numpy()
+        for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(out)
 
 
 @torch.no_grad()
 def predict_classes(model: DomainEncoder, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     model.eval()
-    out = [model(_to_input(images[i : i + batch_size])).argmax(1).numpy()
-           for i in range(0, len(images), batch_size)]
+    out = [
+        model(_to_input(images[i : i + batch_size])).argmax(1).numpy()
+        for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(out)
 
 
@@ -231,15 +244,22 @@ def kid(
     if size < 2:
         raise ValueError(f"KID needs at least 2 samples per set, got {len(a)} and {len(b)}")
     rng = np.random.default_rng(seed)
-    vals = np.array([
-        _poly_mmd2_unbiased(a[rng.choice(len(a), size, replace=False)],
-                            b[rng.choice(len(b), size, replace=False)])
-        for _ in range(max(1, subsets))
-    ])
+    vals = np.array(
+        [
+            _poly_mmd2_unbiased(
+                a[rng.choice(len(a), size, replace=False)],
+                b[rng.choice(len(b), size, replace=False)],
+            )
+            for _ in range(max(1, subsets))
+        ]
+    )
     return KidResult(
-        mean=float(vals.mean()), std=float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
-        low=float(np.percentile(vals, 2.5)), high=float(np.percentile(vals, 97.5)),
-        subsets=len(vals), subset_size=size,
+        mean=float(vals.mean()),
+        std=float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+        low=float(np.percentile(vals, 2.5)),
+        high=float(np.percentile(vals, 97.5)),
+        subsets=len(vals),
+        subset_size=size,
     )
 
 

@@ -102,8 +102,9 @@ def check_memorisation(
         raise ValueError("memorisation check needs at least one training frame")
     if nc == 0:
         empty_i, empty_f, empty_b = np.zeros(0, int), np.zeros(0), np.zeros(0, bool)
-        return MemorisationResult(empty_i, empty_f, empty_f, empty_i, empty_f,
-                                  empty_b, empty_b, empty_b, empty_b)
+        return MemorisationResult(
+            empty_i, empty_f, empty_f, empty_i, empty_f, empty_b, empty_b, empty_b, empty_b
+        )
     d = pixel_distances(candidates, train)
     order = np.argsort(d, axis=1, kind="stable")
     nn = order[:, 0]
@@ -117,8 +118,11 @@ def check_memorisation(
         cos = cosine_similarities(candidate_features, train_features)
         f_nn = cos.argmax(axis=1)
         f_cos = cos[np.arange(nc), f_nn]
-        flag_feat = (1.0 - f_cos) <= cfg.max_feature_distance if cfg.max_feature_distance > 0 \
+        flag_feat = (
+            (1.0 - f_cos) <= cfg.max_feature_distance
+            if cfg.max_feature_distance > 0
             else np.zeros(nc, bool)
+        )
     else:
         f_nn, f_cos, flag_feat = np.full(nc, -1), np.full(nc, np.nan), np.zeros(nc, bool)
     return MemorisationResult(

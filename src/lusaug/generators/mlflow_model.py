@@ -22,8 +22,9 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         row = pd.DataFrame(model_input).iloc[0]
         sampler = row.get("sampler") if "sampler" in row else None
         steps = int(row["steps"]) if "steps" in row and pd.notna(row["steps"]) else None
-        images = self.generator.sample(int(row["n"]), int(row["seed"]), sampler=sampler or None,
-                                       steps=steps)
+        images = self.generator.sample(
+            int(row["n"]), int(row["seed"]), sampler=sampler or None, steps=steps
+        )
         return np.asarray(images, np.uint8)
 
 

@@ -35,8 +35,9 @@ def grid_figure(
     n = len(images)
     cols = cols or max(1, min(8, math.ceil(math.sqrt(max(n, 1)))))
     rows = max(1, math.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.4 * rows + (0.4 if title else 0)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(1.4 * cols, 1.4 * rows + (0.4 if title else 0)), squeeze=False
+    )
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i < n:
@@ -88,16 +89,34 @@ def filter_scatter_figure(
     mem = np.zeros_like(kept) if memorised is None else np.asarray(memorised, bool)
     rej = ~kept & ~mem
     ax.scatter(std[kept], entropy[kept], s=14, c="tab:green", label=f"kept ({kept.sum()})")
-    ax.scatter(std[rej], entropy[rej], s=14, c="tab:red", marker="x",
-               label=f"rejected: quality ({rej.sum()})")
+    ax.scatter(
+        std[rej],
+        entropy[rej],
+        s=14,
+        c="tab:red",
+        marker="x",
+        label=f"rejected: quality ({rej.sum()})",
+    )
     if mem.any():
-        ax.scatter(std[mem], entropy[mem], s=22, facecolors="none", edgecolors="tab:purple",
-                   label=f"rejected: memorised ({mem.sum()})")
+        ax.scatter(
+            std[mem],
+            entropy[mem],
+            s=22,
+            facecolors="none",
+            edgecolors="tab:purple",
+            label=f"rejected: memorised ({mem.sum()})",
+        )
     ax.axvline(min_std, color="k", ls="--", lw=1)
     ax.axhline(min_entropy, color="k", ls=":", lw=1)
     ax.text(min_std, ax.get_ylim()[1], f" std > {min_std:g}", fontsize=7, va="top")
-    ax.text(ax.get_xlim()[1], min_entropy, f"entropy > {min_entropy:g} bits ", fontsize=7,
-            va="bottom", ha="right")
+    ax.text(
+        ax.get_xlim()[1],
+        min_entropy,
+        f"entropy > {min_entropy:g} bits ",
+        fontsize=7,
+        va="bottom",
+        ha="right",
+    )
     ax.set_xlabel("pixel std (grey levels)")
     ax.set_ylabel("grey-level entropy (bits)")
     ax.legend(fontsize=7, loc="lower right")
@@ -125,8 +144,9 @@ def closest_pairs_figure(
         axes[r, 0].imshow(candidates[ci], cmap="gray", vmin=0, vmax=255)
         axes[r, 1].imshow(train[ti], cmap="gray", vmin=0, vmax=255)
         mark = " COPY" if flagged else ""
-        axes[r, 0].set_title(f"cand {ci}: d={dist:.3f}{mark}", fontsize=6,
-                             color="tab:red" if flagged else "k")
+        axes[r, 0].set_title(
+            f"cand {ci}: d={dist:.3f}{mark}", fontsize=6, color="tab:red" if flagged else "k"
+        )
         axes[r, 1].set_title(f"train {ti}", fontsize=6)
     fig.suptitle(title or "closest candidate / training pairs", fontsize=8)
     fig.tight_layout()

@@ -22,8 +22,14 @@ logger = logging.getLogger(__name__)
 # Training-schedule keys a sampler inherits. Everything else is set explicitly: diffusers'
 # ``from_config`` silently drops keys listed in an in-memory config's ``_use_default_values``,
 # so a scheduler built from a live config and one built from the saved JSON would differ.
-_SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule",
-                  "trained_betas", "prediction_type")
+_SCHEDULE_KEYS = (
+    "num_train_timesteps",
+    "beta_start",
+    "beta_end",
+    "beta_schedule",
+    "trained_betas",
+    "prediction_type",
+)
 # "trailing" spacing starts few-step samplers at the last training timestep (Lin et al. 2024).
 TIMESTEP_SPACING = "trailing"
 
@@ -118,8 +124,9 @@ class Generator:
         if meta["kind"] == "textual_inversion":
             from lusaug.generators.textual_inversion import load_ti_pipeline
 
-            pipe = load_ti_pipeline(meta["checkpoint"], Path(model_dir) / meta["embeddings"],
-                                    meta["placeholder_token"])
+            pipe = load_ti_pipeline(
+                meta["checkpoint"], Path(model_dir) / meta["embeddings"], meta["placeholder_token"]
+            )
             return cls(model_dir, meta, pipe, None)
         unet, scheduler, meta = load_ddpm(model_dir)
         return cls(model_dir, meta, unet, scheduler)
@@ -142,14 +149,25 @@ class Generator:
             from lusaug.generators.textual_inversion import generate_ti
 
             imgs = generate_ti(
-                self.model, m["placeholder_token"], m["template"], n, seed,
-                resolution=m["resolution"], steps=steps or m["steps"],
-                guidance_scale=m["guidance_scale"], batch_size=batch_size,
+                self.model,
+                m["placeholder_token"],
+                m["template"],
+                n,
+                seed,
+                resolution=m["resolution"],
+                steps=steps or m["steps"],
+                guidance_scale=m["guidance_scale"],
+                batch_size=batch_size,
             )
         else:
             imgs = sample_ddpm(
-                self.model, self.scheduler.config, n, sampler or m["sampler"],
-                steps or m["steps"], batch_size, seed,
+                self.model,
+                self.scheduler.config,
+                n,
+                sampler or m["sampler"],
+                steps or m["steps"],
+                batch_size,
+                seed,
                 class_label=m.get("class_index") if m["kind"] == "ddpm_conditional" else None,
                 progress=progress,
             )

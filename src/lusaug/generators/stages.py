@@ -88,9 +88,16 @@ def run_encoder(
     labels = np.array([classes.index(c) for c in rows["label"]])
     val_images = gdata.load_frames(val, splits_csv, size)
     val_labels = np.array([classes.index(c) for c in val["label"]])
-    model, meta = train_encoder(images, labels, classes, params.filter.encoder,
-                                derive_seed(params.base.seed, "encoder"), val_images, val_labels,
-                                progress=progress)
+    model, meta = train_encoder(
+        images,
+        labels,
+        classes,
+        params.filter.encoder,
+        derive_seed(params.base.seed, "encoder"),
+        val_images,
+        val_labels,
+        progress=progress,
+    )
     with atomic_path(out_dir, is_dir=True) as tmp:
         save_encoder(tmp, model, meta)
     summary = {
@@ -122,8 +129,13 @@ def _tags(name: str, spec: GeneratorSpec, params: Params) -> dict[str, str]:
     from lusaug.tracking.mlflow_utils import standard_tags
 
     return standard_tags(
-        ".", generator=name, kind=spec.kind, target_class=params.base.target_class,
-        train_set=spec.train_set, leaky=str(spec.leaky).lower(), strategy=name,
+        ".",
+        generator=name,
+        kind=spec.kind,
+        target_class=params.base.target_class,
+        train_set=spec.train_set,
+        leaky=str(spec.leaky).lower(),
+        strategy=name,
     )
 
 
@@ -151,8 +163,9 @@ def run_generate(
     splits = gdata.read_splits(splits_csv)
     target = params.base.target_class
     seed = derive_seed(params.base.seed, name)
-    tset = gdata.build_training_set(splits, spec, target, params.base.classes,
-                                    params.generate.mixed_patients, seed)
+    tset = gdata.build_training_set(
+        splits, spec, target, params.base.classes, params.generate.mixed_patients, seed
+    )
     images = gdata.load_frames(tset.frames, splits_csv, params.base.image_size)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckpt_dir is not None:
@@ -173,12 +186,19 @@ def run_generate(
         "train_frames": len(images),
         "train_patients": int(tset.frames["patient_id"].nunique()),
         "train_patients_target": int(
-            tset.frames.loc[tset.frames["label"] == target, "patient_id"].nunique()),
+            tset.frames.loc[tset.frames["label"] == target, "patient_id"].nunique()
+        ),
         "splits_used": tset.splits_used,
         "notes": tset.notes,
     }
-    fp = fingerprint(name, spec, params.generate.ddpm, params.generate.ti, params.base.image_size,
-                     list(tset.frames["sha1"] if "sha1" in tset.frames else tset.frames["path"]))
+    fp = fingerprint(
+        name,
+        spec,
+        params.generate.ddpm,
+        params.generate.ti,
+        params.base.image_size,
+        list(tset.frames["sha1"] if "sha1" in tset.frames else tset.frames["path"]),
+    )
     meta["fingerprint"] = fp
     _setup_mlflow(params)
     prev = gdata_run_file(ckpt_dir) if resume else {}
@@ -188,8 +208,9 @@ def run_generate(
         ckpt_dir.mkdir(parents=True)
     from lusaug.generators.tracking import run_exists
 
-    with mlflow.start_run(run_id=run_id if run_exists(run_id) else None,
-                          run_name=f"generate-{name}") as run:
+    with mlflow.start_run(
+        run_id=run_id if run_exists(run_id) else None, run_name=f"generate-{name}"
+    ) as run:
         if ckpt_dir is not None:
             write_json(ckpt_dir / "run.json", {"run_id": run.info.run_id, "fingerprint": fp})
         mlflow.set_tags(_tags(name, spec, params))
@@ -197,10 +218,15 @@ def run_generate(
             mlflow.set_tag("warning", "LEAKY: trained on validation/test frames")
         if not run_id:
             mlflow.log_params({f"generator.{k}": v for k, v in as_flat_dict(spec).items()})
-            mlflow.log_params({"train_frames": meta["train_frames"],
-                               "train_patients": meta["train_patients"], "seed": seed,
-                               "image_size": params.base.image_size,
-                               "mixed_patients": params.generate.mixed_patients})
+            mlflow.log_params(
+                {
+                    "train_frames": meta["train_frames"],
+                    "train_patients": meta["train_patients"],
+                    "seed": seed,
+                    "image_size": params.base.image_size,
+                    "mixed_patients": params.generate.mixed_patients,
+                }
+            )
             if spec.kind == "textual_inversion":
                 mlflow.log_params(as_flat_dict(params.generate.ti, "ti."))
             else:
@@ -211,32 +237,57 @@ def run_generate(
             if spec.kind == "textual_inversion":
                 result = _train_ti(name, spec, images, params, seed, tmp, meta, progress)
             else:
-                result = _train_ddpm(name, spec, images, tset, params, seed, tmp, meta, ckpt_dir,
-                                     resume, fp, run.info.run_id, progress)
+                result = _train_ddpm(
+                    name,
+                    spec,
+                    images,
+                    tset,
+                    params,
+                    seed,
+                    tmp,
+                    meta,
+                    ckpt_dir,
+                    resume,
+                    fp,
+                    run.info.run_id,
+                    progress,
+                )
             tset.frames.to_csv(tmp / TRAIN_SET_FILE, index=False)
             from lusaug.generators.sampling import Generator
 
             gen = Generator.load(tmp)
             sp = params.generate.sampling
-            cands = gen.sample(sp.candidates, seed + 1, batch_size=sp.batch_size,
-                               progress=progress)
+            cands = gen.sample(
+                sp.candidates, seed + 1, batch_size=sp.batch_size, progress=progress
+            )
             gdata.write_pngs(cands, candidates_dir, CANDIDATE_PREFIX)
-            grid = grid_figure(cands[: params.generate.ddpm.grid_size],
-                               f"{_label_of(name, spec)}: candidates")
+            grid = grid_figure(
+                cands[: params.generate.ddpm.grid_size], f"{_label_of(name, spec)}: candidates"
+            )
             mlflow.log_figure(grid, "samples/candidates.png")
             save_figure(grid, tmp / "candidates_grid.png")
             from lusaug.generators.tracking import log_generator_model, write_run_file
 
             model_uri = log_generator_model(tmp)
-            write_run_file(tmp, run_id=run.info.run_id, model_uri=model_uri,
-                           experiment_id=run.info.experiment_id)
+            write_run_file(
+                tmp,
+                run_id=run.info.run_id,
+                model_uri=model_uri,
+                experiment_id=run.info.experiment_id,
+            )
         mlflow.log_metrics({"candidates": float(len(cands)), **result})
     if ckpt_dir is not None and ckpt_dir.exists():
         shutil.rmtree(ckpt_dir)  # finished: nothing to resume
-    summary = {**meta, **result, "candidates": len(cands), "mlflow_run_id": run.info.run_id,
-               "model_uri": model_uri}
-    logger.info("generate@%s: %d candidates from %d training frames", name, len(cands),
-                len(images))
+    summary = {
+        **meta,
+        **result,
+        "candidates": len(cands),
+        "mlflow_run_id": run.info.run_id,
+        "model_uri": model_uri,
+    }
+    logger.info(
+        "generate@%s: %d candidates from %d training frames", name, len(cands), len(images)
+    )
     return summary
 
 
@@ -279,14 +330,23 @@ def _train_ddpm(
     logged = {"n": len(buffer.client.get_metric_history(run_id, "train_loss"))}
 
     def on_checkpoint(step: int, unet: Any, losses: list[float]) -> None:
-        buffer.add("train_loss", losses[logged["n"]:], first_step=logged["n"] + 1)
+        buffer.add("train_loss", losses[logged["n"] :], first_step=logged["n"] + 1)
         logged["n"] = len(losses)
         buffer.flush()
-        imgs = sample_ddpm(unet, scheduler_config, cfg.grid_size, sp.sampler, sp.steps,
-                           sp.batch_size, seed + 2,
-                           class_label=meta["class_index"] if conditional else None)
-        fig = grid_figure(gdata.resize_batch(gdata.from_unit(imgs), params.base.image_size),
-                          f"{_label_of(name, spec)}: step {step} (EMA, {sp.sampler}-{sp.steps})")
+        imgs = sample_ddpm(
+            unet,
+            scheduler_config,
+            cfg.grid_size,
+            sp.sampler,
+            sp.steps,
+            sp.batch_size,
+            seed + 2,
+            class_label=meta["class_index"] if conditional else None,
+        )
+        fig = grid_figure(
+            gdata.resize_batch(gdata.from_unit(imgs), params.base.image_size),
+            f"{_label_of(name, spec)}: step {step} (EMA, {sp.sampler}-{sp.steps})",
+        )
         mlflow.log_figure(fig, f"samples/step_{step:06d}.png")
         import matplotlib.pyplot as plt
 
@@ -296,20 +356,39 @@ def _train_ddpm(
 
     scheduler_config = build_scheduler(cfg).config
     unet, scheduler, res = train_ddpm(
-        images, cfg, seed, labels=labels, num_classes=num_classes, checkpoint_dir=ckpt_dir,
-        resume=resume, run_fingerprint=fp, on_checkpoint=on_checkpoint, progress=progress,
+        images,
+        cfg,
+        seed,
+        labels=labels,
+        num_classes=num_classes,
+        checkpoint_dir=ckpt_dir,
+        resume=resume,
+        run_fingerprint=fp,
+        on_checkpoint=on_checkpoint,
+        progress=progress,
     )
-    meta.update(resolution=cfg.resolution, sampler=sp.sampler, steps=sp.steps,
-                batch_size=sp.batch_size, train_steps=res.steps, resumed_from=res.resumed_from)
+    meta.update(
+        resolution=cfg.resolution,
+        sampler=sp.sampler,
+        steps=sp.steps,
+        batch_size=sp.batch_size,
+        train_steps=res.steps,
+        resumed_from=res.resumed_from,
+    )
     save_ddpm(out, unet, scheduler, meta)
     pd.DataFrame({"step": np.arange(1, len(res.losses) + 1), "loss": res.losses}).to_csv(
-        out / LOSSES_FILE, index=False)
+        out / LOSSES_FILE, index=False
+    )
     fig = loss_figure(res.losses, f"{_label_of(name, spec)}: DDPM loss")
     mlflow.log_figure(fig, "loss.png")
     save_figure(fig, out / "loss.png")
-    tail = res.losses[-max(1, len(res.losses) // 10):]
-    return {"train_seconds": res.seconds, "train_images_per_second": res.images_per_second,
-            "final_loss": float(np.mean(tail)), "train_steps": float(res.steps)}
+    tail = res.losses[-max(1, len(res.losses) // 10) :]
+    return {
+        "train_seconds": res.seconds,
+        "train_images_per_second": res.images_per_second,
+        "final_loss": float(np.mean(tail)),
+        "train_steps": float(res.steps),
+    }
 
 
 def _train_ti(
@@ -332,31 +411,53 @@ def _train_ti(
     pipe = ti.load_sd_pipeline(ckpt)
     res = ti.train_textual_inversion(pipe, images, cfg, spec.template, seed, progress=progress)
     ti.save_embeddings(out / ti.EMBEDDINGS_FILE, cfg.placeholder_token, res.embeddings)
-    meta.update(checkpoint=str(ckpt.resolve()), embeddings=ti.EMBEDDINGS_FILE,
-                placeholder_token=cfg.placeholder_token, template=spec.template,
-                num_vectors=cfg.num_vectors, resolution=cfg.resolution,
-                steps=cfg.inference_steps, guidance_scale=cfg.guidance_scale,
-                batch_size=params.generate.sampling.batch_size, train_steps=len(res.losses))
+    meta.update(
+        checkpoint=str(ckpt.resolve()),
+        embeddings=ti.EMBEDDINGS_FILE,
+        placeholder_token=cfg.placeholder_token,
+        template=spec.template,
+        num_vectors=cfg.num_vectors,
+        resolution=cfg.resolution,
+        steps=cfg.inference_steps,
+        guidance_scale=cfg.guidance_scale,
+        batch_size=params.generate.sampling.batch_size,
+        train_steps=len(res.losses),
+    )
     (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     n = min(8, params.generate.sampling.candidates)
-    common = {"template": spec.template, "n": n, "seed": seed + 3, "resolution": cfg.resolution,
-              "steps": cfg.inference_steps, "guidance_scale": cfg.guidance_scale, "batch_size": n}
+    common = {
+        "template": spec.template,
+        "n": n,
+        "seed": seed + 3,
+        "resolution": cfg.resolution,
+        "steps": cfg.inference_steps,
+        "guidance_scale": cfg.guidance_scale,
+        "batch_size": n,
+    }
     with_tok = ti.generate_ti(pipe, cfg.placeholder_token, **common)
-    without = ti.generate_ti(pipe, cfg.placeholder_token, replace_token_with=cfg.comparison_text,
-                             **common)
+    without = ti.generate_ti(
+        pipe, cfg.placeholder_token, replace_token_with=cfg.comparison_text, **common
+    )
     size = params.base.image_size
     fig = comparison_grid_figure(
-        {"with token": gdata.resize_batch(gdata.from_unit(with_tok), size),
-         f"'{cfg.comparison_text}'": gdata.resize_batch(gdata.from_unit(without), size)},
-        f"{_label_of(name, spec)}: same seeds with / without {cfg.placeholder_token}")
+        {
+            "with token": gdata.resize_batch(gdata.from_unit(with_tok), size),
+            f"'{cfg.comparison_text}'": gdata.resize_batch(gdata.from_unit(without), size),
+        },
+        f"{_label_of(name, spec)}: same seeds with / without {cfg.placeholder_token}",
+    )
     mlflow.log_figure(fig, "samples/with_without_token.png")
     save_figure(fig, out / "with_without_token.png")
     fig = loss_figure(res.losses, f"{_label_of(name, spec)}: textual inversion loss")
     mlflow.log_figure(fig, "loss.png")
     save_figure(fig, out / "loss.png")
     size_kb = (out / ti.EMBEDDINGS_FILE).stat().st_size / 1024
-    return {"train_seconds": res.seconds, "final_loss": float(np.mean(res.losses[-10:])),
-            "embeddings_kb": size_kb, "train_steps": float(len(res.losses))}
+    return {
+        "train_seconds": res.seconds,
+        "final_loss": float(np.mean(res.losses[-10:])),
+        "embeddings_kb": size_kb,
+        "train_steps": float(len(res.losses)),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,8 +466,10 @@ def _train_ti(
 
 def _closest_pairs(mem: Any, k: int) -> list[tuple[int, int, float, bool]]:
     order = np.argsort(mem.nn_distance, kind="stable")[:k]
-    return [(int(i), int(mem.nn_index[i]), float(mem.nn_distance[i]), bool(mem.memorised[i]))
-            for i in order]
+    return [
+        (int(i), int(mem.nn_index[i]), float(mem.nn_distance[i]), bool(mem.memorised[i]))
+        for i in order
+    ]
 
 
 def _kid_or_none(a: np.ndarray, b: np.ndarray, params: Params, seed: int) -> dict | None:
@@ -413,7 +516,8 @@ def run_filter(
     if emeta.image_size != size:
         raise gdata.GeneratorDataError(
             f"encoder was trained at {emeta.image_size} px but base.image_size is {size}: "
-            "run `dvc repro encoder`")
+            "run `dvc repro encoder`"
+        )
     f_c, f_pool = extract_features(encoder, cands), extract_features(encoder, pool)
     f_real, f_val = extract_features(encoder, real), extract_features(encoder, real_val)
 
@@ -430,16 +534,21 @@ def run_filter(
             if not cv2.imwrite(str(tmp / fname), img):
                 raise OSError(f"cannot write {tmp / fname}")
 
-    table = pd.DataFrame({
-        "file": [p.name for p in paths],
-        "std": std, "entropy": entropy,
-        "quality_ok": outcome.quality_ok,
-        "nn_train_path": [train_rows["path"].iloc[i] for i in mem.nn_index],
-        "nn_pixel_distance": mem.nn_distance, "carlini_ratio": mem.ratio,
-        "nn_feature_cosine": mem.feature_cosine,
-        "memorised": mem.memorised, "kept": outcome.kept,
-        "reasons": [";".join(r) for r in outcome.reasons],
-    })
+    table = pd.DataFrame(
+        {
+            "file": [p.name for p in paths],
+            "std": std,
+            "entropy": entropy,
+            "quality_ok": outcome.quality_ok,
+            "nn_train_path": [train_rows["path"].iloc[i] for i in mem.nn_index],
+            "nn_pixel_distance": mem.nn_distance,
+            "carlini_ratio": mem.ratio,
+            "nn_feature_cosine": mem.feature_cosine,
+            "memorised": mem.memorised,
+            "kept": outcome.kept,
+            "reasons": [";".join(r) for r in outcome.reasons],
+        }
+    )
     with atomic_path(table_csv) as tmp:
         table.to_csv(tmp, index=False)
 
@@ -455,7 +564,9 @@ def run_filter(
         "train_set": spec.train_set,
         "leaky": leaky,
         "leakage": "LEAKY: the generator saw validation/test frames; never compare it with "
-        "non-leaky results" if leaky else "none: trained on the train split only",
+        "non-leaky results"
+        if leaky
+        else "none: trained on the train split only",
         "candidates": len(cands),
         "kept": int(outcome.kept.sum()),
         "rejected": int((~outcome.kept).sum()),
@@ -489,27 +600,48 @@ def run_filter(
     metrics["model_uri"] = run_info.get("model_uri")
     metrics["scored_against"] = score_basis(splits_csv, encoder_dir)
 
-    scatter = filter_scatter_figure(std, entropy, outcome.kept, fcfg.min_std, fcfg.min_entropy,
-                                    mem.memorised, f"{label}: quality filter")
+    scatter = filter_scatter_figure(
+        std,
+        entropy,
+        outcome.kept,
+        fcfg.min_std,
+        fcfg.min_entropy,
+        mem.memorised,
+        f"{label}: quality filter",
+    )
     kept_grid = grid_figure(kept[: fcfg.grid_size], f"{label}: kept ({len(kept)})")
     rej = cands[~outcome.kept]
     rej_grid = grid_figure(rej[: fcfg.grid_size], f"{label}: rejected ({len(rej)})")
     real_grid = grid_figure(real[: fcfg.grid_size], f"real training frames: {target}")
-    pairs = closest_pairs_figure(cands, pool, _closest_pairs(mem, fcfg.closest_pairs),
-                                 f"{label}: closest candidate / training pairs")
-    figures = {"filter_scatter.png": scatter, "kept_grid.png": kept_grid,
-               "rejected_grid.png": rej_grid, "real_grid.png": real_grid,
-               "closest_pairs.png": pairs}
+    pairs = closest_pairs_figure(
+        cands,
+        pool,
+        _closest_pairs(mem, fcfg.closest_pairs),
+        f"{label}: closest candidate / training pairs",
+    )
+    figures = {
+        "filter_scatter.png": scatter,
+        "kept_grid.png": kept_grid,
+        "rejected_grid.png": rej_grid,
+        "real_grid.png": real_grid,
+        "closest_pairs.png": pairs,
+    }
     if track:
-        metrics["registry"] = _track_filter(name, spec, params, metrics, figures, table_csv,
-                                            metrics_json)
+        metrics["registry"] = _track_filter(
+            name, spec, params, metrics, figures, table_csv, metrics_json
+        )
     with atomic_path(plots_dir, is_dir=True) as tmp:
         for fname, fig in figures.items():
             save_figure(fig, tmp / fname)
     write_json(metrics_json, metrics)
-    logger.info("filter@%s: kept %d of %d (memorised %d); KID %s", name, metrics["kept"],
-                metrics["candidates"], mem.counts()["any"],
-                None if kid_kept is None else f"{kid_kept['mean']:.4f}")
+    logger.info(
+        "filter@%s: kept %d of %d (memorised %d); KID %s",
+        name,
+        metrics["kept"],
+        metrics["candidates"],
+        mem.counts()["any"],
+        None if kid_kept is None else f"{kid_kept['mean']:.4f}",
+    )
     return metrics
 
 
@@ -540,13 +672,29 @@ def _track_filter(
 
     _setup_mlflow(params)
     run_id = metrics.get("mlflow_run_id")
-    flat = numeric_metrics({k: metrics[k] for k in (
-        "candidates", "kept", "rejected", "kept_fraction", "rejected_by_reason", "memorisation",
-        "kid", "kid_all_candidates", "kid_real_val_reference", "fid") if metrics.get(k)
-        is not None}, "filter.")
+    flat = numeric_metrics(
+        {
+            k: metrics[k]
+            for k in (
+                "candidates",
+                "kept",
+                "rejected",
+                "kept_fraction",
+                "rejected_by_reason",
+                "memorisation",
+                "kid",
+                "kid_all_candidates",
+                "kid_real_val_reference",
+                "fid",
+            )
+            if metrics.get(k) is not None
+        },
+        "filter.",
+    )
     tags = _tags(name, spec, params)
-    with mlflow.start_run(run_id=run_id if run_exists(run_id) else None,
-                          run_name=f"generate-{name}"):
+    with mlflow.start_run(
+        run_id=run_id if run_exists(run_id) else None, run_name=f"generate-{name}"
+    ):
         mlflow.set_tags(tags)
         mlflow.log_metrics(flat)
         mlflow.log_figure(figures["filter_scatter.png"], "filter/filter_scatter.png")
@@ -574,8 +722,9 @@ def _track_filter(
             not_comparable[g] = "its run is not in this tracking store"
         else:
             all_metrics.append(other)
-    summary = register_best_generator(all_metrics, params.base.target_class,
-                                      params.filter.max_memorisation_rate)
+    summary = register_best_generator(
+        all_metrics, params.base.target_class, params.filter.max_memorisation_rate
+    )
     if not_comparable:
         summary["not_comparable"] = not_comparable
     return summary

@@ -206,8 +206,13 @@ def train_textual_inversion(
     for _ in tqdm(range(steps), desc="textual inversion", disable=not progress):
         idx = torch.randint(len(pixels), (cfg.batch_size,), generator=gen)
         prompts = [rnd.choice(templates).format(placeholder) for _ in range(cfg.batch_size)]
-        input_ids = tok(prompts, padding="max_length", truncation=True,
-                        max_length=tok.model_max_length, return_tensors="pt").input_ids
+        input_ids = tok(
+            prompts,
+            padding="max_length",
+            truncation=True,
+            max_length=tok.model_max_length,
+            return_tensors="pt",
+        ).input_ids
         with torch.no_grad():
             latents = vae.encode(pixels[idx]).latent_dist.sample(generator=gen)
             latents = latents * vae.config.scaling_factor
@@ -230,8 +235,9 @@ def train_textual_inversion(
     te.eval()
     emb.weight.requires_grad_(False)
     learned = emb.weight.detach()[ids].clone()
-    return TiResult(embeddings=learned, token_ids=list(ids), losses=losses,
-                    seconds=time.perf_counter() - t0)
+    return TiResult(
+        embeddings=learned, token_ids=list(ids), losses=losses, seconds=time.perf_counter() - t0
+    )
 
 
 def save_embeddings(path: Path | str, token: str, embeddings: torch.Tensor) -> Path:
@@ -283,8 +289,15 @@ def generate_ti(
     for i in range(0, n, batch_size):
         chunk = prompts[i : i + batch_size]
         gens = [torch.Generator().manual_seed(seed + i + j) for j in range(len(chunk))]
-        res = pipe(chunk, height=resolution, width=resolution, num_inference_steps=steps,
-                   guidance_scale=guidance_scale, generator=gens, output_type="np")
+        res = pipe(
+            chunk,
+            height=resolution,
+            width=resolution,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            generator=gens,
+            output_type="np",
+        )
         out.append(np.asarray(res.images, np.float32).mean(axis=-1))
     if not out:
         return np.zeros((0, resolution, resolution), np.float32)

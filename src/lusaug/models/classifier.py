@@ -41,7 +41,9 @@ class ClassifierMeta:
             arch_cfg = params.train.architectures[arch]
         except KeyError:
             known = ", ".join(params.train.architectures)
-            raise KeyError(f"unknown architecture {arch!r}; train.architectures has {known}") from None
+            raise KeyError(
+                f"unknown architecture {arch!r}; train.architectures has {known}"
+            ) from None
         return cls(
             model=arch_cfg.model,
             kwargs={k: v for k, v in arch_cfg.kwargs.items() if v is not None},
@@ -63,7 +65,9 @@ def build_classifier(meta: ClassifierMeta) -> torch.nn.Module:
     )
 
 
-def save_checkpoint(path: Path | str, model: torch.nn.Module, meta: ClassifierMeta, **state: Any) -> None:
+def save_checkpoint(
+    path: Path | str, model: torch.nn.Module, meta: ClassifierMeta, **state: Any
+) -> None:
     """Atomically write weights + meta (+ optional optimiser/epoch state for resuming)."""
     payload = {"state_dict": model.state_dict(), "meta": asdict(meta), **state}
     with atomic_path(path) as tmp:

@@ -281,9 +281,7 @@ def train_classifier(
 
     accelerator = make_accelerator(cfg.precision)
     torch.manual_seed(seed)
-    meta = ClassifierMeta.for_architecture(
-        params, arch, strategy=strat.name, seed=seed, run=name
-    )
+    meta = ClassifierMeta.for_architecture(params, arch, strategy=strat.name, seed=seed, run=name)
     model = build_classifier(meta)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     sampler = _EpochSampler(
