@@ -8,7 +8,7 @@ export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help install run test test-fast data ui lock clean-venv
+.PHONY: help install run test test-fast lint data ui lock clean-venv
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -34,6 +34,9 @@ test: install ## run the test suite
 
 test-fast: install ## the suite without slow tests (real dvc repro, real data)
 	$(BIN)/python -m pytest -m "not slow"
+
+lint: install ## ruff lint + format check (the rules are in pyproject.toml)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 ui: install ## MLflow UI on 127.0.0.1:5000 over the local store
 	$(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" --host 127.0.0.1 --port 5000
