@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     params = load_params()
     from lusaug.export.registered import ParityFailed, export_registered
-    from lusaug.tracking.mlflow_utils import setup_experiment
+    from lusaug.mlflow_store import setup_experiment
 
     setup_experiment("classifiers", params.mlflow.tracking_uri)
     try:

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging()
     params = load_params()
-    from lusaug.tracking.mlflow_utils import setup_experiment
+    from lusaug.mlflow_store import setup_experiment
     from lusaug.tracking.registry import RegistryError, register_winner
 
     setup_experiment("classifiers", params.mlflow.tracking_uri)

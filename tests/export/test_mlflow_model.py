@@ -19,7 +19,7 @@ from lusaug.export.onnx_export import export_onnx
 from lusaug.models.classifier import load_classifier
 from lusaug.serving.preprocess import encode_png_base64
 from lusaug.serving.session import OnnxClassifier
-from lusaug.tracking.mlflow_utils import setup_experiment
+from lusaug.mlflow_store import setup_experiment
 from tests.export.helpers import CLASSES, frame, free_port, make_checkpoint
 
 

@@ -13,7 +13,7 @@ from lusaug.cli import app
 from lusaug.export.registered import export_registered
 from lusaug.serving.preprocess import FrameSpec
 from lusaug.serving.session import OnnxClassifier, resolve_model
-from lusaug.tracking.mlflow_utils import setup_experiment
+from lusaug.mlflow_store import setup_experiment
 from lusaug.tracking.registry import (
     PromotionRefused,
     RegistryError,

@@ -19,12 +19,14 @@ from pathlib import Path
 
 import yaml
 
+from lusaug.errors import LusaugError
+
 logger = logging.getLogger(__name__)
 
 DVC_FILE = "data.dvc"
 
 
-class DvcError(RuntimeError):
+class DvcError(LusaugError, RuntimeError):
     """DVC is missing, the folder is not a DVC repository, or a dvc command failed."""
 
 

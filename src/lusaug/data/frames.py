@@ -47,6 +47,7 @@ from lusaug.data.ingest import (
     probe_from_path,
 )
 from lusaug.data.manifest import MANIFEST_COLUMNS, RAW_METADATA_COLUMNS, RAW_METADATA_NAME
+from lusaug.errors import LusaugError
 from lusaug.utils import atomic_path, write_json
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ BUFFER_FACTOR = 2
 _EPS = 1e-6
 
 
-class FramesError(RuntimeError):
+class FramesError(LusaugError, RuntimeError):
     """A clear, user-facing reason why the frames stage cannot produce its outputs."""
 
 

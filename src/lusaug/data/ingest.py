@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from lusaug.config import Params
 from lusaug.data.manifest import RAW_METADATA_COLUMNS, RAW_METADATA_NAME
+from lusaug.errors import LusaugError
 from lusaug.utils import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ UPSTREAM_LICENSE = "License"
 _FLOAT_INT = re.compile(r"^[+-]?\d+\.0*$")
 
 
-class IngestError(RuntimeError):
+class IngestError(LusaugError, RuntimeError):
     """A clear, user-facing problem with the input folder or the destination."""
 
 

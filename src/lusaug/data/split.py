@@ -50,11 +50,12 @@ from tqdm import tqdm
 from lusaug.config import Params, SplitParams
 from lusaug.data.hashing import hex_to_words, pairs_within, phash_file
 from lusaug.data.manifest import SPLITS
+from lusaug.errors import LusaugError
 
 logger = logging.getLogger(__name__)
 
 
-class SplitError(ValueError):
+class SplitError(LusaugError, ValueError):
     """The manifest cannot be split with every class in every split."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lusaug.config import ExportParams
+from lusaug.errors import LusaugError
 from lusaug.export.onnx_export import copy_checked, verify_and_quantize
 from lusaug.utils import write_json
 
@@ -25,7 +26,7 @@ ONNX_NAME = "classifier.onnx"
 INT8_NAME = "classifier.int8.onnx"
 
 
-class ParityFailed(RuntimeError):
+class ParityFailed(LusaugError, RuntimeError):
     """The exported graph does not reproduce the PyTorch logits (report written, tag = failed)."""
 
 

@@ -19,12 +19,13 @@ import pandas as pd
 
 from lusaug.config import GeneratorSpec
 from lusaug.data.manifest import frame_path, read_manifest
+from lusaug.errors import LusaugError
 from lusaug.utils import atomic_path
 
 logger = logging.getLogger(__name__)
 
 
-class GeneratorDataError(ValueError):
+class GeneratorDataError(LusaugError, ValueError):
     """The splits cannot provide the frames a generator needs."""
 
 

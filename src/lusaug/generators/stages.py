@@ -120,13 +120,13 @@ def run_encoder(
 
 
 def _setup_mlflow(params: Params) -> None:
-    from lusaug.tracking.mlflow_utils import setup_experiment
+    from lusaug.mlflow_store import setup_experiment
 
     setup_experiment("generators", params.mlflow.tracking_uri)
 
 
 def _tags(name: str, spec: GeneratorSpec, params: Params) -> dict[str, str]:
-    from lusaug.tracking.mlflow_utils import standard_tags
+    from lusaug.mlflow_store import standard_tags
 
     return standard_tags(
         ".",

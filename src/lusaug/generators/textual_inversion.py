@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lusaug.config import TextualInversionParams
+from lusaug.errors import LusaugError
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ STYLE_TEMPLATES = [
 TEMPLATES = {"object": OBJECT_TEMPLATES, "style": STYLE_TEMPLATES}
 
 
-class TextualInversionError(ValueError):
+class TextualInversionError(LusaugError, ValueError):
     """Textual inversion cannot run as configured (e.g. no local checkpoint)."""
 
 

@@ -17,13 +17,14 @@ import torch
 from PIL import Image
 
 from lusaug.data.manifest import SPLITS, frame_path, read_manifest
+from lusaug.errors import LusaugError
 
 logger = logging.getLogger(__name__)
 
 SYNTHETIC_PATIENT = "synthetic"  # patient/video id of synthetic frames (never in val/test)
 
 
-class DataError(ValueError):
+class DataError(LusaugError, ValueError):
     """Raised when the frames or a strategy's extra input are missing or unusable."""
 
 

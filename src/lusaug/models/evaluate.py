@@ -631,8 +631,8 @@ def _log_mlflow(
     figures: dict[str, Path],
     root: Path | str,
 ) -> None:
+    from lusaug.mlflow_store import setup_experiment
     from lusaug.models.tracking import log_to_runs
-    from lusaug.tracking.mlflow_utils import setup_experiment
 
     setup_experiment("classifiers", params.mlflow.tracking_uri, root)
     for r in runs:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lusaug.config import Params, as_flat_dict
-from lusaug.tracking.mlflow_utils import data_hash, git_commit, setup_experiment, standard_tags
+from lusaug.mlflow_store import data_hash, git_commit, setup_experiment, standard_tags
 
 logger = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from lusaug.config import SYNTHETIC_PREFIX, ConfigError, Params, load_params
+from lusaug.errors import LusaugError
 from lusaug.utils import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ FIGURE_MAX_BYTES = 400_000
 DOWNSCALE_STEP = 0.8
 
 
-class ReportError(RuntimeError):
+class ReportError(LusaugError, RuntimeError):
     """A required input of the write-up is missing or unreadable."""
 
 

@@ -25,7 +25,7 @@ def _sampling_and_limits(params):
 def _use_tracking(params) -> None:
     import mlflow
 
-    from lusaug.tracking.mlflow_utils import tracking_uri
+    from lusaug.mlflow_store import tracking_uri
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # quiet downloads
     mlflow.set_tracking_uri(tracking_uri(params.mlflow.tracking_uri))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lusaug.errors import LusaugError
 from lusaug.serving.preprocess import FrameSpec, normalise, prepare_frames, softmax
 from lusaug.utils import sha256_file
 
@@ -25,7 +26,7 @@ REQUIRED_META = ("classes", "image_size", "mean", "std")
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
-class ModelSourceError(ValueError):
+class ModelSourceError(LusaugError, ValueError):
     """The requested model cannot be found or is not a lusaug ONNX classifier."""
 
 

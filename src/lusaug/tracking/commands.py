@@ -20,7 +20,7 @@ def _setup(params_file: Path):
     import mlflow
 
     from lusaug.config import load_params
-    from lusaug.tracking.mlflow_utils import tracking_uri
+    from lusaug.mlflow_store import tracking_uri
 
     params = load_params(params_file)
     mlflow.set_tracking_uri(tracking_uri(params.mlflow.tracking_uri))

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lusaug.config import ExportParams, RegisterParams
+from lusaug.errors import LusaugError
 from lusaug.serving.session import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ HISTORY_KEEP = 50
 ONNX_FILE = "classifier.onnx"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(LusaugError, RuntimeError):
     """A registry operation that cannot proceed (bad version, nothing to roll back, ...)."""
 
 
@@ -249,15 +250,15 @@ def register_winner(
     (``auto_crop_black``, ``black_threshold`` of the frames stage) goes into the ONNX metadata
     with size and normalisation, so serving trims borders as the training frames were trimmed.
     Returns what ``models/registered.json`` records. The MLflow tracking URI must be set
-    (:func:`lusaug.tracking.mlflow_utils.setup_experiment`).
+    (:func:`lusaug.mlflow_store.setup_experiment`).
     """
     import mlflow
     from mlflow import MlflowClient
 
     from lusaug.export.mlflow_model import log_onnx_pyfunc
     from lusaug.export.onnx_export import export_onnx
+    from lusaug.mlflow_store import standard_tags
     from lusaug.models.classifier import load_classifier
-    from lusaug.tracking.mlflow_utils import standard_tags
 
     root = Path(root)
     runs = read_validation_runs(validation_runs)

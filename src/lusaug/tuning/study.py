@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from lusaug.config import Params, TuneParams
+from lusaug.errors import LusaugError
 from lusaug.utils import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ PARENT_ATTR = "mlflow_parent_run_id"
 RECALL_CONSTRAINT = "target_recall_floor"
 
 
-class TuneError(ValueError):
+class TuneError(LusaugError, ValueError):
     """A tuning configuration or input that cannot work; the message says what to change."""
 
 
@@ -377,7 +378,7 @@ def tracking_setup(
     """(experiment id, the study's parent run id, standard tags); safe when workers race."""
     from mlflow.exceptions import MlflowException
 
-    from lusaug.tracking.mlflow_utils import setup_experiment, standard_tags
+    from lusaug.mlflow_store import setup_experiment, standard_tags
 
     try:
         exp_id = setup_experiment("tuning", params.mlflow.tracking_uri, root)

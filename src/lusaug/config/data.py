@@ -1,0 +1,75 @@
+"""Sections of the data stages: base, phantom, import, frames, split, validate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lusaug.config.core import ConfigError
+
+
+@dataclass(frozen=True)
+class BaseParams:
+    seed: int  # global seed; stages derive their own seeds from it
+    image_size: int  # square side in px of every frame the pipeline stores and trains on
+    classes: list[str]  # class names, in label-index order
+    target_class: str  # the rare class that generators synthesise
+    workers: int  # worker processes for CPU-parallel stages (frames)
+    profile: str  # name of the profile last applied (informational)
+
+
+@dataclass(frozen=True)
+class PhantomParams:
+    seed: int  # the phantom is a pure function of this seed and the fields below
+    patients: dict[str, int]  # patients per class
+    clips_per_patient: list[int]  # [min, max] clips per patient
+    frames_per_clip: int  # frames per clip
+    fps: float  # frame rate written into the clip
+    height: int  # raw clip height in px
+    width: int  # raw clip width in px
+    linear_fraction: float  # share of patients scanned with a linear probe (rest convex)
+    images_per_class: int  # still images per class (like the POCUS image folder)
+    difficulty: float  # 0 = textbook signs, 1 = signs as faint as the noise
+
+
+@dataclass(frozen=True)
+class ImportParams:
+    prefixes: dict[str, str]  # file-name prefix -> class; longest prefix wins
+    metadata_csv: str  # metadata file name inside the imported folder ("" = none)
+    include_uncertain: bool  # import label_uncertain/ too
+    crop_json: str  # crop-box file name inside the imported folder ("" = none)
+
+
+@dataclass(frozen=True)
+class FramesParams:
+    sample_fps: float  # frames per second to keep from a video (0 = use every_n)
+    every_n: int  # keep every n-th frame when sample_fps is 0
+    max_per_video: int  # cap on frames kept per video (0 = no cap)
+    use_crop_json: bool  # apply crop boxes from data/raw/crop.json when present
+    auto_crop_black: bool  # trim black/static borders automatically
+    black_threshold: int  # grey level below which a row/column counts as border
+    min_side: int  # frames smaller than this after cropping are skipped
+    min_mean: float  # drop frames with a lower mean grey level (near-black); validate checks it
+    max_mean: float  # drop frames brighter than this mean grey level (saturated); validate too
+    min_std: float  # drop frames flatter than this grey-level std (blank); validate checks it too
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    fractions: dict[str, float]  # train/val/test share of patients per class
+    kfold: int  # >1: k-fold by patient; the fold below becomes test
+    fold: int  # which fold is the test fold when kfold > 1
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    phash_size: int  # pHash side: hash_size**2 bits (split links patients with the same hash)
+    phash_max_distance: int  # two frames within this Hamming distance count as near-identical
+
+    def __post_init__(self) -> None:
+        if self.phash_size < 2:
+            raise ConfigError(f"validate.phash_size must be >= 2, got {self.phash_size}")
+        if not 0 <= self.phash_max_distance < self.phash_size**2:
+            raise ConfigError(
+                f"validate.phash_max_distance must be in [0, {self.phash_size**2}) for a "
+                f"{self.phash_size}x{self.phash_size} hash, got {self.phash_max_distance}"
+            )

@@ -1,0 +1,128 @@
+"""Sections of the classifier stages: train, evaluate, tune."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lusaug.config.core import ConfigError
+
+# Strategy names. Plain ones need only frames and splits (stage `train`); tuned ones also read
+# params/tuned.yaml (stage `train_tuned`); `synthetic-<G>` runs (stage `train_synthetic`) add the
+# kept images of generator G. `synthetic:<G>` is accepted as an alias of `synthetic-<G>`.
+PLAIN_STRATEGIES = ("baseline", "class_weights", "class_weights_norm", "oversample")
+TUNED_STRATEGIES = ("class_weights_tuned",)
+SYNTHETIC_PREFIX = "synthetic-"
+PRECISIONS = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # train.precision -> accelerate
+MODEL_FORMATS = ("pickle", "pt2")  # mlflow.pytorch.log_model serialization_format
+
+
+@dataclass(frozen=True)
+class ArchitectureParams:
+    model: str  # timm model name, built from scratch with in_chans=1 (never downloaded)
+    kwargs: dict[str, Any]  # extra timm.create_model kwargs; a null value means the timm default
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    hflip: float  # probability of a left-right flip
+    degrees: float  # max rotation in degrees (+/-)
+    translate: float  # max shift as a fraction of the side (+/-)
+    scale: float  # zoom by 1 +/- this (zooming in is a random crop)
+    gain: float  # brightness gain 1 +/- this
+    contrast: float  # contrast around the frame mean 1 +/- this
+    speckle: float  # std of multiplicative Gaussian speckle noise
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    strategies: list[str]  # plain strategies (stage train): baseline, class_weights, ...
+    tuned_strategies: list[str]  # strategies that read params/tuned.yaml (stage train_tuned)
+    generators: list[str]  # G of synthetic-<G> runs (stage train_synthetic)
+    synthetic_per_class: int  # synthetic images added to base.target_class (0 = all kept)
+    seeds: list[int]  # every strategy x architecture is trained once per seed
+    architectures: dict[str, ArchitectureParams]  # family name -> timm model
+    epochs: int  # maximum epochs
+    patience: int  # early stopping: epochs without a better val macro-F1 (0 = off)
+    batch_size: int  # training batch size
+    eval_batch_size: int  # validation inference batch size
+    lr: float  # AdamW peak learning rate
+    weight_decay: float  # AdamW weight decay
+    warmup_epochs: float  # linear warm-up length in epochs, then cosine decay
+    min_lr_ratio: float  # the cosine ends at lr * min_lr_ratio
+    grad_clip: float  # max gradient norm (0 = off)
+    precision: str  # fp32 | bf16 | fp16 (fp16 on GPU only)
+    threads: int  # torch CPU threads (0 = torch default)
+    num_workers: int  # DataLoader workers (0 = in-process, exactly repeatable on CPU)
+    log_model: bool  # log the model to MLflow (pytorch flavour with input example)
+    log_model_format: str  # pickle | pt2 (torch.export): mlflow.pytorch serialization_format
+    augment: AugmentParams  # training-batch augmentation strengths
+
+    def __post_init__(self) -> None:
+        def bad(key: str, msg: str) -> ConfigError:
+            return ConfigError(f"train.{key}: {msg}")
+
+        unknown = sorted(set(self.strategies) - set(PLAIN_STRATEGIES))
+        if unknown:
+            hint = ""
+            if any(s.startswith(("synthetic-", "synthetic:")) for s in unknown):
+                hint = "; list generator names in train.generators instead"
+            elif set(unknown) & set(TUNED_STRATEGIES):
+                hint = "; tuned strategies go in train.tuned_strategies"
+            raise bad(
+                "strategies", f"unknown {unknown}, expected some of {PLAIN_STRATEGIES}{hint}"
+            )
+        unknown = sorted(set(self.tuned_strategies) - set(TUNED_STRATEGIES))
+        if unknown:
+            raise bad(
+                "tuned_strategies", f"unknown {unknown}, expected some of {TUNED_STRATEGIES}"
+            )
+        for name in [*self.generators, *self.architectures]:
+            if not name or "-" in name or ":" in name or "/" in name:
+                raise bad("generators/architectures", f"name {name!r} must be non-empty, no -:/")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise bad("seeds", f"need one or more distinct seeds, got {self.seeds}")
+        if not self.architectures:
+            raise bad("architectures", "need at least one architecture family")
+        if self.log_model_format not in MODEL_FORMATS:
+            raise bad("log_model_format", f"{self.log_model_format!r} not in {MODEL_FORMATS}")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"{self.precision!r} is not one of {sorted(PRECISIONS)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise bad("epochs/batch_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    bootstrap: int  # patient-bootstrap draws for every interval and paired difference
+    ci: float  # interval level, e.g. 0.95
+    stratify: bool  # resample patients within each class (every class stays in every draw)
+    baseline: str  # strategy that every other one is compared with (same architecture, seeds)
+    batch_size: int  # test inference batch size
+    threads: int  # torch CPU threads (0 = torch default)
+
+    def __post_init__(self) -> None:
+        if self.bootstrap < 1 or not 0.0 < self.ci < 1.0:
+            raise ConfigError("evaluate: bootstrap must be >= 1 and ci in (0, 1)")
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    study_name: str  # prefix of the Optuna study name (+ a fingerprint of the objective's inputs)
+    storage: str  # RDB URL (sqlite:///optuna.db, postgresql://...) or journal:<file>
+    n_trials: int  # trials this run adds (across all workers sharing the storage)
+    workers: int  # processes sharing the study in one run (1 = this process only)
+    timeout_s: float  # stop starting new trials after this many seconds (0 = no limit)
+    sampler_seed: int  # TPE seed (repeatable with one worker)
+    n_startup_trials: int  # random trials before TPE models the space
+    pruner_startup_trials: int  # MedianPruner: trials completed before pruning starts
+    pruner_warmup_epochs: int  # MedianPruner: epochs reported before a trial may be pruned
+    architecture: str  # architecture family the study trains (a key of the train section)
+    epochs: int  # epochs per trial (0 = the train section's epochs)
+    metric: str  # validation metric the objective returns
+    viral_recall_floor: float  # constraint: val recall of base.target_class >= this (0 = off)
+    class_weight_range: list[float]  # [low, high] of each per-class loss weight (log scale)
+    lr_range: list[float]  # [low, high] learning rate (log scale)
+    filter_generator: str  # synthetic set whose filter thresholds are tuned ("" = none)
+    min_std_range: list[float]  # [low, high] of the filter's pixel-std threshold
+    min_entropy_range: list[float]  # [low, high] of the filter's grey-entropy threshold (bits)
