@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lusaug.data import frames as frames_mod
-from lusaug.data.frames import FramesError, FrameSettings, extract_frames, pil_to_grey
+from lusaug.data.decode import FrameSettings, decode_gif_pil
+from lusaug.data.frames import FramesError, extract_frames
+from lusaug.data.pixels import pil_to_grey
 from tests.data.media_helpers import make_raw, small_params, write_video
 
 
@@ -252,7 +253,7 @@ def test_gif_pillow_fallback_matches(tmp_path):
     )
     notes: list[str] = []
     info: dict = {}
-    picked = frames_mod._decode_gif_pil(tmp_path / "Cov_anim.gif", settings, None, notes, info)
+    picked = decode_gif_pil(tmp_path / "Cov_anim.gif", settings, None, notes, info)
     assert [i for i, _ in picked] == [0, 2, 4]
     for i, frame in picked:
         assert np.array_equal(frame, expected[i])

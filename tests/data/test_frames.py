@@ -17,8 +17,10 @@ import pytest
 import yaml
 
 from lusaug.config import PROJ_ROOT
-from lusaug.data.frames import CropSpec, FramesError, extract_frames, to_square, trim_black
+from lusaug.data.decode import CropSpec
+from lusaug.data.frames import FramesError, extract_frames
 from lusaug.data.manifest import MANIFEST_COLUMNS, RAW_METADATA_COLUMNS
+from lusaug.data.pixels import to_square, trim_black
 from tests.data.media_helpers import (
     frame_pattern,
     make_raw,

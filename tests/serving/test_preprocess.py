@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lusaug.data.frames import to_square
+from lusaug.data.pixels import to_square
 from lusaug.serving.preprocess import (
     BadInput,
     FrameSpec,

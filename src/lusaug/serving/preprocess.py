@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from lusaug.data.frames import bgr_to_grey, pil_to_grey, to_square, trim_black
+from lusaug.data.pixels import bgr_to_grey, pil_to_grey, to_square, trim_black
 
 IMAGE_FORMATS = ("PNG", "JPEG")
 
