@@ -21,6 +21,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from lusaug.config import Params
+from lusaug.data import dvc_data
 from lusaug.data.manifest import RAW_METADATA_COLUMNS, RAW_METADATA_NAME
 from lusaug.errors import LusaugError
 from lusaug.utils import atomic_path
@@ -237,8 +238,6 @@ def import_folder(
     Raises:
         IngestError: Missing/empty input, non-empty destination without ``force``, no DVC repo.
     """
-    from lusaug.data import dvc_data
-
     src, dest = Path(src), Path(dest)
     if not src.is_dir():
         raise IngestError(f"input folder {src} does not exist or is not a folder")
