@@ -3,10 +3,11 @@
 Usage:
     python pipelines/register.py VALIDATION_RUNS_JSON SPLITS_CSV REGISTERED_JSON
 
-Picks the winner of metrics/validation_runs.json by register.metric, converts it to ONNX, logs it
-as an MLflow pyfunc (base64 images in, probabilities out), registers it with alias `candidate`,
-version tags and a model card, and writes what it registered to REGISTERED_JSON for `export`.
-Re-running with the same winning checkpoint reuses its version.
+Picks the winner of metrics/validation_runs.json by register.metric (lusaug.tracking.selection),
+converts it to ONNX and logs it as an MLflow pyfunc (lusaug.export.publish), registers it with
+alias `candidate`, version tags and a model card (lusaug.tracking.registration; the alias move
+is recorded in the model's history), and writes what it registered to REGISTERED_JSON for
+`export`. Re-running with the same winning checkpoint reuses its version.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import sys
 from pathlib import Path
 
 from lusaug.config import load_params
+from lusaug.errors import stage_errors
+from lusaug.export.publish import register_winner
+from lusaug.mlflow_store import setup_experiment
 from lusaug.utils import setup_logging, write_json
 
 
@@ -31,11 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging()
     params = load_params()
-    from lusaug.mlflow_store import setup_experiment
-    from lusaug.tracking.registry import RegistryError, register_winner
-
     setup_experiment("classifiers", params.mlflow.tracking_uri)
-    try:
+    with stage_errors("register"):
         reg = register_winner(
             args.validation_runs,
             params.register,
@@ -47,8 +48,6 @@ def main(argv: list[str] | None = None) -> None:
                 "black_threshold": params.frames.black_threshold,
             },
         )
-    except RegistryError as err:
-        raise SystemExit(f"register failed: {err}") from None
     write_json(args.registered, reg)
     lo, hi = reg["interval"]
     ci = f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""

@@ -1,1 +1,5 @@
-"""MLflow helpers: tracking URI, experiments, run tags, registry and promotion."""
+"""The MLflow Model Registry: selection, registration, promotion with gates, audit history.
+
+Tracking URI and run tags live in :mod:`lusaug.mlflow_store`; :mod:`lusaug.tracking.registry`
+re-exports the public registry names.
+"""

@@ -1,0 +1,175 @@
+"""Publish a classifier checkpoint as a registered ONNX pyfunc version (the ``register`` stage).
+
+:func:`register_checkpoint` is the generic step: "register this checkpoint with these tags
+(validation metrics and intervals, provenance) and this model card". It converts the checkpoint
+to ONNX (:func:`~lusaug.export.onnx_export.export_onnx`), logs it as the models-from-code pyfunc
+(:func:`~lusaug.export.mlflow_model.log_onnx_pyfunc`) in a ``register`` run, and hands the
+model URI to the registry (:func:`lusaug.tracking.registration.register_version`), which gives
+it ``register.alias`` through the audited, crash-safe alias move. The same checkpoint with the
+same exporter settings and frame geometry (:func:`export_key`) reuses its version.
+
+:func:`register_winner` is today's choice of *what* to register: the best run of
+``metrics/validation_runs.json`` by a validation metric.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+
+from lusaug.config import ExportParams, RegisterParams
+from lusaug.export.mlflow_model import log_onnx_pyfunc
+from lusaug.export.onnx_export import export_onnx
+from lusaug.mlflow_store import standard_tags
+from lusaug.models.classifier import load_checkpoint, load_classifier
+from lusaug.tracking.card import fmt_metric, model_card, split_counts
+from lusaug.tracking.registration import (
+    claim_alias,
+    find_version,
+    metric_tags,
+    register_version,
+)
+from lusaug.tracking.selection import provenance_tags, read_validation_runs, select_winner
+from lusaug.tracking.versions import PARITY_TAG
+from lusaug.utils import sha256_file
+
+logger = logging.getLogger(__name__)
+
+ONNX_FILE = "classifier.onnx"
+EXPORT_KEY_TAG = "export_key"
+EXPORT_KEY_CHARS = 32  # of the sha256 hex digest: plenty to tell exports apart
+
+
+def export_key(checkpoint_sha: str, export_cfg: ExportParams, geometry: Mapping[str, Any]) -> str:
+    """Identity of a registered artifact: same weights, exporter settings and frame geometry."""
+    spec = {"checkpoint": checkpoint_sha, "opset": export_cfg.opset, "dynamo": export_cfg.dynamo,
+            "geometry": {k: str(v) for k, v in sorted(geometry.items())}}  # fmt: skip
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:EXPORT_KEY_CHARS]
+
+
+def register_checkpoint(
+    checkpoint: Path | str,
+    cfg: RegisterParams,
+    export_cfg: ExportParams,
+    *,
+    run_name: str,
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+    card: str,
+    frame_geometry: Mapping[str, Any] | None = None,
+    run_tags: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Register ``checkpoint`` as an ONNX pyfunc version of ``cfg.model_name`` with ``cfg.alias``.
+
+    Args:
+        checkpoint: The classifier checkpoint (``models/.../model.pt``).
+        cfg: The ``register`` section (model name, alias, selection metric).
+        export_cfg: The ``export`` section (opset, exporter).
+        run_name: Name of the registered model (a run name, ``final-...``): ONNX metadata, tags.
+        metrics: Validation metrics with their interval bounds (``val_macro_f1``,
+            ``val_macro_f1_lo``, ...): version tags (the gates read them) and run metrics.
+        tags: Provenance tags of the version (run, strategy, architecture, git, data hash).
+        card: The model card (Markdown), the version's description.
+        frame_geometry: The frames stage's border trimming (``auto_crop_black``,
+            ``black_threshold``); it travels in the ONNX metadata so serving trims alike.
+        run_tags: Extra tags of the MLflow ``register`` run (git commit, data hash, ...).
+
+    Returns:
+        ``name``, ``version``, ``alias``, ``reused``, ``model_uri``, ``checkpoint_sha256``,
+        ``onnx_sha256``.
+    """
+    geometry = dict(frame_geometry or {})
+    ckpt_sha = sha256_file(checkpoint)
+    key = export_key(ckpt_sha, export_cfg, geometry)
+    existing = find_version(cfg.model_name, EXPORT_KEY_TAG, key)
+    reason = f"registered {run_name}"
+    if existing is not None:
+        version, onnx_sha = str(existing.version), existing.tags.get("onnx_sha256", "")
+        logger.info("checkpoint already registered as version %s; reusing it", version)
+        claim_alias(cfg.model_name, cfg.alias, version, reason=reason)
+    else:
+        model, meta = load_classifier(checkpoint)
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_path = export_onnx(
+                model, meta, Path(tmp) / ONNX_FILE, export_cfg, registered_model=cfg.model_name,
+                run_name=run_name, checkpoint_sha256=ckpt_sha, selection_metric=cfg.metric,
+                **geometry,
+            )  # fmt: skip
+            onnx_sha = sha256_file(onnx_path)
+            run_tags = {**(run_tags or {}), "run_name": run_name}
+            with mlflow.start_run(run_name="register", tags=run_tags):
+                mlflow.log_params({"register.metric": cfg.metric, "winner": run_name})
+                mlflow.log_metrics(dict(metrics))
+                info = log_onnx_pyfunc(onnx_path)
+        version_tags = {
+            **tags,
+            **metric_tags(metrics),
+            "checkpoint_sha256": ckpt_sha,
+            "onnx_sha256": onnx_sha,
+            EXPORT_KEY_TAG: key,
+            PARITY_TAG: "pending",  # the export stage verifies parity and sets passed | failed
+        }
+        version = register_version(
+            info.model_uri, cfg.model_name, tags=version_tags, description=card,
+            alias=cfg.alias, reason=reason,
+        )  # fmt: skip
+    return {
+        "name": cfg.model_name,
+        "version": version,
+        "alias": cfg.alias,
+        "reused": existing is not None,
+        "model_uri": f"models:/{cfg.model_name}/{version}",
+        "checkpoint_sha256": ckpt_sha,
+        "onnx_sha256": onnx_sha,
+    }
+
+
+def register_winner(
+    validation_runs: Path | str,
+    cfg: RegisterParams,
+    export_cfg: ExportParams,
+    *,
+    root: Path | str = ".",
+    splits_csv: Path | str | None = None,
+    classes: list[str] | None = None,
+    frame_geometry: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Register the best run of ``validation_runs`` by ``cfg.metric`` (what registered.json holds).
+
+    Args:
+        validation_runs: ``metrics/validation_runs.json``.
+        cfg: The ``register`` section.
+        export_cfg: The ``export`` section.
+        root: Directory the runs' checkpoint paths are relative to.
+        splits_csv: ``data/splits.csv``, for the model card's split table.
+        classes: Class names (default: the checkpoint's own).
+        frame_geometry: The frames stage's border trimming (see :func:`register_checkpoint`).
+    """
+    winner = select_winner(read_validation_runs(validation_runs), cfg.metric)
+    ckpt = winner.checkpoint_path(root)
+    logger.info("winner by %s: %s (%s)", cfg.metric, winner.name, fmt_metric(winner, cfg.metric))
+    std = standard_tags(root, dvc_stage="register")
+    tags = provenance_tags(winner, cfg, std)
+    classes = classes or list(load_checkpoint(ckpt)["meta"]["classes"])
+    card = model_card(winner, cfg, split_counts(splits_csv), classes, tags)
+    reg = register_checkpoint(
+        ckpt, cfg, export_cfg, run_name=winner.name, metrics=winner.validation_metrics(),
+        tags=tags, card=card,
+        frame_geometry=frame_geometry, run_tags=std,
+    )  # fmt: skip
+    lo, hi = winner.interval(cfg.metric)
+    return {
+        **reg,
+        "run_name": winner.name,
+        "checkpoint": str(winner.entry.get("checkpoint")),
+        "metric": cfg.metric,
+        "value": winner.value(cfg.metric),
+        "interval": [lo, hi],
+    }

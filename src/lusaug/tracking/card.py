@@ -1,0 +1,108 @@
+"""The model card: the registered version's description (data, split, metrics, use, limits)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lusaug.config import RegisterParams
+from lusaug.data.manifest import read_manifest
+from lusaug.tracking.history import HISTORY_PREFIX
+from lusaug.tracking.selection import RunSummary
+
+CARD_EXTRA_METRICS = ("val_accuracy", "val_balanced_accuracy", "val_recall_macro")
+
+
+def fmt_metric(run: RunSummary, metric: str) -> str:
+    """``0.700 [0.640, 0.760]`` (the interval only when both bounds are known)."""
+    lo, hi = run.interval(metric)
+    ci = f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""
+    return f"{run.value(metric):.3f}{ci}"
+
+
+def split_counts(splits_csv: Path | str | None) -> dict[str, dict[str, int]]:
+    """Frames per split and class from ``data/splits.csv`` ({} when it is not there)."""
+    if splits_csv is None or not Path(splits_csv).exists():
+        return {}
+    df = read_manifest(splits_csv)
+    return {
+        s: {str(k): int(v) for k, v in g["label"].value_counts().items()}
+        for s, g in df.groupby("split", sort=False)
+    }
+
+
+def model_card(
+    run: RunSummary,
+    cfg: RegisterParams,
+    split_counts: dict[str, dict[str, int]],
+    classes: list[str],
+    tags: dict[str, str],
+) -> str:
+    """A short Markdown model card: data, split, metrics, promotion history, use, limitations.
+
+    Args:
+        run: The registered model with its validation metrics and intervals.
+        cfg: The ``register`` section (model name, selection metric, aliases).
+        split_counts: Frames per split and class (:func:`split_counts`).
+        classes: Class names in model output order.
+        tags: The version's tags (``data_hash``, ``git_commit``).
+    """
+    metrics = [
+        m
+        for m in (cfg.metric, *CARD_EXTRA_METRICS, *(f"val_recall_{c}" for c in classes))
+        if m in run.entry
+    ]
+    arch = run.entry.get("model") or run.entry.get("architecture")
+    lines = [
+        f"# {cfg.model_name}: {run.name}",
+        "",
+        (
+            f"Lung-ultrasound frame classifier ({', '.join(classes)}), timm `{arch}` trained from "
+            f"scratch with strategy `{run.entry.get('strategy')}` (seed {run.entry.get('seed')}), "
+            "served as ONNX."
+        ),
+        "",
+        "## Data",
+        (
+            f"- Frames from data/raw (DVC data hash `{tags.get('data_hash', 'unknown')}`), "
+            f"code at git `{tags.get('git_commit', 'unknown')}`."
+        ),
+        (
+            "- Split by patient (no patient, video or near-identical frame in two splits; "
+            "checked by the validate stage). Frames per split and class:"
+        ),
+    ]
+    for split, counts in split_counts.items():
+        lines.append(f"  - {split}: " + ", ".join(f"{c} {counts.get(c, 0)}" for c in classes))
+    lines += [
+        "",
+        "## Metrics (validation split, 95% patient-bootstrap intervals)",
+        (
+            f"Selected as the best of the evaluated runs by `{cfg.metric}`; the test split is "
+            "reported by the evaluate stage (reports/comparison.md), never used for this choice."
+        ),
+        *(f"- {m}: {fmt_metric(run, m)}" for m in metrics),
+        "",
+        "## Promotion history",
+        (
+            f"Aliases move in the order {' -> '.join([cfg.alias, *cfg.promote_to])}. Every "
+            f"move of `{cfg.model_name}` (from, to, version, previous holder, who, when, reason, "
+            f"gates) is kept append-only in its registered-model tags `{HISTORY_PREFIX}<n>`; "
+            "`lusaug models --history` prints it."
+        ),
+        "",
+        "## Intended use",
+        (
+            "Research on whether synthetic rare-class images help a small, imbalanced ultrasound "
+            "classifier; a demonstrator of the MLOps pipeline. Input: one grey ultrasound frame "
+            "(or a clip, averaged over sampled frames)."
+        ),
+        "",
+        "## Limitations",
+        "- Not a medical device; not for diagnosis or triage.",
+        (
+            "- Trained on few patients (the rare class from a handful); intervals are wide and "
+            "the model may not transfer to other scanners, probes, presets or populations."
+        ),
+        "- Frame-level model: no temporal context beyond averaging over a clip.",
+    ]
+    return "\n".join(lines)
