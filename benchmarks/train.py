@@ -37,8 +37,8 @@ from lusaug.config import PROJ_ROOT, Params, load_params
 from lusaug.models.augment import augment_batch
 from lusaug.models.classifier import ClassifierMeta, build_classifier
 from lusaug.models.data import predict_proba, to_input
-from lusaug.models.toy import write_toy_dataset
 from lusaug.models.train import make_accelerator
+from tests.helpers.toy import write_toy_dataset
 
 
 def _machine() -> str:

@@ -1,62 +1,91 @@
-"""DVC stage `evaluate`: every planned classifier run on the test split (read once).
+"""DVC stage `evaluate`: every run's pooled out-of-fold test predictions (read once), compared.
+
+Each frame is predicted by the model of the fold that tests it. Metrics with stratified
+patient-bootstrap intervals, paired differences with the baseline, the per-rare-patient table,
+the decision rule and the minimum detectable difference; the pooled validation metrics choose the
+final model (metrics/selection.json).
 
 Usage:
-    python pipelines/evaluate.py SPLITS_CSV MODELS_DIR --metrics metrics/test.json
+    python pipelines/evaluate.py data/splits models/classifiers --metrics metrics/test.json
         --runs metrics/test_runs.json --comparison metrics/comparison.json
-        --validation metrics/validation_runs.json --plots plots/evaluate
-        --report reports/comparison.md [--no-tracking]
-
-The runs are the train stages' matrix (train.strategies + tuned_strategies + synthetic-<G> for
-train.generators, x architectures x seeds); a missing or unfinished run is an error.
+        --validation metrics/validation_runs.json --selection metrics/selection.json
+        --rare metrics/rare_patients.json --predictions reports/predictions
+        --plots plots/evaluate --report reports/comparison.md [--no-tracking]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from lusaug.config import load_params
-from lusaug.models.data import DataError
+from lusaug.errors import stage_errors
+from lusaug.mlflow_store import tracking_uri
+from lusaug.models.evaluate import EvaluateOutputs, evaluate_folds
 from lusaug.utils import setup_logging
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("splits_csv", type=Path, help="data/splits.csv")
-    ap.add_argument("models_dir", type=Path, help="models/classifiers")
-    ap.add_argument("--metrics", type=Path, required=True, help="aggregated test metrics JSON")
-    ap.add_argument("--runs", type=Path, required=True, help="per-run test metrics JSON")
-    ap.add_argument("--comparison", type=Path, required=True, help="paired differences JSON")
-    ap.add_argument("--validation", type=Path, required=True, help="per-run validation JSON")
-    ap.add_argument("--plots", type=Path, required=True, help="folder for plot CSVs and PNGs")
-    ap.add_argument("--report", type=Path, required=True, help="comparison .md (+ .html)")
+    ap.add_argument("splits_dir", type=Path, help="data/splits (fold-<k>.csv)")
+    ap.add_argument("models_dir", type=Path, help="models/classifiers (fold-<k>/<run>)")
+    for name, what in (
+        ("metrics", "pooled metrics per setting (dvc metrics)"),
+        ("runs", "pooled metrics per run"),
+        ("comparison", "paired differences, decisions, MDD"),
+        ("validation", "pooled validation metrics per run"),
+        ("selection", "the setting the final model refits"),
+        ("rare", "recall per rare-class patient"),
+        ("predictions", "folder of pooled out-of-fold predictions per run"),
+        ("plots", "folder for plot CSVs and PNGs"),
+        ("report", "comparison .md (+ .html)"),
+    ):
+        ap.add_argument(f"--{name}", type=Path, required=True, help=what)
     ap.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     setup_logging()
-    params = load_params()
-    from lusaug.models.data import load_split
-    from lusaug.models.evaluate import EvaluateOutputs, evaluate_records, load_runs
-
-    out = EvaluateOutputs(
-        args.metrics, args.runs, args.comparison, args.validation, args.plots, args.report
-    )
-    try:
-        test = load_split(args.splits_csv, "test", params.base.classes, params.base.image_size)
-        runs = load_runs(params, args.models_dir, test)
-        summary = evaluate_records(params, test, runs, out, tracking=not args.no_tracking)
-    except DataError as err:
-        raise SystemExit(f"evaluate failed: {err}") from None
-    for name, e in summary["settings"].items():
-        f1, acc = e["f1_macro"], e["accuracy"]
-        print(
-            f"{name:40s} acc {acc['value']:.3f} [{acc['lo']:.3f}, {acc['hi']:.3f}]  "
-            f"macro-F1 {f1['value']:.3f} [{f1['lo']:.3f}, {f1['hi']:.3f}]"
+    with stage_errors("evaluate"):
+        params = load_params()
+        out = EvaluateOutputs(
+            args.metrics,
+            args.runs,
+            args.comparison,
+            args.validation,
+            args.selection,
+            args.rare,
+            args.predictions,
+            args.plots,
+            args.report,
         )
+        summary = evaluate_folds(
+            args.splits_dir,
+            args.models_dir,
+            params.split.folds,
+            params.base,
+            params.train,
+            params.evaluate,
+            params.final.metric,
+            out,
+            None if args.no_tracking else tracking_uri(params.mlflow.tracking_uri),
+        )
+    target = params.base.target_class
+    for name, e in summary["settings"].items():
+        if "unavailable" in e:
+            print(f"{name:44s} not evaluated: {next(iter(e['unavailable'].values()))}")
+            continue
+        f1, rare = e["f1_macro"], e[f"recall_{target}"]
+        decision = summary["comparison"].get(name, {}).get("decision", "baseline")
+        print(
+            f"{name:44s} macro-F1 {f1['value']:.3f} [{f1['lo']:.3f}, {f1['hi']:.3f}]  "
+            f"{target} recall {rare['value']:.3f} [{rare['lo']:.3f}, {rare['hi']:.3f}]  "
+            f"{decision}"
+        )
+    chosen = summary["selection"]["chosen"]
+    print(f"final model: {chosen['setting']} (pooled validation {summary['selection']['metric']})")
     print(f"report: {args.report} and {args.report.with_suffix('.html')}")
 
 

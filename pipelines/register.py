@@ -1,19 +1,20 @@
-"""DVC stage `register`: the best run by a VALIDATION metric -> a new `lus-classifier` version.
+"""DVC stage `register`: the final model -> a new `lus-classifier` version (alias `candidate`).
 
 Usage:
-    python pipelines/register.py VALIDATION_RUNS_JSON SPLITS_CSV REGISTERED_JSON
+    python pipelines/register.py models/final/candidate.json data/splits/final.csv \
+        models/registered.json
 
-Picks the winner of metrics/validation_runs.json by register.metric (lusaug.tracking.selection),
-converts it to ONNX and logs it as an MLflow pyfunc (lusaug.export.publish), registers it with
-alias `candidate`, version tags and a model card (lusaug.tracking.registration; the alias move
-is recorded in the model's history), and writes what it registered to REGISTERED_JSON for
-`export`. Re-running with the same winning checkpoint reuses its version.
+Converts the final model (the setting chosen on pooled validation, refit on every patient) to
+ONNX and logs it as an MLflow pyfunc (lusaug.export.publish), registers it with alias
+`candidate`, version tags and a model card carrying its cross-validated estimate and decision
+record (lusaug.tracking.registration; the alias move is recorded in the model's history), and
+writes what it registered to REGISTERED_JSON for `export`. Re-running with the same checkpoint
+reuses its version.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from lusaug.config import load_params
@@ -23,22 +24,22 @@ from lusaug.mlflow_store import setup_experiment
 from lusaug.utils import setup_logging, write_json
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("validation_runs", type=Path, help="metrics/validation_runs.json")
-    ap.add_argument("splits_csv", type=Path, help="data/splits.csv (for the model card)")
+    ap.add_argument("candidate", type=Path, help="models/final/candidate.json")
+    ap.add_argument("splits_csv", type=Path, help="data/splits/final.csv (for the model card)")
     ap.add_argument("registered", type=Path, help="models/registered.json (output)")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     setup_logging()
-    params = load_params()
-    setup_experiment("classifiers", params.mlflow.tracking_uri)
     with stage_errors("register"):
+        params = load_params()
+        setup_experiment("classifiers", params.mlflow.tracking_uri)
         reg = register_winner(
-            args.validation_runs,
+            args.candidate,
             params.register,
             params.export,
             splits_csv=args.splits_csv,

@@ -1,14 +1,16 @@
-"""DVC stage `split`: frames.csv (+ its PNGs) -> splits.csv (patient-grouped, class-stratified).
+"""DVC stage `split`: frames.csv (+ PNGs) -> data/splits/{fold-<k>,final}.csv, reports/split.json.
 
-Patients that share an identical or near-identical frame are kept in one split; split.json lists
-them with the frame pair that links them.
+Patient-grouped and class-stratified: cross-validation in which every patient group of the rarest
+class is tested exactly once (split.scheme cv), or one hold-out split (fold 0). Patients that
+share an identical or near-identical frame stay together; split.json lists them with the frame
+pair that links them. final.csv is the final model's split: every patient trains or validates.
 
-Usage: python pipelines/split.py data/frames.csv data/splits.csv reports/split.json
+Usage: python pipelines/split.py data/frames.csv data/splits reports/split.json
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 from rich.console import Console
@@ -16,46 +18,61 @@ from rich.table import Table
 
 from lusaug.config import load_params
 from lusaug.data.manifest import SPLITS, read_manifest, write_manifest
-from lusaug.data.split import SplitError, split_frames
-from lusaug.utils import setup_logging, write_json
+from lusaug.data.split import fold_file, relocate, split_frames
+from lusaug.errors import stage_errors
+from lusaug.utils import atomic_path, setup_logging, write_json
 
 SHOW = 5  # links printed per linked group (split.json holds them all)
 
 
-def _table(summary: dict) -> Table:
-    table = Table(title="split: patients / videos / frames per class")
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("frames_csv", type=Path, help="data/frames.csv (the manifest)")
+    ap.add_argument("splits_dir", type=Path, help="data/splits (one fold-<k>.csv per fold)")
+    ap.add_argument("report", type=Path, help="reports/split.json")
+    return ap.parse_args(argv)
+
+
+def _table(fold: str, entry: dict) -> Table:
+    name = "final model's split" if fold == "final" else f"fold {fold}"
+    table = Table(title=f"{name}: patients / videos / frames per class")
     table.add_column("class")
     for s in SPLITS:
         table.add_column(s, justify="right")
-    rows = list(summary["classes"].items()) + [("all", summary["totals"])]
-    for name, per_split in rows:
+    for name, per_split in [*entry["classes"].items(), ("all", entry["totals"])]:
         cells = [f"{v['patients']} / {v['videos']} / {v['frames']}" for v in per_split.values()]
         table.add_row(name, *cells)
     return table
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 3:
-        raise SystemExit("usage: split.py FRAMES_CSV SPLITS_CSV SPLIT_JSON")
-    frames_csv, splits_csv, report = map(Path, argv)
+    args = parse_args(argv)
     setup_logging()
-    params = load_params()
-    manifest = read_manifest(frames_csv)
-    try:
-        splits, summary = split_frames(manifest, frames_csv.resolve().parent, params)
-    except SplitError as err:
-        raise SystemExit(f"split failed: {err}") from err
-    write_manifest(splits, splits_csv)
-    write_json(report, summary)
+    with stage_errors("split"):
+        params = load_params()
+        folds, summary = split_frames(
+            read_manifest(args.frames_csv),
+            args.frames_csv.resolve().parent,
+            params.split,
+            params.validate,
+            params.base.classes,
+            params.base.seed,
+        )
+    with atomic_path(args.splits_dir, is_dir=True) as tmp:
+        for fold in folds:  # paths are relative to the CSV: one level below frames.csv
+            write_manifest(relocate(fold.frames), tmp / fold_file(fold.fold))
+    write_json(args.report, summary)
     console = Console()
-    console.print(_table(summary))
-    for group in summary["linked_patients"]["groups"]:
-        console.print(f"kept together in {'+'.join(group['split'])}:", highlight=False)
+    for name, entry in [*summary["folds"].items(), ("final", summary["final"])]:
+        console.print(_table(name, entry))
+        if entry["val_missing"]:
+            console.print(f"  fold {name}: validation has no {entry['val_missing']} (too few)")
+    for group in summary.get("linked_patients", {}).get("groups", []):
+        console.print(f"kept together: {', '.join(group['patients'])}", highlight=False)
         for link in group["links"][:SHOW]:
             console.print(f"  {link['reason']}", highlight=False)
         if len(group["links"]) > SHOW:
-            console.print(f"  ... {len(group['links']) - SHOW} more in {report}", highlight=False)
+            console.print(f"  ... {len(group['links']) - SHOW} more in {args.report}")
 
 
 if __name__ == "__main__":

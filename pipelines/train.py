@@ -1,77 +1,63 @@
-"""DVC stages `train`, `train_tuned`, `train_synthetic`: one classifier run per matrix item.
+"""DVC stage `train@<fold>`: every strategy x architecture x seed of one fold, in one process.
+
+Finished runs whose params and inputs did not change are kept, an interrupted run resumes from
+its last epoch, runs no longer planned are removed, and a run whose generator the fold's filter
+blocked records why (skipped.json). Strategy names: see src/lusaug/models/strategies.py.
 
 Usage:
-    python pipelines/train.py SPLITS_CSV OUT_DIR --strategy S --arch A --seed N
-        [--tuned params/tuned.yaml] [--synthetic-dir data/synthetic] [--resume] [--no-tracking]
-
-OUT_DIR is ``models/classifiers/<S>-<A>-<N>``. ``--resume`` continues an interrupted run from
-OUT_DIR/last.pt (a run whose params or data changed starts afresh). Strategy names:
-baseline | class_weights | class_weights_norm | oversample | class_weights_tuned | synthetic-<G>.
+    python pipelines/train.py data/splits/fold-K.csv models/classifiers/fold-K --fold K
+        --synthetic data/synthetic/fold-K --tuned params/tuned/fold-K.yaml
+        --generator-metrics metrics/fold-K [--no-tracking]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from lusaug.config import load_params
-from lusaug.models.data import DataError
-from lusaug.models.strategies import DEFAULT_TUNED_PATH
+from lusaug.config import as_flat_dict, load_params
+from lusaug.errors import stage_errors
+from lusaug.models.fold_training import summarise, train_fold
+from lusaug.models.mlflow_runs import RunTracking
+from lusaug.models.strategies import FoldInputs
 from lusaug.utils import setup_logging
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("splits_csv", type=Path, help="data/splits.csv")
-    ap.add_argument("out_dir", type=Path, help="models/classifiers/<strategy>-<arch>-<seed>")
-    ap.add_argument("--strategy", required=True, help="imbalance strategy name")
-    ap.add_argument("--arch", required=True, help="a key of train.architectures")
-    ap.add_argument("--seed", required=True, type=int, help="training seed")
+    ap.add_argument("splits_csv", type=Path, help="data/splits/fold-<k>.csv")
+    ap.add_argument("out_dir", type=Path, help="models/classifiers/fold-<k> (one folder per run)")
+    ap.add_argument("--fold", type=int, required=True, help="the fold index")
+    ap.add_argument("--synthetic", type=Path, help="data/synthetic/fold-<k> (generator sets)")
+    ap.add_argument("--tuned", type=Path, help="params/tuned/fold-<k>.yaml (tuned strategies)")
     ap.add_argument(
-        "--tuned",
-        type=Path,
-        default=DEFAULT_TUNED_PATH,
-        help="tuned class weights for class_weights_tuned (the tune stage's output)",
+        "--generator-metrics", type=Path, help="metrics/fold-<k> (which generators are blocked)"
     )
-    ap.add_argument(
-        "--synthetic-dir",
-        type=Path,
-        default=Path("data/synthetic"),
-        help="folder with <generator>/kept/*.png for synthetic-<generator>",
-    )
-    ap.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt")
     ap.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     setup_logging()
-    params = load_params()
-    from lusaug.models.train import train_classifier  # torch/timm import after argv checks
-
-    try:
-        result = train_classifier(
-            params,
+    with stage_errors(f"train@{args.fold}"):
+        params = load_params()
+        tracking = None
+        if not args.no_tracking:
+            tracking = RunTracking(params.mlflow.tracking_uri, as_flat_dict(params))
+        outcomes = train_fold(
             args.splits_csv,
             args.out_dir,
-            args.strategy,
-            args.arch,
-            args.seed,
-            tuned_path=args.tuned,
-            synthetic_dir=args.synthetic_dir,
-            resume=args.resume,
-            tracking=not args.no_tracking,
+            args.fold,
+            params.train,
+            params.base,
+            FoldInputs(args.synthetic, args.tuned, args.generator_metrics),
+            tracking,
         )
-    except DataError as err:
-        raise SystemExit(f"train {args.out_dir.name} failed: {err}") from None
-    m = result.val_metrics
-    print(
-        f"{result.run}: best epoch {result.best_epoch}/{result.epochs_run}, "
-        f"val macro-F1 {m.get('f1_macro', float('nan')):.3f}, "
-        f"val accuracy {m.get('accuracy', float('nan')):.3f} ({result.seconds:.1f} s)"
-    )
+    print(f"train@{args.fold}: {summarise(outcomes)}")
+    for o in outcomes:
+        if o.status == "skipped":
+            print(f"  {o.run}: skipped ({o.reason})")
 
 
 if __name__ == "__main__":

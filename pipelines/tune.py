@@ -1,14 +1,14 @@
-"""DVC stage `tune`: Optuna over per-class loss weights, learning rate (and filter thresholds).
+"""DVC stage `tune@<fold>`: Optuna over class weights, lr (and filter thresholds) on one fold.
+
+One study per tuned strategy in train.strategies (class_weights_tuned, synthetic_tuned-<G>), on
+the fold's train/val patients only. Each study runs until it holds tune.n_trials finished trials;
+with one worker the tuned file is a pure function of the inputs (the same bytes on a re-run).
 
 Usage:
-    python pipelines/tune.py SPLITS_CSV TUNED_YAML PLOTS_DIR [--synthetic-dir data/synthetic]
-    python pipelines/tune.py SPLITS_CSV --worker --target-total N      # an extra worker
-
-Each trial trains one classifier on the train split and is scored on the validation split
-(tune.metric); the study lives in tune.storage (resumable: a re-run adds tune.n_trials trials).
-Writes TUNED_YAML (class_weights, lr, filter thresholds: read by class_weights_tuned) and the
-optimisation-history / parameter-importance plots. Extra workers on another machine run the
-second form with the same params (tune.storage pointing at a shared database).
+    python pipelines/tune.py data/splits/fold-K.csv params/tuned/fold-K.yaml plots/tune/fold-K
+        --fold K --synthetic data/synthetic/fold-K [--no-tracking]
+    python pipelines/tune.py data/splits/fold-K.csv --fold K --synthetic data/synthetic/fold-K
+        --strategy S --worker       # an extra worker on a shared tune.storage
 """
 
 from __future__ import annotations
@@ -18,61 +18,64 @@ import sys
 from pathlib import Path
 
 from lusaug.config import PARAMS_PATH, load_params
+from lusaug.errors import stage_errors
+from lusaug.mlflow_store import tracking_uri
+from lusaug.models.strategies import FoldInputs
+from lusaug.tuning.fold_tuning import tune_fold, work
 from lusaug.utils import setup_logging
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("splits_csv", type=Path, help="data/splits.csv")
-    ap.add_argument("tuned", type=Path, nargs="?", help="params/tuned.yaml (output)")
-    ap.add_argument("plots", type=Path, nargs="?", help="plots/tune (output folder)")
-    ap.add_argument(
-        "--synthetic-dir",
-        type=Path,
-        default=Path("data/synthetic"),
-        help="filter@G outputs, for tune.filter_generator",
-    )
-    ap.add_argument("--worker", action="store_true", help="only run trials (no outputs)")
-    ap.add_argument(
-        "--target-total", type=int, default=None, help="worker: stop at this many trials"
-    )
+    ap.add_argument("splits_csv", type=Path, help="data/splits/fold-<k>.csv")
+    ap.add_argument("tuned", type=Path, nargs="?", help="params/tuned/fold-<k>.yaml (output)")
+    ap.add_argument("plots", type=Path, nargs="?", help="plots/tune/fold-<k> (output folder)")
+    ap.add_argument("--fold", type=int, required=True, help="the fold index")
+    ap.add_argument("--synthetic", type=Path, help="data/synthetic/fold-<k> (filter tables)")
+    ap.add_argument("--worker", action="store_true", help="only run trials of --strategy")
+    ap.add_argument("--strategy", help="worker: the tuned strategy whose study to join")
+    ap.add_argument("--no-tracking", action="store_true", help="do not log trials to MLflow")
     args = ap.parse_args(argv)
+    if args.worker and not args.strategy:
+        ap.error("--worker needs --strategy")
     if not args.worker and (args.tuned is None or args.plots is None):
         ap.error("TUNED_YAML and PLOTS_DIR are required unless --worker")
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     setup_logging()
-    params = load_params()
-    from lusaug.tuning.study import TuneError, optimise, tune
-
-    try:
+    with stage_errors(f"tune@{args.fold}"):
+        params = load_params()
+        inputs = FoldInputs(synthetic_dir=args.synthetic)
+        sections = (params.train, params.base, params.tune, inputs)
         if args.worker:
-            optimise(
-                params,
-                args.splits_csv,
-                target_total=args.target_total,
-                synthetic_dir=args.synthetic_dir,
-            )
+            work(args.strategy, args.splits_csv, args.fold, *sections)
             return
-        data = tune(
-            params,
-            PARAMS_PATH,
+        worker_argv = [str(args.splits_csv), "--fold", str(args.fold)]
+        if args.synthetic is not None:
+            worker_argv += ["--synthetic", str(args.synthetic)]
+        tuned = tune_fold(
             args.splits_csv,
             args.tuned,
             args.plots,
-            synthetic_dir=args.synthetic_dir,
+            args.fold,
+            *sections,
+            tracking_uri=None if args.no_tracking else tracking_uri(params.mlflow.tracking_uri),
+            worker_argv=worker_argv,
+            params_file=PARAMS_PATH,
         )
-    except TuneError as err:
-        raise SystemExit(f"tune failed: {err}") from None
-    s = data["study"]
-    print(
-        f"{s['name']}: best trial {s['best_trial']} of {s['trials']} ({s['pruned']} pruned), "
-        f"{params.tune.metric} {s[params.tune.metric]:.3f}; weights {data['class_weights']}, "
-        f"lr {data['lr']:.2e} -> {args.tuned}"
-    )
+    metric = params.tune.metric
+    for name, entry in tuned.items():
+        s = entry["study"]
+        print(
+            f"tune@{args.fold} {name}: best trial {s['best_trial']} of {s['finished_trials']} "
+            f"({s['pruned']} pruned), {metric} {s[metric]:.3f}; lr {entry['lr']:.2e}"
+        )
+    if not tuned:
+        print(f"tune@{args.fold}: no tuned strategy in train.strategies; wrote {args.tuned}")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

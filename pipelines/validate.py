@@ -1,32 +1,47 @@
-"""DVC stage `validate`: Great Expectations over splits.csv and its frames; exits 1 on failure.
+"""DVC stage `validate`: Great Expectations over every fold's split and its frames; exit 1 on failure.
 
-Usage: python pipelines/validate.py data/splits.csv reports/validation metrics/validation.json
-
-Data Docs (reports/validation/index.html) and the metrics JSON are written in both cases, so a
+Checks each fold (schema, PNGs, every class in every split, no patient / video / identical or
+near-identical frame in two splits) and, across folds, that every patient is tested in exactly one
+fold. Data Docs (reports/validation/index.html) and the metrics JSON are written in both cases, so a
 failing run can be inspected; the non-zero exit stops `dvc repro` before anything trains.
+
+Usage: python pipelines/validate.py data/splits reports/split.json reports/validation \
+    metrics/validation.json
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 from lusaug.config import load_params
+from lusaug.errors import stage_errors
 from lusaug.utils import setup_logging
-from lusaug.validation import run_validation
+from lusaug.validation import Sections, run_validation
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("splits_dir", type=Path, help="data/splits (fold-<k>.csv per fold)")
+    ap.add_argument("split_report", type=Path, help="reports/split.json (documented fallbacks)")
+    ap.add_argument("docs_dir", type=Path, help="reports/validation (Data Docs)")
+    ap.add_argument("metrics", type=Path, help="metrics/validation.json")
+    return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 3:
-        raise SystemExit("usage: validate.py SPLITS_CSV DOCS_DIR METRICS_JSON")
-    splits_csv, docs_dir, metrics_json = map(Path, argv)
+    args = parse_args(argv)
     setup_logging()
-    params = load_params()
-    try:
-        report = run_validation(splits_csv, docs_dir, metrics_json, params)
-    except FileNotFoundError as err:
-        raise SystemExit(f"validate: {err}") from err
+    with stage_errors("validate"):
+        params = load_params()
+        report = run_validation(
+            args.splits_dir,
+            params.split.folds,
+            args.docs_dir,
+            args.metrics,
+            Sections(params.base, params.validate, params.frames),
+            args.split_report,
+        )
     if not report.success:
         raise SystemExit(report.message())
     print(report.message())

@@ -3,8 +3,8 @@
 Layers, lowest first. A module may import its own package, any package of a lower layer and,
 within one layer, a peer package as long as the package graph has no cycle:
 
-    base (config, errors, utils, mlflow_store, profiles) -> data -> validation -> models, generators
-    -> tuning -> tracking -> export -> serving -> reporting -> cli
+    base (config, errors, utils, markdown, mlflow_store, profiles) -> data -> validation -> models, generators
+    -> tuning -> final -> tracking -> export -> serving -> reporting -> cli
 
 ``lusaug`` imports sit at the top of a module. The exceptions are the CLI command modules
 (``cli.py`` and ``<pkg>/commands.py``), which defer library imports so that ``lusaug --help``
@@ -22,11 +22,12 @@ from lusaug.config import PROJ_ROOT
 
 SRC = PROJ_ROOT / "src" / "lusaug"
 LAYERS = [
-    {"__init__", "config", "errors", "utils", "mlflow_store", "profiles"},
+    {"__init__", "config", "errors", "utils", "markdown", "mlflow_store", "profiles"},
     {"data"},
     {"validation"},
     {"models", "generators"},
     {"tuning"},
+    {"final"},
     {"tracking"},
     {"export"},
     {"serving"},

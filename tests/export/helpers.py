@@ -131,8 +131,8 @@ def register_and_export(root: Path, params, runs: dict[str, dict], tag: str) -> 
 
     ``root`` must hold data/splits.csv; the runs' checkpoints go under ``root/tag``.
     """
-    from lusaug.export.registered import export_registered
     from lusaug.export.publish import register_winner
+    from lusaug.export.registered import export_registered
 
     vr = make_validation_runs(root / tag, runs)
     reg = register_winner(

@@ -16,10 +16,10 @@ import pytest
 
 from lusaug.export.mlflow_model import log_onnx_pyfunc
 from lusaug.export.onnx_export import export_onnx
+from lusaug.mlflow_store import setup_experiment
 from lusaug.models.classifier import load_classifier
 from lusaug.serving.preprocess import encode_png_base64
 from lusaug.serving.session import OnnxClassifier
-from lusaug.mlflow_store import setup_experiment
 from tests.export.helpers import CLASSES, frame, free_port, make_checkpoint
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lusaug.config import Params
-from lusaug.models.toy import write_toy_dataset
+from tests.helpers.toy import write_toy_dataset
 
 
 @pytest.fixture(scope="session")

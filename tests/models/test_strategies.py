@@ -18,7 +18,7 @@ from lusaug.models.strategies import (
     read_tuned,
     sample_weights,
 )
-from lusaug.models.toy import write_toy_synthetic
+from tests.helpers.toy import write_toy_synthetic
 
 CLASSES = ["regular", "covid", "pneumonia", "viral"]
 

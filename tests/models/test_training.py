@@ -14,8 +14,8 @@ import torch
 from lusaug.config import PROJ_ROOT, Params
 from lusaug.models.classifier import load_checkpoint, load_classifier
 from lusaug.models.data import DataError
-from lusaug.models.toy import write_toy_synthetic
 from lusaug.models.train import FILES, parse_run_name, run_name, train_classifier
+from tests.helpers.toy import write_toy_synthetic
 
 
 class Interrupt(Exception):
@@ -256,9 +256,9 @@ def test_logged_model_loads_back_in_either_format(fmt, clf_params: Params, tmp_p
     """train.log_model_format: both serialisations give a model that runs on any batch size
     and predicts what the trained network predicts."""
     import mlflow
+    from lusaug.models.tracking import TrainTracker
 
     from lusaug.models.classifier import ClassifierMeta, build_classifier
-    from lusaug.models.tracking import TrainTracker
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("LUSAUG_MLFLOW_GROUP", "format-test")

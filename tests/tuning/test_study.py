@@ -9,11 +9,11 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
+from lusaug.tuning.study import make_storage, objective_fingerprint, tune
 from mlflow import MlflowClient
 
 from lusaug.config import params_from_dict
 from lusaug.models.strategies import read_tuned
-from lusaug.tuning.study import make_storage, objective_fingerprint, tune
 from tests.export.helpers import make_splits
 
 

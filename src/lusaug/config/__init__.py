@@ -41,6 +41,7 @@ from lusaug.config.generators import (
 from lusaug.config.params import Params, load_params, params_from_dict
 from lusaug.config.serving import ExportParams, MlflowParams, RegisterParams, ServeParams
 from lusaug.config.training import (
+    GENERATOR_STRATEGIES,
     MODEL_FORMATS,
     PLAIN_STRATEGIES,
     PRECISIONS,
@@ -49,12 +50,16 @@ from lusaug.config.training import (
     ArchitectureParams,
     AugmentParams,
     EvaluateParams,
+    FinalParams,
+    Strategy,
     TrainParams,
     TuneParams,
+    parse_strategy,
 )
 
 __all__ = [
     "GENERATOR_KINDS",
+    "GENERATOR_STRATEGIES",
     "MODEL_FORMATS",
     "PARAMS_PATH",
     "PLAIN_STRATEGIES",
@@ -75,6 +80,7 @@ __all__ = [
     "EvaluateParams",
     "ExportParams",
     "FilterParams",
+    "FinalParams",
     "FramesParams",
     "GenerateParams",
     "GeneratorSpec",
@@ -87,6 +93,7 @@ __all__ = [
     "SamplingParams",
     "ServeParams",
     "SplitParams",
+    "Strategy",
     "TextualInversionParams",
     "TrainParams",
     "TuneParams",
@@ -95,4 +102,5 @@ __all__ = [
     "deep_merge",
     "load_params",
     "params_from_dict",
+    "parse_strategy",
 ]

@@ -55,9 +55,26 @@ class FramesParams:
 
 @dataclass(frozen=True)
 class SplitParams:
-    fractions: dict[str, float]  # train/val/test share of patients per class
-    kfold: int  # >1: k-fold by patient; the fold below becomes test
-    fold: int  # which fold is the test fold when kfold > 1
+    scheme: str  # cv (every rare-class patient group tested once) | holdout (one split)
+    folds: list[int]  # folds the per-fold DVC stages run: [0, ..., k-1] for the k the data gives
+    max_folds: int  # cv: k = patient groups of the rarest class, at most this
+    val_fraction: float  # cv: share of each class's non-test patient groups that validate
+    fractions: dict[str, float]  # holdout: train/val/test share of each class's patients
+
+    def __post_init__(self) -> None:
+        if self.scheme not in ("cv", "holdout"):
+            raise ConfigError(f"split.scheme must be cv or holdout, got {self.scheme!r}")
+        if self.folds != list(range(len(self.folds))) or not self.folds:
+            raise ConfigError(f"split.folds must be [0, 1, ..., k-1], got {self.folds}")
+        if self.scheme == "holdout" and self.folds != [0]:
+            raise ConfigError("split.scheme holdout is one fold: set split.folds: [0]")
+        if self.scheme == "cv" and (len(self.folds) < 2 or self.max_folds < 2):
+            raise ConfigError("split.scheme cv needs split.folds and split.max_folds of 2 or more")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"split.val_fraction must be in (0, 1), got {self.val_fraction}")
+        fr = self.fractions
+        if set(fr) != {"train", "val", "test"} or abs(sum(fr.values()) - 1.0) > 1e-6:
+            raise ConfigError(f"split.fractions must be train/val/test summing to 1, got {fr}")
 
 
 @dataclass(frozen=True)

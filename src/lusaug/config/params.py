@@ -19,7 +19,13 @@ from lusaug.config.data import (
 )
 from lusaug.config.generators import FilterParams, GenerateParams
 from lusaug.config.serving import ExportParams, MlflowParams, RegisterParams, ServeParams
-from lusaug.config.training import EvaluateParams, TrainParams, TuneParams
+from lusaug.config.training import (
+    EvaluateParams,
+    FinalParams,
+    TrainParams,
+    TuneParams,
+    parse_strategy,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class Params:
     generate: GenerateParams
     filter: FilterParams
     tune: TuneParams
+    final: FinalParams
     register: RegisterParams
     export: ExportParams
     serve: ServeParams
@@ -68,8 +75,14 @@ def _check(p: Params) -> None:
         raise ConfigError(f"import.prefixes maps to unknown classes {unknown}")
     if set(p.phantom.patients) != set(p.base.classes):
         raise ConfigError("phantom.patients must list every class in base.classes")
-    fr = p.split.fractions
-    if set(fr) != {"train", "val", "test"} or abs(sum(fr.values()) - 1.0) > 1e-6:
-        raise ConfigError(f"split.fractions must be train/val/test summing to 1, got {fr}")
-    if p.split.kfold > 1 and not 0 <= p.split.fold < p.split.kfold:
-        raise ConfigError(f"split.fold must be in [0, {p.split.kfold}) when split.kfold > 1")
+    for name in p.train.strategies:
+        gen = parse_strategy(name).generator
+        if gen and gen not in p.generate.enabled:
+            raise ConfigError(
+                f"train.strategies: {name} needs generator {gen!r} in generate.enabled "
+                f"{p.generate.enabled}"
+            )
+    if p.evaluate.baseline not in p.train.strategies:
+        raise ConfigError(f"evaluate.baseline {p.evaluate.baseline!r} is not in train.strategies")
+    if p.tune.architecture not in p.train.architectures:
+        raise ConfigError(f"tune.architecture {p.tune.architecture!r} not in train.architectures")

@@ -1,4 +1,4 @@
-"""Sections of the classifier stages: train, evaluate, tune."""
+"""Sections of the classifier stages (train, tune, evaluate, final) and the strategy names."""
 
 from __future__ import annotations
 
@@ -7,12 +7,49 @@ from typing import Any
 
 from lusaug.config.core import ConfigError
 
-# Strategy names. Plain ones need only frames and splits (stage `train`); tuned ones also read
-# params/tuned.yaml (stage `train_tuned`); `synthetic-<G>` runs (stage `train_synthetic`) add the
-# kept images of generator G. `synthetic:<G>` is accepted as an alias of `synthetic-<G>`.
+# Strategy names. Plain ones need only the fold's frames; class_weights_tuned reads the fold's
+# tuned file (stage `tune`); the others take a generator G: ``<prefix><G>``.
 PLAIN_STRATEGIES = ("baseline", "class_weights", "class_weights_norm", "oversample")
 TUNED_STRATEGIES = ("class_weights_tuned",)
 SYNTHETIC_PREFIX = "synthetic-"
+GENERATOR_STRATEGIES = {
+    SYNTHETIC_PREFIX: "synthetic",  # real frames + G's kept images of the rare class
+    "synthetic_replace-": "replace",  # the rare class's real training frames replaced by them
+    "synthetic_tuned-": "synthetic_tuned",  # G's candidates at Optuna's thresholds + its weights
+}
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str  # canonical name (run folder and MLflow tag value)
+    kind: str  # plain | tuned | synthetic | replace | synthetic_tuned
+    generator: str = ""  # G of a generator strategy
+
+    @property
+    def tuned(self) -> bool:
+        """Reads the fold's tuned file (stage `tune` writes it)."""
+        return self.kind in ("tuned", "synthetic_tuned")
+
+
+def parse_strategy(name: str) -> Strategy:
+    """The :class:`Strategy` a name stands for; ``synthetic:<G>`` is an alias of
+    ``synthetic-<G>``."""
+    if name.startswith("synthetic:"):
+        name = SYNTHETIC_PREFIX + name.split(":", 1)[1]
+    for prefix, kind in GENERATOR_STRATEGIES.items():
+        if name.startswith(prefix):
+            gen = name[len(prefix) :]
+            if not gen or any(ch in gen for ch in "-:/"):
+                raise ConfigError(f"strategy {name!r}: generator name must be non-empty, no -:/")
+            return Strategy(name, kind, gen)
+    if name in PLAIN_STRATEGIES:
+        return Strategy(name, "plain")
+    if name in TUNED_STRATEGIES:
+        return Strategy(name, "tuned")
+    known = [*PLAIN_STRATEGIES, *TUNED_STRATEGIES, *(f"{p}<G>" for p in GENERATOR_STRATEGIES)]
+    raise ConfigError(f"unknown strategy {name!r}; expected one of {known}")
+
+
 PRECISIONS = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # train.precision -> accelerate
 MODEL_FORMATS = ("pickle", "pt2")  # mlflow.pytorch.log_model serialization_format
 
@@ -36,10 +73,8 @@ class AugmentParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    strategies: list[str]  # plain strategies (stage train): baseline, class_weights, ...
-    tuned_strategies: list[str]  # strategies that read params/tuned.yaml (stage train_tuned)
-    generators: list[str]  # G of synthetic-<G> runs (stage train_synthetic)
-    synthetic_per_class: int  # synthetic images added to base.target_class (0 = all kept)
+    strategies: list[str]  # every strategy trained per fold (see parse_strategy for the names)
+    synthetic_per_class: int  # synthetic images a generator strategy uses (0 = all kept)
     seeds: list[int]  # every strategy x architecture is trained once per seed
     architectures: dict[str, ArchitectureParams]  # family name -> timm model
     epochs: int  # maximum epochs
@@ -62,24 +97,12 @@ class TrainParams:
         def bad(key: str, msg: str) -> ConfigError:
             return ConfigError(f"train.{key}: {msg}")
 
-        unknown = sorted(set(self.strategies) - set(PLAIN_STRATEGIES))
-        if unknown:
-            hint = ""
-            if any(s.startswith(("synthetic-", "synthetic:")) for s in unknown):
-                hint = "; list generator names in train.generators instead"
-            elif set(unknown) & set(TUNED_STRATEGIES):
-                hint = "; tuned strategies go in train.tuned_strategies"
-            raise bad(
-                "strategies", f"unknown {unknown}, expected some of {PLAIN_STRATEGIES}{hint}"
-            )
-        unknown = sorted(set(self.tuned_strategies) - set(TUNED_STRATEGIES))
-        if unknown:
-            raise bad(
-                "tuned_strategies", f"unknown {unknown}, expected some of {TUNED_STRATEGIES}"
-            )
-        for name in [*self.generators, *self.architectures]:
+        parsed = [parse_strategy(name) for name in self.strategies]
+        if not parsed or len({p.name for p in parsed}) != len(parsed):
+            raise bad("strategies", f"need one or more distinct strategies, got {self.strategies}")
+        for name in self.architectures:
             if not name or "-" in name or ":" in name or "/" in name:
-                raise bad("generators/architectures", f"name {name!r} must be non-empty, no -:/")
+                raise bad("architectures", f"name {name!r} must be non-empty, no -:/")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise bad("seeds", f"need one or more distinct seeds, got {self.seeds}")
         if not self.architectures:
@@ -98,22 +121,25 @@ class EvaluateParams:
     ci: float  # interval level, e.g. 0.95
     stratify: bool  # resample patients within each class (every class stays in every draw)
     baseline: str  # strategy that every other one is compared with (same architecture, seeds)
+    power: float  # power of the minimum detectable difference the report states
+    reference_gain: float  # a gain to size a study for (the study's +2.25 accuracy points)
     batch_size: int  # test inference batch size
     threads: int  # torch CPU threads (0 = torch default)
 
     def __post_init__(self) -> None:
         if self.bootstrap < 1 or not 0.0 < self.ci < 1.0:
             raise ConfigError("evaluate: bootstrap must be >= 1 and ci in (0, 1)")
+        if not 0.0 < self.power < 1.0 or self.reference_gain <= 0:
+            raise ConfigError("evaluate: power must be in (0, 1) and reference_gain > 0")
 
 
 @dataclass(frozen=True)
 class TuneParams:
-    study_name: str  # prefix of the Optuna study name (+ a fingerprint of the objective's inputs)
+    study_name: str  # prefix of the Optuna study name (+ fold, strategy, inputs' fingerprint)
     storage: str  # RDB URL (sqlite:///optuna.db, postgresql://...) or journal:<file>
-    n_trials: int  # trials this run adds (across all workers sharing the storage)
-    workers: int  # processes sharing the study in one run (1 = this process only)
-    timeout_s: float  # stop starting new trials after this many seconds (0 = no limit)
-    sampler_seed: int  # TPE seed (repeatable with one worker)
+    n_trials: int  # finished trials per study (a re-run on the same inputs adds none)
+    workers: int  # processes sharing a study (1 = this process: byte-identical tuned files)
+    sampler_seed: int  # TPE seed; re-derived per trial so a resumed study suggests the same
     n_startup_trials: int  # random trials before TPE models the space
     pruner_startup_trials: int  # MedianPruner: trials completed before pruning starts
     pruner_warmup_epochs: int  # MedianPruner: epochs reported before a trial may be pruned
@@ -123,6 +149,11 @@ class TuneParams:
     viral_recall_floor: float  # constraint: val recall of base.target_class >= this (0 = off)
     class_weight_range: list[float]  # [low, high] of each per-class loss weight (log scale)
     lr_range: list[float]  # [low, high] learning rate (log scale)
-    filter_generator: str  # synthetic set whose filter thresholds are tuned ("" = none)
     min_std_range: list[float]  # [low, high] of the filter's pixel-std threshold
     min_entropy_range: list[float]  # [low, high] of the filter's grey-entropy threshold (bits)
+
+
+@dataclass(frozen=True)
+class FinalParams:
+    metric: str  # pooled VALIDATION metric that chooses the strategy x architecture to refit
+    seed: int  # training seed of the final model

@@ -130,6 +130,11 @@ def check_onnx(path: Path | str) -> None:
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
+# The registered (final) model trained on every patient but its validation set, and its split has
+# no test patients: parity, a numerical check, and the int8 deltas use the validation frames.
+PARITY_SPLIT = "val"
+
+
 def load_split_frames(
     splits_csv: Path | str, split: str, max_frames: int = 0, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -265,16 +270,16 @@ def verify_and_quantize(
     int8_path: Path | str | None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The export stage's checks: checker, parity on the test frames, optional int8 delta.
+    """The export stage's checks: checker, parity on the validation frames, optional int8 delta.
 
     Returns the parity report (also what ``reports/onnx_parity.json`` holds). ``parity.passed``
-    is true when the max |logit difference| is within ``export.parity_atol`` and every test frame
+    is true when the max |logit difference| is within ``export.parity_atol`` and every frame
     gets the same predicted class.
     """
     check_onnx(onnx_path)
     clf = OnnxClassifier(onnx_path)
     info = clf.info
-    frames, labels = load_split_frames(splits_csv, "test", cfg.parity_max_frames, seed)
+    frames, labels = load_split_frames(splits_csv, PARITY_SPLIT, cfg.parity_max_frames, seed)
     y = labels_to_index(labels, info.classes)
     x = normalise(frames, info.mean, info.std)
     ref = torch_logits(model, x, cfg.batch_size)
@@ -292,7 +297,7 @@ def verify_and_quantize(
             "checker": "passed",
         },
         "parity": {
-            "split": "test",
+            "split": PARITY_SPLIT,
             "frames": len(x),
             "atol": cfg.parity_atol,
             "max_abs_diff": diff,
@@ -304,7 +309,7 @@ def verify_and_quantize(
         "int8": {"mode": "none"},
     }
     logger.info(
-        "ONNX parity on %d test frames: max |diff| %.2e, argmax agreement %.3f",
+        "ONNX parity on %d validation frames: max |diff| %.2e, argmax agreement %.3f",
         len(x),
         diff,
         agree,

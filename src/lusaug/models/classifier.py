@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from lusaug.config import ArchitectureParams
 from lusaug.utils import atomic_path
-
-if TYPE_CHECKING:
-    from lusaug.config import Params
 
 # Grey-level normalisation applied to frames in [0, 1] before the network: x' = (x - mean) / std.
 # Fixed (not ImageNet's RGB values, which timm would return for in_chans=1 too).
@@ -35,21 +33,16 @@ class ClassifierMeta:
     extra: dict[str, Any] = field(default_factory=dict)  # strategy, architecture family, seed, ...
 
     @classmethod
-    def for_architecture(cls, params: Params, arch: str, **extra: Any) -> ClassifierMeta:
-        """The meta of family ``arch`` in ``params.train.architectures`` (null kwargs = timm's)."""
-        try:
-            arch_cfg = params.train.architectures[arch]
-        except KeyError:
-            known = ", ".join(params.train.architectures)
-            raise KeyError(
-                f"unknown architecture {arch!r}; train.architectures has {known}"
-            ) from None
+    def for_architecture(
+        cls, arch: ArchitectureParams, classes: list[str], image_size: int, **extra: Any
+    ) -> ClassifierMeta:
+        """The meta of one ``train.architectures`` family (null kwargs = timm's defaults)."""
         return cls(
-            model=arch_cfg.model,
-            kwargs={k: v for k, v in arch_cfg.kwargs.items() if v is not None},
-            classes=list(params.base.classes),
-            image_size=params.base.image_size,
-            extra={"architecture": arch, **extra},
+            model=arch.model,
+            kwargs={k: v for k, v in arch.kwargs.items() if v is not None},
+            classes=list(classes),
+            image_size=image_size,
+            extra=dict(extra),
         )
 
 

@@ -89,49 +89,44 @@ def load_split(splits_csv: Path | str, split: str, classes: list[str], size: int
     return FrameSet(images=images, labels=labels, frames=meta)
 
 
-def synthetic_files(root: Path | str, generator: str) -> list[Path]:
-    """Kept synthetic PNGs of ``generator`` (``<root>/<generator>/kept/*.png``), sorted."""
-    folder = Path(root) / generator / "kept"
-    how = (
-        f"run `dvc repro filter@{generator}` (the generate@{generator} and filter@{generator} "
-        f"stages write it), or put PNG images of the rare class there"
-    )
-    if not folder.is_dir():
-        raise DataError(f"synthetic images for generator {generator!r}: {folder} not found; {how}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".png" and p.is_file())
-    if not files:
-        raise DataError(
-            f"synthetic images for generator {generator!r}: {folder} holds no PNG images; {how}"
-        )
-    return files
-
-
 def load_synthetic(
-    root: Path | str, generator: str, label: int, label_name: str, size: int, count: int, seed: int
+    files: list[Path], label: int, label_name: str, size: int, count: int, seed: int, source: str
 ) -> FrameSet:
-    """Up to ``count`` kept synthetic images (0 = all), a fixed subset for a given ``seed``."""
-    files = synthetic_files(root, generator)
+    """Up to ``count`` of the synthetic PNGs ``files`` (0 = all), a fixed subset for ``seed``.
+
+    Their patient and video id is ``synthetic-<source>``: never a real patient, never in val/test.
+    """
     if 0 < count < len(files):
         rng = np.random.default_rng(seed)
         files = [files[i] for i in sorted(rng.choice(len(files), size=count, replace=False))]
     elif count > len(files):
         logger.warning(
-            "train.synthetic_per_class=%d but %s has only %d kept images: using all of them",
+            "train.synthetic_per_class=%d but %s has only %d images: using all of them",
             count,
-            generator,
+            source,
             len(files),
         )
-    images = _stack(files, size)
+    images = _stack(list(files), size)
     labels = torch.full((len(files),), label, dtype=torch.int64)
     meta = pd.DataFrame(
         {
             "path": [str(p) for p in files],
             "label": label_name,
-            "video_id": f"{SYNTHETIC_PATIENT}-{generator}",
-            "patient_id": f"{SYNTHETIC_PATIENT}-{generator}",
+            "video_id": f"{SYNTHETIC_PATIENT}-{source}",
+            "patient_id": f"{SYNTHETIC_PATIENT}-{source}",
         }
     )
     return FrameSet(images=images, labels=labels, frames=meta)
+
+
+def without_label(frames: FrameSet, label: int) -> FrameSet:
+    """The frames of every class but ``label`` (synthetic_replace drops the real rare class)."""
+    keep = (frames.labels != label).numpy()
+    return FrameSet(
+        images=frames.images[keep],
+        labels=frames.labels[keep],
+        frames=frames.frames[keep].reset_index(drop=True),
+    )
 
 
 def concat(a: FrameSet, b: FrameSet) -> FrameSet:

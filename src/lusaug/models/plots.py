@@ -131,3 +131,28 @@ def difference_figure(table: pd.DataFrame, metric: str, ci: float = 0.95) -> Fig
     ax.set_xlabel(f"{metric}: strategy - baseline (test, paired, {ci:.0%} interval)")
     fig.tight_layout()
     return fig
+
+
+def patient_recall_figure(rows: list[dict], target: str) -> Figure:
+    """Recall of each rare-class patient (rows) per setting (columns), as a heat map.
+
+    ``rows`` are metrics/rare_patients.json's entries (patient_id, frames, recall by setting).
+    """
+    settings = list(dict.fromkeys(s for r in rows for s in r["recall"]))
+    grid = np.array([[r["recall"].get(s, np.nan) for s in settings] for r in rows], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(settings), 1.2 + 0.45 * len(rows)))
+    im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if grid[i, j] < 0.5 else "black")  # fmt: skip
+    ax.set_xticks(range(len(settings)), settings, rotation=60, ha="right", fontsize=7)
+    labels = [f"{r['patient_id']} ({r['frames']} frames, fold {r['fold']})" for r in rows]
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.set_title(
+        f"{target} recall per {target} patient (out-of-fold, mean over seeds)", fontsize=9
+    )
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    return fig

@@ -1,59 +1,67 @@
-"""Imbalance strategies: one name selects the loss weights, the sampler and extra training data.
+"""Imbalance strategies: one name selects the loss weights, the sampler and the training frames.
 
-=====================  ==========================================================================
-``baseline``           plain cross-entropy, shuffled batches
-``class_weights``      cross-entropy with w_i = N / N_i (N training frames, N_i of class i), the
-                       study's inverse frequency: 814/571/468/27 frames -> 2.31/3.29/4.02/69.63
-``class_weights_norm`` the same weights scaled to mean 1 (same direction, a gentler loss scale)
-``oversample``         plain loss, batches drawn with replacement, p(frame) proportional to 1/N_i
-``class_weights_tuned`` weights (and optionally ``lr``) from the tune stage's YAML file
-``synthetic-<G>``      plain loss; the kept images of generator G join the rare class's training
-                       frames (``synthetic:<G>`` is an alias; DVC matrix names avoid the colon)
-=====================  ==========================================================================
+========================  =======================================================================
+``baseline``              plain cross-entropy, shuffled batches
+``class_weights``         cross-entropy with w_i = N / N_i (N training frames, N_i of class i), the
+                          study's inverse frequency: 814/571/468/27 frames -> 2.31/3.29/4.02/69.63
+``class_weights_norm``    the same weights scaled to mean 1 (same direction, a gentler loss scale)
+``oversample``            plain loss, batches drawn with replacement, p(frame) proportional to 1/N_i
+``class_weights_tuned``   weights and lr that the fold's ``tune`` stage found
+``synthetic-<G>``         plain loss; G's kept images join the rare class's training frames
+``synthetic_replace-<G>`` plain loss; the rare class's real training frames are replaced by G's
+                          kept images (does the synthetic set alone carry the class?)
+``synthetic_tuned-<G>``   G's candidates that pass the filter at the thresholds the fold's ``tune``
+                          stage found, with the weights and lr it found with them
+========================  =======================================================================
+
+Everything a strategy reads besides the fold's frames is a per-fold file (:class:`FoldInputs`).
+A generator whose filter blocked it (it memorises its training frames) is never used: its runs
+raise :class:`SkipRun` with the filter's reason.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from lusaug.config import PLAIN_STRATEGIES, SYNTHETIC_PREFIX, TUNED_STRATEGIES
+from lusaug.config import Strategy
+from lusaug.errors import LusaugError
 from lusaug.models.data import DataError
 
-DEFAULT_TUNED_PATH = Path("params/tuned.yaml")
+KEPT_DIR = "kept"  # data/synthetic/fold-<k>/<G>/kept: the filter's output
+CANDIDATES_DIR = "candidates"  # data/synthetic/fold-<k>/<G>/candidates: the generator's output
+GENERATOR_METRICS = "synthetic_{generator}.json"  # metrics/fold-<k>/: the filter's verdict
 
 
 class StrategyError(DataError):
-    """Raised for an unknown strategy or one whose extra input is missing."""
+    """A strategy whose extra input is missing or unusable; the message says which."""
+
+
+class SkipRun(LusaugError):
+    """A run that must not train (e.g. its generator is blocked); the message is the reason."""
 
 
 @dataclass(frozen=True)
-class Strategy:
-    name: str  # canonical name (the run-folder and MLflow tag value)
-    kind: str  # plain | tuned | synthetic
-    generator: str = ""  # G of synthetic-<G>
+class FoldInputs:
+    """Where one fold's strategy inputs live (None = the fold has none of that kind)."""
+
+    synthetic_dir: Path | None = None  # data/synthetic/fold-<k> (<G>/kept, <G>/candidates)
+    tuned: Path | None = None  # params/tuned/fold-<k>.yaml
+    generator_metrics: Path | None = None  # metrics/fold-<k> (synthetic_<G>.json)
 
 
-def parse_strategy(name: str) -> Strategy:
-    """Canonical :class:`Strategy` for a name; ``synthetic:<G>`` becomes ``synthetic-<G>``."""
-    if name.startswith(("synthetic:", SYNTHETIC_PREFIX)):
-        gen = (
-            name.split(":", 1)[1]
-            if name.startswith("synthetic:")
-            else name[len(SYNTHETIC_PREFIX) :]
-        )
-        if not gen or any(ch in gen for ch in "-:/"):
-            raise StrategyError(f"strategy {name!r}: generator name must be non-empty, no -:/")
-        return Strategy(f"{SYNTHETIC_PREFIX}{gen}", "synthetic", gen)
-    if name in PLAIN_STRATEGIES:
-        return Strategy(name, "plain")
-    if name in TUNED_STRATEGIES:
-        return Strategy(name, "tuned")
-    known = [*PLAIN_STRATEGIES, *TUNED_STRATEGIES, f"{SYNTHETIC_PREFIX}<generator>"]
-    raise StrategyError(f"unknown strategy {name!r}; expected one of {known}")
+@dataclass(frozen=True)
+class Tuned:
+    """What the tune stage found for one strategy (a section of params/tuned/fold-<k>.yaml)."""
+
+    class_weights: dict[str, float]
+    lr: float | None
+    architecture: str  # the family the study trained (the report says so for the others)
+    kept: list[str] | None = None  # synthetic_tuned: candidate files passing the thresholds
 
 
 def inverse_frequency_weights(counts: np.ndarray | list[int], classes: list[str]) -> np.ndarray:
@@ -70,32 +78,86 @@ def normalise_weights(weights: np.ndarray) -> np.ndarray:
     return weights / weights.mean()
 
 
-def read_tuned(path: Path | str, classes: list[str]) -> tuple[np.ndarray, float | None]:
-    """Class weights (in class order) and optional learning rate from the tune stage's YAML.
+def sample_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-frame sampling weights 1 / N_class (each class equally likely per draw)."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return 1.0 / counts[labels]
 
-    The file holds ``class_weights: {<class>: <weight>, ...}`` and optionally ``lr: <float>``;
-    other keys (e.g. the tuned filter thresholds) are ignored here.
-    """
-    path = Path(path)
-    if not path.exists():
+
+def read_tuned(path: Path | str | None, strategy: str, classes: list[str]) -> Tuned:
+    """The tuned values of ``strategy`` from a fold's tuned file (written by ``tune@<fold>``)."""
+    if path is None or not Path(path).exists():
         raise StrategyError(
-            f"strategy class_weights_tuned needs {path}, which the `tune` stage writes: run "
-            f"`dvc repro tune` first (or pass --tuned PATH to a file with class_weights: "
-            f"{{class: weight}})"
+            f"strategy {strategy} needs the fold's tuned file {path}, which the `tune` stage "
+            "writes: run `dvc repro` (it runs tune@<fold> first)"
         )
-    with path.open() as fh:
+    with Path(path).open() as fh:
         data = yaml.safe_load(fh) or {}
-    weights = data.get("class_weights") if isinstance(data, dict) else None
-    if not isinstance(weights, dict):
-        raise StrategyError(f"{path}: expected a mapping `class_weights: {{class: weight}}`")
-    missing = [c for c in classes if c not in weights]
-    if missing:
-        raise StrategyError(f"{path}: class_weights lacks classes {missing}")
+    entry = data.get(strategy) if isinstance(data, dict) else None
+    if not isinstance(entry, dict):
+        raise StrategyError(
+            f"{path} has no section {strategy!r} (it has {sorted(data)}): the tune stage tunes "
+            "every tuned strategy listed in train.strategies; run `dvc repro`"
+        )
+    weights = entry.get("class_weights")
+    if not isinstance(weights, dict) or any(c not in weights for c in classes):
+        raise StrategyError(f"{path}: {strategy}.class_weights must give every class {classes}")
     w = np.array([float(weights[c]) for c in classes])
     if not np.all(np.isfinite(w)) or np.any(w <= 0):
         raise StrategyError(f"{path}: class weights must be positive numbers, got {w.tolist()}")
-    lr = data.get("lr")
-    return w, (float(lr) if lr is not None else None)
+    lr = entry.get("lr")
+    kept = entry.get("filter", {}).get("kept") if isinstance(entry.get("filter"), dict) else None
+    return Tuned(
+        class_weights={c: float(weights[c]) for c in classes},
+        lr=None if lr is None else float(lr),
+        architecture=str(entry.get("architecture", "")),
+        kept=None if kept is None else [str(f) for f in kept],
+    )
+
+
+def check_generator(inputs: FoldInputs, generator: str) -> None:
+    """Raise :class:`SkipRun` when the fold's filter blocked ``generator``."""
+    if inputs.generator_metrics is None:
+        return
+    path = Path(inputs.generator_metrics) / GENERATOR_METRICS.format(generator=generator)
+    if not path.exists():
+        raise StrategyError(
+            f"{path} not found: run `dvc repro` (filter@<fold>-{generator} writes it)"
+        )
+    verdict = json.loads(path.read_text())
+    if verdict.get("blocked"):
+        raise SkipRun(
+            f"generator {generator} is blocked in this fold: {verdict.get('blocked_reason')}"
+        )
+
+
+def synthetic_files(
+    inputs: FoldInputs, strategy: Strategy, tuned: Tuned | None = None
+) -> list[Path]:
+    """The synthetic PNGs a generator strategy trains on, sorted (the filter's kept images, or
+    the candidates at the tuned thresholds for ``synthetic_tuned-<G>``)."""
+    if inputs.synthetic_dir is None:
+        raise StrategyError(f"strategy {strategy.name} needs the fold's synthetic folder")
+    root = Path(inputs.synthetic_dir) / strategy.generator
+    how = f"run `dvc repro` (generate@<fold>-{strategy.generator} and filter@ write it)"
+    if strategy.kind == "synthetic_tuned":
+        if tuned is None or tuned.kept is None:
+            raise StrategyError(f"{strategy.name}: the tuned file lists no kept candidates")
+        files = [root / CANDIDATES_DIR / name for name in tuned.kept]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise StrategyError(f"{strategy.name}: candidates {missing[:3]} not found; {how}")
+    else:
+        folder = root / KEPT_DIR
+        if not folder.is_dir():
+            raise StrategyError(f"synthetic images of {strategy.generator!r}: no {folder}; {how}")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
+    if not files:
+        raise StrategyError(
+            f"{strategy.name}: no synthetic image passed the filter in this fold ({root}); "
+            "loosen filter.* or train the generator longer"
+        )
+    return sorted(files)
 
 
 @dataclass(frozen=True)
@@ -109,30 +171,16 @@ class TrainingPlan:
 
 
 def plan_for(
-    strategy: Strategy,
-    counts: np.ndarray,
-    classes: list[str],
-    tuned_path: Path | str | None = None,
-    tuned_weights: dict[str, float] | None = None,
+    strategy: Strategy, counts: np.ndarray, classes: list[str], tuned: Tuned | None = None
 ) -> TrainingPlan:
     """Turn a strategy and the training class counts into loss weights and sampling.
 
     Args:
-        strategy: parsed strategy.
-        counts: training frames per class (after any synthetic images were added).
-        classes: class names in label order.
-        tuned_path: the tune stage's YAML (class_weights_tuned), default params/tuned.yaml.
-        tuned_weights: explicit loss weights that override the strategy's own for any strategy
-            (the tune objective passes them; missing classes are an error).
+        strategy: Parsed strategy.
+        counts: Training frames per class (after synthetic images were added or swapped in).
+        classes: Class names in label order.
+        tuned: The tuned values of a tuned strategy (the fold's file, or a tuning trial's).
     """
-    if tuned_weights is not None:
-        # explicit weights win for any strategy: the tune stage tunes them for class_weights_tuned
-        # and, together with the filter thresholds, for synthetic-<G>
-        missing = [c for c in classes if c not in tuned_weights]
-        if missing:
-            raise StrategyError(f"explicit class weights lack classes {missing}")
-        w = np.array([float(tuned_weights[c]) for c in classes])
-        return TrainingPlan(strategy, w.tolist(), strategy.name == "oversample", None)
     if strategy.name in ("class_weights", "class_weights_norm"):
         w = inverse_frequency_weights(counts, classes)
         if strategy.name == "class_weights_norm":
@@ -141,13 +189,11 @@ def plan_for(
     if strategy.name == "oversample":
         inverse_frequency_weights(counts, classes)  # same check: every class has frames
         return TrainingPlan(strategy, None, True, None)
-    if strategy.kind == "tuned":
-        w, lr = read_tuned(tuned_path or DEFAULT_TUNED_PATH, classes)
-        return TrainingPlan(strategy, w.tolist(), False, lr)
+    if strategy.tuned:
+        if tuned is None:
+            raise StrategyError(f"strategy {strategy.name} needs its tuned values")
+        missing = [c for c in classes if c not in tuned.class_weights]
+        if missing:
+            raise StrategyError(f"tuned class weights lack classes {missing}")
+        return TrainingPlan(strategy, [tuned.class_weights[c] for c in classes], False, tuned.lr)
     return TrainingPlan(strategy, None, False, None)
-
-
-def sample_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Per-frame sampling weights 1 / N_class (each class equally likely per draw)."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    return 1.0 / counts[labels]

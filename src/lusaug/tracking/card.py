@@ -30,6 +30,38 @@ def split_counts(splits_csv: Path | str | None) -> dict[str, dict[str, int]]:
     }
 
 
+CV_METRICS = ("accuracy", "f1_macro", "precision_macro", "balanced_accuracy", "video_accuracy")
+
+
+def _pct(metrics: dict, key: str) -> str:
+    v, lo, hi = metrics.get(key), metrics.get(f"{key}_lo"), metrics.get(f"{key}_hi")
+    if v is None:
+        return "n/a"
+    ci = f" [{100 * lo:.1f}, {100 * hi:.1f}]" if lo is not None and hi is not None else ""
+    return f"{100 * v:.1f}{ci}"
+
+
+def cross_validated_section(cv: dict | None, classes: list[str]) -> list[str]:
+    """The cross-validated estimate of the registered setting and its decision record."""
+    if not cv:
+        return []
+    m, test = cv.get("metrics", {}), cv.get("test", {})
+    keys = [*CV_METRICS, *(f"recall_{c}" for c in classes)]
+    return [
+        "",
+        "## Cross-validated estimate (pooled out-of-fold test predictions, %)",
+        (
+            f"{test.get('folds', '?')} folds, {test.get('frames', '?')} frames from "
+            f"{test.get('patients', '?')} patients, every patient tested once; "
+            f"{round(100 * test.get('ci', 0.95))}% patient-bootstrap intervals."
+        ),
+        *(f"- {k}: {_pct(m, k)}" for k in keys if k in m),
+        "",
+        "## Decision record",
+        f"- Versus the baseline: {cv.get('decision')} ({cv.get('decision_reason') or 'reference'}).",
+    ]
+
+
 def model_card(
     run: RunSummary,
     cfg: RegisterParams,
@@ -73,12 +105,15 @@ def model_card(
     ]
     for split, counts in split_counts.items():
         lines.append(f"  - {split}: " + ", ".join(f"{c} {counts.get(c, 0)}" for c in classes))
+    lines += cross_validated_section(run.entry.get("cross_validated"), classes)
     lines += [
         "",
-        "## Metrics (validation split, 95% patient-bootstrap intervals)",
+        "## Metrics of this model (its own validation split, 95% patient-bootstrap intervals)",
         (
-            f"Selected as the best of the evaluated runs by `{cfg.metric}`; the test split is "
-            "reported by the evaluate stage (reports/comparison.md), never used for this choice."
+            "The strategy and architecture were chosen on pooled cross-validation validation "
+            "metrics and refit on every patient (a patient-disjoint validation set stops "
+            "training early); no test number exists for this model, its estimate is the "
+            "cross-validated one above. The test splits were never used for any choice."
         ),
         *(f"- {m}: {fmt_metric(run, m)}" for m in metrics),
         "",

@@ -1,1 +1,1 @@
-"""Hyperparameter tuning (Optuna) over the classifier's class weights, lr and filter thresholds."""
+"""Hyperparameter tuning (Optuna), nested per fold: class weights, lr and filter thresholds."""

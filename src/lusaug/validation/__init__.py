@@ -1,5 +1,11 @@
-"""Great Expectations suites over the frame manifest and its splits (the `validate` stage)."""
+"""Great Expectations suites over every fold's split and its frames (the `validate` stage)."""
 
-from lusaug.validation.suite import ValidationReport, run_validation, validate_splits
+from lusaug.validation.suite import (
+    Sections,
+    ValidationReport,
+    run_validation,
+    validate_folds,
+    validate_splits,
+)
 
-__all__ = ["ValidationReport", "run_validation", "validate_splits"]
+__all__ = ["Sections", "ValidationReport", "run_validation", "validate_folds", "validate_splits"]

@@ -1,61 +1,46 @@
-"""The `validate` stage: Great Expectations suites over data/splits.csv and its PNG frames.
+"""The `validate` stage: Great Expectations suites over every fold's split and its PNG frames.
 
-Seven tables go through a real GX 1.x ephemeral context, each as its own pandas data asset with
-one suite (and one section in the Data Docs):
-
-- ``manifest``: splits.csv as read: columns and order, dtypes, no nulls, no empty ids, labels in
-  base.classes, split in train/val/test, sha1 format, width/height == base.image_size.
-- ``frames``: one row per frame with values measured from the PNG: file exists and decodes,
-  grey (mode L), actual size == base.image_size, mean/std grey level in the sane range
-  (``frames.min_mean`` .. ``frames.max_mean``, std >= ``frames.min_std``: the same keys by which
-  the frames stage drops blank frames, so this is a safety net for frames made any other way).
-- ``class_coverage``: class x split table (every combination present, zeros included): at
-  least one patient and one frame of every class in every split.
-- ``patient_leakage`` / ``video_leakage`` / ``identical_frames``: the de-duplicated
-  (patient_id|video_id|sha1, split) table; a value that occurs twice is in two splits
-  (``ExpectColumnValuesToBeUnique``, see ecosystem.md section 3).
-- ``near_identical_frames``: per frame, the smallest perceptual-hash Hamming distance
-  (``validate.phash_size``**2-bit pHash, :mod:`lusaug.data.hashing`) to any frame in a different
-  split; it must exceed ``validate.phash_max_distance``. The split stage links patients with the
-  same hash and threshold, but this check recomputes everything from the PNGs on its own, so a
-  duplicate that reached two splits any other way is still caught.
-
-Offending ids come from the GX results (``unexpected_index_list`` with identifying columns), so
-the metrics and the error message name exactly what the suites rejected.
+For every fold, seven tables (:mod:`lusaug.validation.tables`) go through a real GX 1.x
+ephemeral context, each as its own pandas data asset with one suite (and one section in the
+Data Docs): the split file's schema and values, what each PNG holds, every class in every split
+(except a documented validation fallback from reports/split.json), and no patient, video,
+identical frame (sha1) or near-identical frame (pHash, recomputed from the PNGs) in two splits.
+Across folds two more suites check that every patient is in the test split of exactly one fold
+and that every fold file lists every frame. Offending ids come from the GX results
+(``unexpected_index_list`` with identifying columns), so the metrics and the error message name
+exactly what the suites rejected.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
-from tqdm import tqdm
 
-from lusaug.config import Params
-from lusaug.data.hashing import cross_group_nearest, hex_to_words, phash_hex
-from lusaug.data.manifest import MANIFEST_COLUMNS, SPLITS, read_manifest
+from lusaug.config import BaseParams, FramesParams, ValidateParams
+from lusaug.data.manifest import SPLITS, read_manifest
+from lusaug.data.split import fold_file
 from lusaug.utils import atomic_path, write_json
+from lusaug.validation.expectations import (
+    CROSS_FOLD_SUITES,
+    FOLD_SUITES,
+    INDEX_COLUMNS,
+    expectations,
+)
+from lusaug.validation.tables import GROUPS, build_tables, cross_fold_tables, measure_frames
 
 logger = logging.getLogger(__name__)
 
-SPLITS_COLUMNS = [*MANIFEST_COLUMNS, "split"]
-# Columns that downstream stages key on: they must be non-null and non-empty. probe, source and
-# license come from optional metadata and may be empty (but not null).
-REQUIRED_NONEMPTY = ["path", "label", "video_id", "patient_id", "sha1", "split"]
-INT_COLUMNS = ["width", "height"]
-_SHOW = 10  # offenders listed per kind in the error message (metrics hold all of them)
+FINAL = "final"  # key of the final model's split among the folds
+SHOW = 10  # offenders listed per kind in the error message (metrics hold all of them)
 _DOCS_SITE = "lusaug_docs"  # not "local_site": the ephemeral context already has that one
-_GROUPS = {
-    "patient_leakage": "patient_id",
-    "video_leakage": "video_id",
-    "identical_frames": "sha1",
-}
 
 
 @dataclass
@@ -67,6 +52,7 @@ class ValidationReport:
     expectations: list[dict[str, Any]]
     offenders: dict[str, Any]
     n_frames: int
+    n_folds: int = 1
     docs_index: Path | None = None
     skipped_suites: dict[str, str] = field(default_factory=dict)
 
@@ -78,6 +64,7 @@ class ValidationReport:
             "unsuccessful_expectations": self.statistics.get("unsuccessful_expectations", 0),
             "success_percent": self.statistics.get("success_percent", 0.0),
             "n_frames": self.n_frames,
+            "n_folds": self.n_folds,
             "expectations": self.expectations,
             "offenders": self.offenders,
             "skipped_suites": self.skipped_suites,
@@ -93,7 +80,8 @@ class ValidationReport:
         if self.success:
             return (
                 f"validation passed: {st.get('successful_expectations')}/"
-                f"{st.get('evaluated_expectations')} expectations on {self.n_frames} frames"
+                f"{st.get('evaluated_expectations')} expectations on {self.n_frames} frames, "
+                f"{self.n_folds} fold(s)"
             )
         head = (
             f"validation FAILED: {st.get('unsuccessful_expectations')} of "
@@ -111,36 +99,18 @@ class ValidationReport:
             else:
                 detail = f"observed {e.get('observed_value')}"
             lines.append(f"  - {what}: {detail}")
-        off = self.offenders
-        for kind in ("patients", "videos"):
-            if off.get(kind):
-                items = [f"{k} in {'+'.join(v)}" for k, v in list(off[kind].items())[:_SHOW]]
-                lines.append(f"  {kind} in two splits: " + ", ".join(items) + _more(off[kind]))
-        if off.get("identical_frames"):
-            items = [
-                f"{sha[:10]} ({', '.join(f'{p} [{s}]' for p, s in rows)})"
-                for sha, rows in list(off["identical_frames"].items())[:_SHOW]
-            ]
+        for fold, off in self.offenders.get("folds", {}).items():
+            lines += [f"  fold {fold}: {line}" for line in _fold_lines(off)]
+        cross = self.offenders.get("cross_fold", {})
+        if cross.get("patients_not_tested_once"):
+            bad = cross["patients_not_tested_once"]
+            items = [f"{p} (test folds: {f})" for p, f in list(bad.items())[:SHOW]]
+            lines.append("  patients not tested exactly once: " + ", ".join(items) + _more(bad))
+        if cross.get("frames_missing_from_folds"):
+            rows = cross["frames_missing_from_folds"]
             lines.append(
-                "  identical frames in two splits: "
-                + "; ".join(items)
-                + _more(off["identical_frames"])
+                "  frames not in every fold file: " + ", ".join(rows[:SHOW]) + _more(rows)
             )
-        if off.get("near_identical_pairs"):
-            items = [
-                f"{p['a']} [{p['split_a']}] ~ {p['b']} [{p['split_b']}] (d={p['distance']})"
-                for p in off["near_identical_pairs"][:_SHOW]
-            ]
-            lines.append(
-                "  near-identical frames in two splits: "
-                + "; ".join(items)
-                + _more(off["near_identical_pairs"])
-            )
-        if off.get("missing_class_split"):
-            items = [f"{r['label']} in {r['split']}" for r in off["missing_class_split"]]
-            lines.append("  class missing from split: " + ", ".join(items))
-        for kind, rows in off.get("frames_by_check", {}).items():
-            lines.append(f"  {kind}: " + ", ".join(rows[:_SHOW]) + _more(rows))
         if self.skipped_suites:
             for name, why in self.skipped_suites.items():
                 lines.append(f"  suite {name} not run: {why}")
@@ -150,201 +120,40 @@ class ValidationReport:
 
 
 def _more(items: Any) -> str:
-    return f" (+{len(items) - _SHOW} more)" if len(items) > _SHOW else ""
+    return f" (+{len(items) - SHOW} more)" if len(items) > SHOW else ""
 
 
-# ---------------------------------------------------------------- per-frame measurements
-
-
-def _measure(png: Path, hash_size: int) -> dict[str, Any]:
-    """Size, mode, grey-level statistics and pHash of one PNG (NA where unreadable)."""
-    out: dict[str, Any] = {"exists": png.is_file(), "readable": None}
-    if not out["exists"]:
-        return out  # readable stays NA: a missing file is reported once, by `exists`
-    try:
-        with Image.open(png) as img:
-            img.load()
-            out.update(png_width=img.width, png_height=img.height, png_mode=img.mode)
-            grey = img if img.mode == "L" else img.convert("L")
-            arr = np.asarray(grey)
-            phash = phash_hex(grey, hash_size)  # hex digits
-    except (OSError, ValueError) as err:
-        logger.warning("cannot decode %s: %s", png, err)
-        out["readable"] = False
-        return out
-    out.update(
-        readable=True,
-        pix_mean=float(arr.mean()),
-        pix_std=float(arr.std()),
-        phash=phash,
-    )
-    return out
-
-
-def measure_frames(splits: pd.DataFrame, root: Path, hash_size: int) -> pd.DataFrame:
-    """One row per manifest row with what the PNG on disk actually holds.
-
-    Args:
-        splits: The splits table (needs ``path``; ``split`` and ids are carried along).
-        root: Folder the manifest paths are relative to (the CSV's folder).
-        hash_size: pHash side (``validate.phash_size``).
-
-    Returns:
-        Columns ``path, split, patient_id, exists, readable, png_width, png_height, png_mode,
-        pix_mean, pix_std, phash`` (``phash`` in hex; missing values are NA).
-    """
-    rows = [
-        _measure(root / str(p), hash_size)
-        for p in tqdm(splits["path"], desc="validate: reading frames", unit="frame", leave=False)
-    ]
-    m = pd.DataFrame(rows, index=splits.index)
-    for col, dtype in (
-        ("exists", "bool"),
-        ("readable", "boolean"),
-        ("png_width", "Int64"),
-        ("png_height", "Int64"),
-        ("png_mode", "string"),
-        ("pix_mean", "Float64"),
-        ("pix_std", "Float64"),
-        ("phash", "string"),
-    ):
-        m[col] = m[col].astype(dtype) if col in m else pd.Series(pd.NA, index=m.index, dtype=dtype)
-    keep = [c for c in ("path", "split", "patient_id") if c in splits]
-    return pd.concat([splits[keep].astype("string"), m], axis=1)
-
-
-def near_identical_table(frames: pd.DataFrame) -> pd.DataFrame:
-    """Per decodable frame: nearest frame of another split by pHash, and the distance."""
-    ok = frames[frames["phash"].notna() & frames["split"].notna()].reset_index(drop=True)
-    dist, nearest = cross_group_nearest(
-        hex_to_words(ok["phash"]), ok["split"].to_numpy(dtype=object)
-    )
-    has = nearest >= 0
-    near_path = np.where(has, ok["path"].to_numpy(dtype=object)[np.maximum(nearest, 0)], None)
-    near_split = np.where(has, ok["split"].to_numpy(dtype=object)[np.maximum(nearest, 0)], None)
-    return pd.DataFrame(
-        {
-            "path": ok["path"].astype("string"),
-            "split": ok["split"].astype("string"),
-            "phash": ok["phash"].astype("string"),
-            "phash_min_distance": dist.astype(np.int64),
-            "nearest_path": pd.array(near_path, dtype="string"),
-            "nearest_split": pd.array(near_split, dtype="string"),
-        }
-    )
-
-
-# ---------------------------------------------------------------- tables and suites
-
-
-def build_tables(splits: pd.DataFrame, root: Path, params: Params) -> dict[str, pd.DataFrame]:
-    """The dataframes the suites validate (a table is left out when its columns are missing)."""
-    tables: dict[str, pd.DataFrame] = {"manifest": splits}
-    cols = set(splits.columns)
-    if "path" in cols:
-        frames = measure_frames(splits, root, params.validate.phash_size)
-        tables["frames"] = frames
-        if "split" in cols:
-            tables["near_identical_frames"] = near_identical_table(frames)
-    if {"label", "split", "patient_id"} <= cols:
-        grid = pd.MultiIndex.from_product([params.base.classes, SPLITS], names=["label", "split"])
-        g = splits.groupby(["label", "split"], observed=True)
-        cov = pd.DataFrame({"patients": g["patient_id"].nunique(), "frames": g.size()}).reindex(
-            grid, fill_value=0
+def _fold_lines(off: dict[str, Any]) -> list[str]:
+    """What one fold's offenders say, one line per kind."""
+    lines: list[str] = []
+    for kind in ("patients", "videos"):
+        if off.get(kind):
+            items = [f"{k} in {'+'.join(v)}" for k, v in list(off[kind].items())[:SHOW]]
+            lines.append(f"{kind} in two splits: " + ", ".join(items) + _more(off[kind]))
+    if off.get("identical_frames"):
+        items = [
+            f"{sha[:10]} ({', '.join(f'{p} [{s}]' for p, s in rows)})"
+            for sha, rows in list(off["identical_frames"].items())[:SHOW]
+        ]
+        lines.append(
+            "identical frames in two splits: " + "; ".join(items) + _more(off["identical_frames"])
         )
-        tables["class_coverage"] = cov.reset_index().astype(
-            {"label": "string", "split": "string", "patients": "int64", "frames": "int64"}
+    if off.get("near_identical_pairs"):
+        items = [
+            f"{p['a']} [{p['split_a']}] ~ {p['b']} [{p['split_b']}] (d={p['distance']})"
+            for p in off["near_identical_pairs"][:SHOW]
+        ]
+        lines.append(
+            "near-identical frames in two splits: "
+            + "; ".join(items)
+            + _more(off["near_identical_pairs"])
         )
-    for name, col in _GROUPS.items():
-        if {col, "split"} <= cols:
-            tables[name] = splits[[col, "split"]].drop_duplicates().reset_index(drop=True)
-    return tables
-
-
-def _expectations(name: str, params: Params) -> list[Any]:
-    """The expectations of one suite (kept in one place so the Data Docs mirror this list)."""
-    import great_expectations.expectations as gxe
-
-    size = params.base.image_size
-    v, f = params.validate, params.frames
-    if name == "manifest":
-        out: list[Any] = [
-            gxe.ExpectTableColumnsToMatchOrderedList(
-                column_list=SPLITS_COLUMNS, description="splits.csv = manifest columns + split"
-            ),
-            gxe.ExpectTableRowCountToBeBetween(min_value=1, description="at least one frame"),
-        ]
-        for col in SPLITS_COLUMNS:
-            type_ = "int64" if col in INT_COLUMNS else "str"
-            out.append(gxe.ExpectColumnValuesToBeOfType(column=col, type_=type_))
-            out.append(gxe.ExpectColumnValuesToNotBeNull(column=col))
-        for col in REQUIRED_NONEMPTY:
-            out.append(gxe.ExpectColumnValueLengthsToBeBetween(column=col, min_value=1))
-        out += [
-            gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(params.base.classes)),
-            gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
-            gxe.ExpectColumnValuesToMatchRegex(column="sha1", regex=r"^[0-9a-f]{40}$"),
-            gxe.ExpectColumnValuesToBeUnique(column="path", description="one row per frame"),
-            gxe.ExpectColumnValuesToBeBetween(column="width", min_value=size, max_value=size),
-            gxe.ExpectColumnValuesToBeBetween(column="height", min_value=size, max_value=size),
-        ]
-        return out
-    if name == "frames":
-        return [
-            gxe.ExpectColumnValuesToBeInSet(
-                column="exists", value_set=[True], description="every PNG exists"
-            ),
-            gxe.ExpectColumnValuesToBeInSet(
-                column="readable", value_set=[True], description="every PNG decodes"
-            ),
-            gxe.ExpectColumnValuesToBeInSet(
-                column="png_mode", value_set=["L"], description="grey uint8 PNGs"
-            ),
-            gxe.ExpectColumnValuesToBeBetween(column="png_width", min_value=size, max_value=size),
-            gxe.ExpectColumnValuesToBeBetween(column="png_height", min_value=size, max_value=size),
-            gxe.ExpectColumnValuesToBeBetween(
-                column="pix_mean", min_value=f.min_mean, max_value=f.max_mean
-            ),
-            gxe.ExpectColumnValuesToBeBetween(column="pix_std", min_value=f.min_std),
-        ]
-    if name == "class_coverage":
-        n = len(params.base.classes) * len(SPLITS)
-        return [
-            gxe.ExpectTableRowCountToEqual(value=n, description="one row per class x split"),
-            gxe.ExpectColumnValuesToBeBetween(
-                column="patients", min_value=1, description="every class in every split"
-            ),
-            gxe.ExpectColumnValuesToBeBetween(column="frames", min_value=1),
-        ]
-    if name in _GROUPS:
-        col = _GROUPS[name]
-        return [
-            gxe.ExpectColumnValuesToBeUnique(
-                column=col, description=f"no {col} in two splits (rows = distinct {col}, split)"
-            )
-        ]
-    if name == "near_identical_frames":
-        return [
-            gxe.ExpectColumnValuesToBeBetween(
-                column="phash_min_distance",
-                min_value=v.phash_max_distance,
-                strict_min=True,
-                description="no near-identical frame (pHash distance) in another split",
-            )
-        ]
-    raise KeyError(name)
-
-
-_INDEX_COLUMNS = {
-    "manifest": ["path"],
-    "frames": ["path", "split"],
-    "class_coverage": ["label", "split"],
-    "patient_leakage": ["patient_id", "split"],
-    "video_leakage": ["video_id", "split"],
-    "identical_frames": ["sha1", "split"],
-    "near_identical_frames": ["path", "split", "nearest_path", "nearest_split"],
-}
-SUITES = list(_INDEX_COLUMNS)
+    if off.get("missing_class_split"):
+        items = [f"{r['label']} in {r['split']}" for r in off["missing_class_split"]]
+        lines.append("class missing from split: " + ", ".join(items))
+    for kind, rows in off.get("frames_by_check", {}).items():
+        lines.append(f"{kind}: " + ", ".join(rows[:SHOW]) + _more(rows))
+    return lines
 
 
 def _jsonable(value: Any) -> Any:
@@ -368,7 +177,7 @@ def _summarise(suite: str, r: Any) -> dict[str, Any]:
         "column": kwargs.get("column"),
         "success": bool(r.success),
         "unexpected_count": res.get("unexpected_count"),
-        "unexpected": _jsonable(res.get("unexpected_index_list") or [])[: _SHOW * 10],
+        "unexpected": _jsonable(res.get("unexpected_index_list") or [])[: SHOW * 10],
     }
     observed = res.get("observed_value")
     if observed is not None:
@@ -396,7 +205,7 @@ def _offenders(
 
     off: dict[str, Any] = {}
     for kind, suite in (("patients", "patient_leakage"), ("videos", "video_leakage")):
-        col = _GROUPS[suite]
+        col = GROUPS[suite]
         groups: dict[str, list[str]] = {}
         for row in unexpected(suite):
             groups.setdefault(str(row[col]), []).append(str(row["split"]))
@@ -450,20 +259,16 @@ def _offenders(
     return off
 
 
-def validate_splits(
-    splits: pd.DataFrame, root: Path | str, params: Params, docs_dir: Path | str
-) -> ValidationReport:
-    """Run every suite over ``splits`` and write Data Docs HTML into ``docs_dir``.
+@dataclass(frozen=True)
+class Sections:
+    """The params sections validation reads."""
 
-    Args:
-        splits: The splits table (``read_manifest(data/splits.csv)``).
-        root: Folder that the ``path`` column is relative to.
-        params: Typed config (base.image_size, base.classes, validate).
-        docs_dir: Folder for the Data Docs site (must be writable; ``index.html`` is created).
+    base: BaseParams
+    validate: ValidateParams
+    frames: FramesParams
 
-    Returns:
-        The report; ``success`` is False when any expectation failed.
-    """
+
+def _gx_context() -> Any:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     # GX logs its internals at INFO while importing, and one of its modules pins its own logger
     # to INFO on import; that buries the stage's output. Warnings and errors still come through.
@@ -472,29 +277,99 @@ def validate_splits(
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
-
-    tables = build_tables(splits, Path(root), params)
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return ctx
+
+
+def _run_suite(ctx: Any, ds: Any, name: str, kind: str, df: pd.DataFrame, exps: list) -> Any:
+    import great_expectations as gx
+
+    bd = ds.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+    # Expectations passed at construction: one store write instead of one per expectation.
+    suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=exps))
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=bd, suite=suite))
+    index_cols = [c for c in INDEX_COLUMNS[kind] if c in df.columns]
+    fmt = {"result_format": "COMPLETE", "unexpected_index_column_names": index_cols}
+    return vd.run(batch_parameters={"dataframe": df}, result_format=fmt)
+
+
+def _cross_offenders(results: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"patients_not_tested_once": {}, "frames_missing_from_folds": []}
+    for kind, res in results.items():
+        for r in res.results:
+            rows = [_jsonable(x) for x in (r.result or {}).get("unexpected_index_list") or []]
+            if kind == "test_folds":
+                out["patients_not_tested_once"] = {
+                    str(x["patient_id"]): str(x["test_folds"]) for x in rows
+                }
+            elif kind == "fold_frames":
+                out["frames_missing_from_folds"] = sorted(str(x["path"]) for x in rows)
+    return out
+
+
+def validate_folds(
+    folds: Mapping[int | str, pd.DataFrame],
+    root: Path | str,
+    sections: Sections,
+    docs_dir: Path | str,
+    exempt: Mapping[int, Sequence[tuple[str, str]]] | None = None,
+) -> ValidationReport:
+    """Run every suite over every fold (and the cross-fold suites); write Data Docs.
+
+    Args:
+        folds: Fold index -> its split table (``read_manifest(data/splits/fold-<k>.csv)``);
+            the key ``final`` is the final model's split (no test patients; not a fold).
+        root: Folder the ``path`` columns are relative to.
+        sections: The base, validate and frames params sections.
+        docs_dir: Folder for the Data Docs site (``index.html`` is created).
+        exempt: Per fold, (class, split) pairs allowed to be empty (the split's documented
+            validation fallback).
+
+    Returns:
+        The report; ``success`` is False when any expectation failed.
+    """
+    exempt = exempt or {}
+    ctx = _gx_context()
     ds = ctx.data_sources.add_pandas("lusaug")
+    first = next(iter(folds.values()))
+    measured = None
+    if "path" in first.columns:  # the same frames in every fold: read the PNGs once
+        measured = measure_frames(first, Path(root), sections.validate.phash_size)
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
-    for name in SUITES:
-        if name not in tables:
-            skipped[name] = "the splits table lacks the columns this suite needs"
-            continue
-        df = tables[name]
-        bd = ds.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
-        # Expectations passed at construction: one store write instead of one per expectation.
-        suite = ctx.suites.add(
-            gx.ExpectationSuite(name=name, expectations=_expectations(name, params))
+    offenders: dict[str, Any] = {"folds": {}}
+    base, val, fr = sections.base, sections.validate, sections.frames
+    for fold, splits in folds.items():
+        same = measured is not None and splits["path"].tolist() == first["path"].tolist()
+        tables = build_tables(
+            splits,
+            measured if same else measure_frames(splits, Path(root), val.phash_size),
+            base.classes,
+            exempt.get(fold, ()),
         )
-        vd = ctx.validation_definitions.add(
-            gx.ValidationDefinition(name=name, data=bd, suite=suite)
+        fold_results = {}
+        for kind in FOLD_SUITES:
+            name = f"fold-{fold}.{kind}"
+            if kind not in tables:
+                skipped[name] = "the splits table lacks the columns this suite needs"
+                continue
+            df = tables[kind]
+            exps = expectations(kind, base, val, fr, n_rows=len(df))
+            fold_results[kind] = results[name] = _run_suite(ctx, ds, name, kind, df, exps)
+        offenders["folds"][str(fold)] = _offenders(
+            fold_results, tables, tables.get("near_identical_frames")
         )
-        index_cols = [c for c in _INDEX_COLUMNS[name] if c in df.columns]
-        fmt = {"result_format": "COMPLETE", "unexpected_index_column_names": index_cols}
-        results[name] = vd.run(batch_parameters={"dataframe": df}, result_format=fmt)
+    cv = {k: v for k, v in folds.items() if isinstance(k, int)}
+    if len(cv) > 1:
+        cross = cross_fold_tables(cv)
+        cross_results = {}
+        for kind in CROSS_FOLD_SUITES:
+            exps = expectations(kind, base, val, fr, n_folds=len(cv))
+            cross_results[kind] = results[f"folds.{kind}"] = _run_suite(
+                ctx, ds, f"folds.{kind}", kind, cross[kind], exps
+            )
+        offenders["cross_fold"] = _cross_offenders(cross_results)
 
     docs_dir = Path(docs_dir).resolve()
     ctx.add_data_docs_site(
@@ -509,10 +384,9 @@ def validate_splits(
         },
     )
     ctx.build_data_docs(site_names=[_DOCS_SITE])
-
-    expectations = [_summarise(s, r) for s, res in results.items() for r in res.results]
-    evaluated = len(expectations)
-    ok = sum(e["success"] for e in expectations)
+    summaries = [_summarise(s, r) for s, res in results.items() for r in res.results]
+    evaluated = len(summaries)
+    ok = sum(e["success"] for e in summaries)
     stats = {
         "evaluated_expectations": evaluated,
         "successful_expectations": ok,
@@ -522,26 +396,63 @@ def validate_splits(
     return ValidationReport(
         success=bool(results) and not skipped and all(r.success for r in results.values()),
         statistics=stats,
-        expectations=expectations,
-        offenders=_offenders(results, tables, tables.get("near_identical_frames")),
-        n_frames=len(splits),
+        expectations=summaries,
+        offenders=offenders,
+        n_frames=len(first),
+        n_folds=len(cv),
         docs_index=docs_dir / "index.html",
         skipped_suites=skipped,
     )
 
 
-def run_validation(
-    splits_csv: Path | str, docs_dir: Path | str, metrics_json: Path | str, params: Params
+def validate_splits(
+    splits: pd.DataFrame, root: Path | str, sections: Sections, docs_dir: Path | str
 ) -> ValidationReport:
-    """Validate ``splits_csv``; write Data Docs to ``docs_dir`` and the metrics JSON atomically.
+    """Validate one split table (a hold-out split, or one fold on its own)."""
+    return validate_folds({0: splits}, root, sections, docs_dir)
+
+
+def documented_fallbacks(
+    split_report: Path | str | None, classes: Sequence[str]
+) -> dict[int | str, list[tuple[str, str]]]:
+    """Per fold, the (class, split) pairs the split stage leaves empty on purpose: a class with
+    one patient group outside a fold's test split trains only; the final split tests nobody."""
+    out: dict[int | str, list[tuple[str, str]]] = {FINAL: [(c, "test") for c in classes]}
+    if split_report is None or not Path(split_report).exists():
+        return out
+    report = json.loads(Path(split_report).read_text())
+    for k, f in report.get("folds", {}).items():
+        out[int(k)] = [(c, "val") for c in f.get("val_missing", [])]
+    out[FINAL] += [(c, "val") for c in report.get("final", {}).get("val_missing", [])]
+    return out
+
+
+def read_folds(splits_dir: Path | str, folds: Sequence[int]) -> dict[int | str, pd.DataFrame]:
+    """Every fold's split table from ``data/splits``, and the final model's split (``final``)."""
+    tables: dict[int | str, pd.DataFrame] = {
+        k: read_manifest(Path(splits_dir) / fold_file(k)) for k in folds
+    }
+    tables[FINAL] = read_manifest(Path(splits_dir) / fold_file(None))
+    return tables
+
+
+def run_validation(
+    splits_dir: Path | str,
+    folds: Sequence[int],
+    docs_dir: Path | str,
+    metrics_json: Path | str,
+    sections: Sections,
+    split_report: Path | str | None = None,
+) -> ValidationReport:
+    """Validate every fold in ``splits_dir``; write Data Docs and the metrics JSON atomically.
 
     Both outputs are written whether or not the data passes (a failing run still documents why);
     the docs are built in a temporary sibling folder and renamed over ``docs_dir``.
     """
-    splits_csv = Path(splits_csv)
-    splits = read_manifest(splits_csv)
+    tables = read_folds(splits_dir, folds)
     with atomic_path(docs_dir, is_dir=True) as tmp:
-        report = validate_splits(splits, splits_csv.resolve().parent, params, tmp)
+        exempt = documented_fallbacks(split_report, sections.base.classes)
+        report = validate_folds(tables, Path(splits_dir).resolve(), sections, tmp, exempt)
     report.docs_index = Path(docs_dir) / "index.html"
     write_json(metrics_json, report.to_metrics())
     return report

@@ -1,11 +1,12 @@
 """MLflow tracking of classifier runs: one child run per training, grouped under a parent.
 
-Every ``train`` process of one ``dvc repro`` finds (or creates) the same parent run in the
-``lusaug-classifiers`` experiment: the parent is identified by a *group key*, a hash of the git
-commit, the whole params.yaml and the data hash, so the matrix of one repro lands under one parent
-and the MLflow UI compare view lines strategies up side by side. ``LUSAUG_MLFLOW_GROUP`` overrides
-the key (e.g. to group runs of several commits). The client API with explicit run ids is used
-throughout, so nothing depends on a global "active run".
+Every ``train@<fold>`` process of one ``dvc repro`` finds (or creates) the same parent run in
+the ``lusaug-classifiers`` experiment: the parent is identified by a *group key*, a hash of the
+git commit, the whole params.yaml and the data hash, so every fold's runs of one repro land under
+one parent and the MLflow UI compare view lines strategies up side by side (filter on
+``tags.fold``). ``LUSAUG_MLFLOW_GROUP`` overrides the key (e.g. to group runs of several
+commits). The client API with explicit run ids is used throughout, so nothing depends on a global
+"active run".
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lusaug.config import Params, as_flat_dict
 from lusaug.mlflow_store import data_hash, git_commit, setup_experiment, standard_tags
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ ROLE_TAG = "lusaug.role"
 GROUP_ENV = "LUSAUG_MLFLOW_GROUP"
 
 
-def group_key(params: Params, root: Path | str = ".") -> str:
+def group_key(flat_params: dict[str, Any], root: Path | str = ".") -> str:
     """Key shared by every run of one ``dvc repro``: commit (clean or not), params, data."""
     override = os.environ.get(GROUP_ENV)
     if override:
@@ -37,13 +38,26 @@ def group_key(params: Params, root: Path | str = ".") -> str:
     blob = json.dumps(
         {
             "commit": git_commit(root).removesuffix("-dirty"),
-            "params": as_flat_dict(params),
+            "params": flat_params,
             "data": data_hash(root),
         },
         sort_keys=True,
         default=str,
     )
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class RunTracking:
+    """Where and how training runs are logged (built once per process by the stage script)."""
+
+    tracking_uri: str  # mlflow.tracking_uri ("" = the repository's mlflow.db)
+    params: dict[str, Any] = field(default_factory=dict)  # flattened params logged on each run
+    group: str = ""  # parent group key ("" = group_key(params))
+    root: Path = Path(".")  # repository root (default store, git commit, data hash)
+
+    def group_key(self) -> str:
+        return self.group or group_key(self.params, self.root)
 
 
 def dvc_stage() -> str:
@@ -83,21 +97,20 @@ class TrainTracker:
 
     def __init__(
         self,
-        params: Params,
+        tracking: RunTracking | None,
         run_name: str,
         tags: dict[str, Any],
-        root: Path | str = ".",
         resume_run_id: str | None = None,
-        enabled: bool = True,
     ) -> None:
-        self.enabled = enabled
+        self.enabled = tracking is not None
         self.run_id: str | None = None
         self.parent_run_id: str | None = None
-        if not enabled:
+        if tracking is None:
             return
         from mlflow.tracking import MlflowClient
 
-        exp_id = setup_experiment("classifiers", params.mlflow.tracking_uri, root)
+        root = tracking.root
+        exp_id = setup_experiment("classifiers", tracking.tracking_uri, root)
         self.client = MlflowClient()
         if resume_run_id:
             try:
@@ -110,14 +123,14 @@ class TrainTracker:
                     return
             except Exception as exc:  # noqa: BLE001 - a reset store must not stop training
                 logger.warning("cannot resume MLflow run %s (%s): new run", resume_run_id, exc)
-        self.parent_run_id = find_or_create_parent(exp_id, group_key(params, root), root)
+        self.parent_run_id = find_or_create_parent(exp_id, tracking.group_key(), root)
         all_tags = standard_tags(root, **tags)
         all_tags["dvc_stage"] = dvc_stage()
         all_tags["mlflow.parentRunId"] = self.parent_run_id
         all_tags[ROLE_TAG] = "train"
         run = self.client.create_run(exp_id, run_name=run_name, tags=all_tags)
         self.run_id = run.info.run_id
-        self.log_params(as_flat_dict(params))
+        self.log_params(tracking.params)
 
     def log_params(self, values: dict[str, Any]) -> None:
         if not self.enabled:

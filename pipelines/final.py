@@ -1,0 +1,67 @@
+"""DVC stage `final`: refit the setting chosen on pooled validation on every patient.
+
+Trains the strategy x architecture that metrics/selection.json names (validation only) on
+data/splits/final.csv, refitting its generator or tuning on those patients when it has one, and
+records the cross-validated estimate and the decision for the model card.
+
+Usage:
+    python pipelines/final.py data/splits/final.csv metrics/selection.json models/final
+        metrics/final.json --validation metrics/validation.json --test metrics/test.json
+        --comparison metrics/comparison.json [--no-tracking]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lusaug.config import as_flat_dict, load_params
+from lusaug.errors import stage_errors
+from lusaug.final.refit import refit_final
+from lusaug.models.mlflow_runs import RunTracking
+from lusaug.utils import setup_logging
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("splits_csv", type=Path, help="data/splits/final.csv")
+    ap.add_argument("selection", type=Path, help="metrics/selection.json")
+    ap.add_argument("out_dir", type=Path, help="models/final")
+    ap.add_argument("metrics", type=Path, help="metrics/final.json")
+    ap.add_argument("--validation", type=Path, required=True, help="metrics/validation.json")
+    ap.add_argument("--test", type=Path, required=True, help="metrics/test.json (CV estimate)")
+    ap.add_argument("--comparison", type=Path, required=True, help="metrics/comparison.json")
+    ap.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    with stage_errors("final"):
+        params = load_params()
+        tracking = None
+        if not args.no_tracking:
+            tracking = RunTracking(params.mlflow.tracking_uri, as_flat_dict(params))
+        summary = refit_final(
+            args.splits_csv,
+            args.selection,
+            args.out_dir,
+            args.metrics,
+            params,
+            args.validation,
+            (args.test, args.comparison),
+            tracking,
+        )
+    metric = params.final.metric
+    print(
+        f"final: {summary['setting']} refit on {summary['train_frames']} frames "
+        f"(validation {metric} {summary['validation'][metric]:.3f}); "
+        f"cross-validated decision: {summary['cross_validated']['decision']}"
+    )
+    for setting, why in summary["passed_over"].items():
+        print(f"  passed over {setting}: {why}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The files a finished classifier run leaves in its folder, and the last phase that writes them.
+
+:func:`finish_run` reloads the best weights, predicts the validation frames, writes the run's
+files atomically (``last.pt`` is removed last: a folder without it is a finished run), logs the
+validation results and the model to MLflow and closes the run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import torch
+
+from lusaug.config import TrainParams, as_flat_dict
+from lusaug.models import plots
+from lusaug.models.classifier import load_checkpoint
+from lusaug.models.data import predict_proba, to_input
+from lusaug.models.metrics import point_metrics
+from lusaug.utils import atomic_path, write_json
+
+if TYPE_CHECKING:
+    from lusaug.models.mlflow_runs import TrainTracker
+    from lusaug.models.train import RunSetup
+
+FILES = {
+    "checkpoint": "model.pt",
+    "last": "last.pt",
+    "history": "history.csv",
+    "val_predictions": "val_predictions.csv",
+    "val_metrics": "val_metrics.json",
+    "report": "classification_report.txt",
+    "confusion": "val_confusion.png",
+    "run": "run.json",
+    "skipped": "skipped.json",  # a run that must not train, with the reason
+}
+EXAMPLE_BATCH = 2  # an input example of batch 1 makes torch.export specialise the batch to 1
+
+
+@dataclass
+class TrainResult:
+    run: str
+    out_dir: Path
+    checkpoint: Path
+    best_epoch: int
+    epochs_run: int
+    val_metrics: dict[str, float]
+    history: pd.DataFrame
+    mlflow_run_id: str | None
+    seconds: float
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def finish_run(
+    accelerator: Any,
+    model: torch.nn.Module,
+    setup: RunSetup,
+    out_dir: Path,
+    cfg: TrainParams,
+    classes: list[str],
+    history: list[dict[str, float]],
+    best_epoch: int,
+    tracker: TrainTracker,
+    t0: float,
+) -> TrainResult:
+    """Best weights on validation -> the run's files, MLflow results; returns the result."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    spec, meta, plan, val = setup.spec, setup.meta, setup.plan, setup.val
+    ckpt_path = out_dir / FILES["checkpoint"]
+    net = accelerator.unwrap_model(model)
+    net.load_state_dict(load_checkpoint(ckpt_path)["state_dict"])
+    net.eval()
+    hist = pd.DataFrame(history)
+    if not accelerator.is_main_process:
+        return TrainResult(
+            spec.name, out_dir, ckpt_path, best_epoch, len(history), {}, hist, None, 0.0
+        )
+    prob = predict_proba(net, val.images, meta.mean, meta.std, cfg.eval_batch_size)
+    y = val.labels.numpy()
+    pred = prob.argmax(1)
+    preds = val.frames[["path", "video_id", "patient_id", "label"]].copy()
+    preds["predicted"] = [classes[i] for i in pred]
+    for k, c in enumerate(classes):
+        preds[f"prob_{c}"] = prob[:, k]
+    metrics = point_metrics(y, prob, classes, val.frames["video_id"].to_numpy())
+    seconds = time.perf_counter() - t0
+    summary = {
+        "run": spec.name,
+        "strategy": setup.strategy.name,
+        "architecture": spec.arch,
+        "seed": spec.seed,
+        "fold": spec.fold,
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "seconds": round(seconds, 2),
+        "train_frames": dict(zip(classes, setup.counts.tolist(), strict=True)),
+        "synthetic_frames": setup.n_synthetic,
+        "loss_weights": plan.loss_weights,
+        "oversample": plan.oversample,
+        "lr": plan.lr if plan.lr is not None else cfg.lr,
+        "tuned_on": setup.tuned_on,
+        "val": metrics,
+    }
+    report = classification_report(
+        y, pred, labels=list(range(len(classes))), target_names=classes, zero_division=0, digits=3
+    )
+    cm = confusion_matrix(y, pred, labels=list(range(len(classes))))
+    write_csv(hist, out_dir / FILES["history"])
+    write_csv(preds, out_dir / FILES["val_predictions"])
+    write_json(out_dir / FILES["val_metrics"], summary)
+    with atomic_path(out_dir / FILES["report"]) as tmp:
+        tmp.write_text(report)
+    plots.save(
+        plots.confusion_figure(cm, classes, f"{spec.name} (validation)"),
+        out_dir / FILES["confusion"],
+    )
+    tracker.log_metrics({f"best_val_{k}": v for k, v in metrics.items()})
+    tracker.log_metrics({"best_epoch": best_epoch, "train_seconds": seconds})
+    tracker.log_artifact(out_dir / FILES["confusion"], "validation")
+    tracker.log_artifact(out_dir / FILES["history"], "validation")
+    tracker.log_text(report, "validation/classification_report.txt")
+    if cfg.log_model:
+        example = to_input(val.images[:EXAMPLE_BATCH], meta.mean, meta.std).numpy()
+        tracker.log_model(net, example, cfg.log_model_format)
+    run_info = {
+        **{k: summary[k] for k in ("run", "strategy", "architecture", "seed", "fold")},
+        "best_epoch": best_epoch,
+        "model": meta.model,
+        "kwargs": meta.kwargs,
+        "checkpoint": FILES["checkpoint"],
+        "mlflow_run_id": tracker.run_id,
+        "mlflow_parent_run_id": tracker.parent_run_id,
+        "fingerprint": setup.fingerprint,
+        "params": {
+            k: v for k, v in as_flat_dict(cfg).items() if not k.startswith("architectures.")
+        },
+    }
+    write_json(out_dir / FILES["run"], run_info)
+    tracker.finish("FINISHED")
+    (out_dir / FILES["last"]).unlink(missing_ok=True)
+    return TrainResult(
+        spec.name,
+        out_dir,
+        ckpt_path,
+        best_epoch,
+        len(history),
+        metrics,
+        hist,
+        tracker.run_id,
+        seconds,
+    )

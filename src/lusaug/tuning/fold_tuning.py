@@ -1,0 +1,179 @@
+"""The ``tune@<fold>`` stage: one Optuna study per tuned strategy, on that fold's train/val only.
+
+Tuning is nested inside the cross-validation: fold k's study sees fold k's training and
+validation patients, never its test patients, so the tuned values cannot leak the test fold into
+its own evaluation. The tuned strategies are the ones ``train.strategies`` lists
+(``class_weights_tuned``, ``synthetic_tuned-<G>``); each gets its own study, so weights tuned with
+a synthetic set are only ever used with that synthetic set at the thresholds tuned with them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from lusaug.config import BaseParams, Strategy, TrainParams, TuneParams, parse_strategy
+from lusaug.mlflow_store import standard_tags
+from lusaug.models.strategies import FoldInputs
+from lusaug.models.train import FoldData
+from lusaug.tuning.objective import FILTER_TABLE, Objective, TuneError
+from lusaug.tuning.optuna_study import (
+    MlflowTrialCallback,
+    fingerprint,
+    make_storage,
+    open_study,
+    optimise,
+    run_workers,
+    study_name,
+    tracking_setup,
+)
+from lusaug.tuning.tuned_file import save_plots, section, write_tuned
+
+logger = logging.getLogger(__name__)
+
+# Settings that decide where a study lives or how many trials it holds, but not what its n-th
+# trial scores: changing them continues the same study.
+_NOT_IN_OBJECTIVE = {"study_name", "storage", "n_trials", "workers"}
+_TRAIN_MATRIX = {"strategies", "seeds", "architectures", "log_model", "log_model_format"}
+
+
+def tuned_strategies(train: TrainParams) -> list[Strategy]:
+    return [s for s in map(parse_strategy, train.strategies) if s.tuned]
+
+
+def objective_settings(
+    strategy: Strategy, fold: int | str, train: TrainParams, base: BaseParams, cfg: TuneParams
+) -> dict[str, Any]:
+    """Every setting a trial's score depends on (the study's fingerprint hashes them)."""
+    tr = {k: v for k, v in dataclasses.asdict(train).items() if k not in _TRAIN_MATRIX}
+    return {
+        "fold": fold,
+        "strategy": strategy.name,
+        "base": {
+            k: v for k, v in dataclasses.asdict(base).items() if k not in ("workers", "profile")
+        },
+        "train": tr,
+        "architecture": dataclasses.asdict(train.architectures[cfg.architecture]),
+        "tune": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IN_OBJECTIVE},
+    }
+
+
+def _study_inputs(splits_csv: Path, inputs: FoldInputs, strategy: Strategy) -> list[Path]:
+    files = [splits_csv]
+    if strategy.kind == "synthetic_tuned":
+        files.append(Path(inputs.synthetic_dir or ".") / strategy.generator / FILTER_TABLE)
+    return files
+
+
+def study_for(
+    strategy: Strategy,
+    splits_csv: Path,
+    fold: int | str,
+    train: TrainParams,
+    base: BaseParams,
+    cfg: TuneParams,
+    inputs: FoldInputs,
+    root: Path | str = ".",
+) -> Any:
+    """Open (create or resume) the study of ``strategy`` in ``fold``."""
+    settings = objective_settings(strategy, fold, train, base, cfg)
+    digest = fingerprint(settings, _study_inputs(splits_csv, inputs, strategy))
+    name = study_name(cfg.study_name, fold, strategy.name, digest)
+    return open_study(cfg, make_storage(cfg.storage, root), name)
+
+
+def tune_fold(
+    splits_csv: Path | str,
+    tuned_path: Path | str,
+    plots_dir: Path | str,
+    fold: int | str,
+    train: TrainParams,
+    base: BaseParams,
+    cfg: TuneParams,
+    inputs: FoldInputs,
+    tracking_uri: str | None = None,
+    worker_argv: list[str] | None = None,
+    params_file: Path | str = "params.yaml",
+    root: Path | str = ".",
+) -> dict[str, Any]:
+    """Run every tuned strategy's study to ``tune.n_trials`` finished trials; write the file.
+
+    Args:
+        splits_csv: The fold's split file.
+        tuned_path: params/tuned/fold-<k>.yaml (written even when nothing is tuned).
+        plots_dir: plots/tune/fold-<k> (a folder per strategy).
+        fold: The fold index ("final" for the final model's split).
+        train, base, cfg: The train, base and tune sections.
+        inputs: The fold's synthetic sets (synthetic_tuned-<G> filters G's candidates).
+        tracking_uri: Log trials to MLflow (None = off).
+        worker_argv: The stage's argv, for ``tune.workers - 1`` extra worker processes.
+        params_file: The params file the workers read.
+        root: Repository root (relative storage paths).
+    """
+    splits_csv = Path(splits_csv)
+    if cfg.architecture not in train.architectures:
+        raise TuneError(f"tune.architecture {cfg.architecture!r} is not in train.architectures")
+    strategies = tuned_strategies(train)
+    data = FoldData.load(splits_csv, base) if strategies else None
+    sections: dict[str, Any] = {}
+    for strategy in strategies:
+        study = study_for(strategy, splits_csv, fold, train, base, cfg, inputs, root)
+        logger.info(
+            "fold %d: study %s, %d finished trials", fold, study.study_name, len(study.trials)
+        )
+        callbacks = []
+        parent = None
+        if tracking_uri is not None:
+            tags = standard_tags(root, dvc_stage="tune", fold=fold, strategy=strategy.name)
+            exp_id, parent = tracking_setup(study, tracking_uri, tags, root)
+            callbacks.append(MlflowTrialCallback(exp_id, parent, cfg.metric, tags))
+        extra = []
+        if cfg.workers > 1 and worker_argv is not None:
+            argv = [*worker_argv, "--strategy", strategy.name]
+            extra = run_workers(params_file, argv, cfg.workers - 1, root)
+        try:
+            optimise(
+                study, Objective(strategy, data, train, base, cfg, inputs), cfg.n_trials, callbacks
+            )
+        finally:
+            codes = [w.wait() for w in extra]
+        if any(codes):
+            raise TuneError(f"tuning worker(s) failed with exit codes {codes}")
+        sections[strategy.name] = section(study, base.classes, cfg.architecture, cfg.metric)
+        plots = save_plots(study, Path(plots_dir) / strategy.name)
+        if parent is not None:
+            _finish_parent(parent, plots, sections[strategy.name], cfg.metric)
+    write_tuned(tuned_path, sections)
+    return sections
+
+
+def work(
+    strategy_name: str,
+    splits_csv: Path | str,
+    fold: int,
+    train: TrainParams,
+    base: BaseParams,
+    cfg: TuneParams,
+    inputs: FoldInputs,
+    root: Path | str = ".",
+) -> None:
+    """An extra worker: run trials of one strategy's study until it is complete."""
+    strategy = parse_strategy(strategy_name)
+    study = study_for(strategy, Path(splits_csv), fold, train, base, cfg, inputs, root)
+    data = FoldData.load(splits_csv, base)
+    optimise(study, Objective(strategy, data, train, base, cfg, inputs), cfg.n_trials)
+
+
+def _finish_parent(parent: str, plots: list[Path], entry: dict[str, Any], metric: str) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for p in plots:
+        client.log_artifact(parent, str(p), "plots")
+    client.log_dict(parent, entry, "tuned.json")
+    client.log_metric(parent, f"best_{metric}", entry["study"][metric])
+    client.log_metric(parent, "finished_trials", entry["study"]["finished_trials"])
+    if client.get_run(parent).info.status == "RUNNING":
+        client.set_terminated(parent, "FINISHED")
