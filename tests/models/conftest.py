@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from lusaug.config import Params
+from lusaug.config import PROJ_ROOT, Params, as_flat_dict
+from lusaug.models.mlflow_runs import RunTracking
+from lusaug.models.run_files import TrainResult
+from lusaug.models.strategies import FoldInputs
+from lusaug.models.train import FoldData, RunSpec, prepare_run, train_classifier
 from tests.helpers.toy import write_toy_dataset
 
 
@@ -25,3 +29,33 @@ def toy_splits(tmp_path_factory: pytest.TempPathFactory, clf_params: Params) -> 
     """A tiny learnable data set (frames/ + splits.csv) shared by the tests of this folder."""
     root = tmp_path_factory.mktemp("toy-data")
     return write_toy_dataset(root, clf_params.base.classes, size=clf_params.base.image_size)
+
+
+def run_once(
+    params: Params,
+    splits: Path,
+    out_dir: Path,
+    strategy: str,
+    arch: str,
+    seed: int,
+    inputs: FoldInputs | None = None,
+    tracking: RunTracking | None = None,
+    **kwargs,
+) -> TrainResult:
+    """Prepare and train one run, as train@<fold> does for each run of its matrix."""
+    data = FoldData.load(splits, params.base)
+    setup = prepare_run(RunSpec(strategy, arch, seed), data, params.train, params.base, inputs)
+    return train_classifier(
+        setup,
+        out_dir,
+        params.train,
+        params.base.classes,
+        progress=False,
+        tracking=tracking,
+        **kwargs,
+    )
+
+
+def tracking_for(params: Params, root: Path = PROJ_ROOT) -> RunTracking:
+    """MLflow tracking as the stage scripts set it up (MLFLOW_TRACKING_URI wins)."""
+    return RunTracking(params.mlflow.tracking_uri, as_flat_dict(params), root=root)

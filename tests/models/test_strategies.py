@@ -7,16 +7,18 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lusaug.config import ConfigError, params_from_dict
-from lusaug.models.data import DataError, load_synthetic, synthetic_files
+from lusaug.config import ConfigError, params_from_dict, parse_strategy
+from lusaug.models.data import DataError, load_synthetic
 from lusaug.models.strategies import (
+    FoldInputs,
     StrategyError,
+    Tuned,
     inverse_frequency_weights,
     normalise_weights,
-    parse_strategy,
     plan_for,
     read_tuned,
     sample_weights,
+    synthetic_files,
 )
 from tests.helpers.toy import write_toy_synthetic
 
@@ -54,77 +56,92 @@ def test_strategy_names():
     assert parse_strategy("synthetic:ddpm_3mixed").name == "synthetic-ddpm_3mixed"
     s = parse_strategy("synthetic-ti_style")
     assert (s.kind, s.generator) == ("synthetic", "ti_style")
-    with pytest.raises(StrategyError, match="unknown strategy 'smote'"):
+    with pytest.raises(ConfigError, match="unknown strategy 'smote'"):
         parse_strategy("smote")
 
 
 def test_tuned_weights_missing_file_says_run_tune(tmp_path):
-    with pytest.raises(StrategyError, match=r"tune.*dvc repro tune"):
-        plan_for(
-            parse_strategy("class_weights_tuned"),
-            np.array([5, 5, 5, 1]),
-            CLASSES,
-            tuned_path=tmp_path / "params" / "tuned.yaml",
-        )
+    with pytest.raises(StrategyError, match=r"tuned file .*tune.*dvc repro"):
+        read_tuned(tmp_path / "params" / "tuned" / "fold-0.yaml", "class_weights_tuned", CLASSES)
 
 
-def test_tuned_weights_file_is_read(tmp_path):
-    path = tmp_path / "tuned.yaml"
+def test_tuned_section_is_read_per_strategy(tmp_path):
+    path = tmp_path / "fold-0.yaml"
     path.write_text(
-        "class_weights: {regular: 1.0, covid: 2.0, pneumonia: 1.5, viral: 9.0}\n"
-        "lr: 0.0005\nfilter: {min_std: 30}\n"
+        "class_weights_tuned:\n"
+        "  architecture: resnet\n"
+        "  class_weights: {regular: 1.0, covid: 2.0, pneumonia: 1.5, viral: 9.0}\n"
+        "  lr: 0.0005\n"
+        "synthetic_tuned-g1:\n"
+        "  architecture: resnet\n"
+        "  class_weights: {regular: 1.0, covid: 1.0, pneumonia: 1.0, viral: 3.0}\n"
+        "  filter: {min_std: 30, min_entropy: 4.7, kept: [cand_00001.png]}\n"
     )
-    plan = plan_for(
-        parse_strategy("class_weights_tuned"), np.array([5, 5, 5, 1]), CLASSES, tuned_path=path
-    )
+    tuned = read_tuned(path, "class_weights_tuned", CLASSES)
+    plan = plan_for(parse_strategy("class_weights_tuned"), np.array([5, 5, 5, 1]), CLASSES, tuned)
     assert plan.loss_weights == [1.0, 2.0, 1.5, 9.0] and plan.lr == 0.0005
-    path.write_text("class_weights: {regular: 1.0}\n")
-    with pytest.raises(StrategyError, match="lacks classes"):
-        read_tuned(path, CLASSES)
+    assert tuned.architecture == "resnet" and tuned.kept is None
+    synth = read_tuned(path, "synthetic_tuned-g1", CLASSES)
+    assert synth.kept == ["cand_00001.png"] and synth.lr is None
+    with pytest.raises(StrategyError, match=r"no section 'synthetic_tuned-g2'"):
+        read_tuned(path, "synthetic_tuned-g2", CLASSES)
+    path.write_text("class_weights_tuned: {class_weights: {regular: 1.0}}\n")
+    with pytest.raises(StrategyError, match="every class"):
+        read_tuned(path, "class_weights_tuned", CLASSES)
 
 
-def test_explicit_weights_override_any_strategy():
-    w = {"regular": 1.0, "covid": 2.0, "pneumonia": 1.5, "viral": 9.0}
+def test_only_tuned_strategies_take_tuned_values():
+    tuned = Tuned({"regular": 1.0, "covid": 2.0, "pneumonia": 1.5, "viral": 9.0}, 0.001, "resnet")
     counts = np.array([5, 5, 5, 1])
-    for name in ("class_weights_tuned", "synthetic-ddpm_all", "baseline"):
-        plan = plan_for(parse_strategy(name), counts, CLASSES, tuned_weights=w)
-        assert plan.loss_weights == [1.0, 2.0, 1.5, 9.0], name
-    with pytest.raises(StrategyError, match="lack classes"):
-        plan_for(parse_strategy("baseline"), counts, CLASSES, tuned_weights={"regular": 1.0})
+    assert plan_for(parse_strategy("synthetic_tuned-g1"), counts, CLASSES, tuned).loss_weights
+    assert plan_for(parse_strategy("synthetic-g1"), counts, CLASSES, tuned).loss_weights is None
+    with pytest.raises(StrategyError, match="needs its tuned values"):
+        plan_for(parse_strategy("class_weights_tuned"), counts, CLASSES)
 
 
 def test_synthetic_folder_missing_or_empty_is_explained(tmp_path):
-    with pytest.raises(DataError, match=r"ddpm_all.*not found.*dvc repro filter@ddpm_all"):
-        synthetic_files(tmp_path, "ddpm_all")
+    inputs = FoldInputs(synthetic_dir=tmp_path)
+    strategy = parse_strategy("synthetic-ddpm_all")
+    with pytest.raises(DataError, match=r"ddpm_all.*no .*kept.*dvc repro"):
+        synthetic_files(inputs, strategy)
     (tmp_path / "ddpm_all" / "kept").mkdir(parents=True)
-    with pytest.raises(DataError, match="holds no PNG images"):
-        synthetic_files(tmp_path, "ddpm_all")
+    with pytest.raises(DataError, match="no synthetic image passed the filter"):
+        synthetic_files(inputs, strategy)
 
 
 def test_synthetic_stand_in_folder_is_loaded_and_subsampled(tmp_path):
     write_toy_synthetic(tmp_path / "g1" / "kept", 7, size=40)
-    all_ = load_synthetic(tmp_path, "g1", 3, "viral", 32, count=0, seed=0)
+    files = synthetic_files(FoldInputs(synthetic_dir=tmp_path), parse_strategy("synthetic-g1"))
+    all_ = load_synthetic(files, 3, "viral", 32, count=0, seed=0, source="g1")
     assert all_.images.shape == (7, 1, 32, 32) and (all_.labels == 3).all()
-    a = load_synthetic(tmp_path, "g1", 3, "viral", 32, count=4, seed=0)
-    b = load_synthetic(tmp_path, "g1", 3, "viral", 32, count=4, seed=0)
+    assert set(all_.frames["patient_id"]) == {"synthetic-g1"}
+    a = load_synthetic(files, 3, "viral", 32, count=4, seed=0, source="g1")
+    b = load_synthetic(files, 3, "viral", 32, count=4, seed=0, source="g1")
     assert len(a) == 4 and a.frames["path"].tolist() == b.frames["path"].tolist()
 
 
-def test_config_rejects_misplaced_strategies(params_dict):
-    bad = dict(params_dict, train=dict(params_dict["train"], strategies=["synthetic-ddpm_all"]))
-    with pytest.raises(ConfigError, match="train.generators"):
-        params_from_dict(bad)
-    bad = dict(params_dict, train=dict(params_dict["train"], strategies=["class_weights_tuned"]))
-    with pytest.raises(ConfigError, match="tuned_strategies"):
-        params_from_dict(bad)
+def test_config_rejects_unknown_or_unwired_strategies(params_dict):
+    def with_strategies(names):
+        return dict(params_dict, train=dict(params_dict["train"], strategies=names))
+
+    with pytest.raises(ConfigError, match="unknown strategy 'smote'"):
+        params_from_dict(with_strategies(["baseline", "smote"]))
+    with pytest.raises(ConfigError, match="needs generator 'ti_nowhere' in generate.enabled"):
+        params_from_dict(with_strategies(["baseline", "synthetic-ti_nowhere"]))
+    with pytest.raises(ConfigError, match="evaluate.baseline 'baseline' is not in"):
+        params_from_dict(with_strategies(["class_weights"]))
     bad = dict(params_dict, train=dict(params_dict["train"], precision="half"))
     with pytest.raises(ConfigError, match="precision"):
         params_from_dict(bad)
 
 
-def test_default_matrix_has_three_seeds_and_no_pending_inputs(params):
-    """The default profile trains only what exists: no tune file, no synthetic sets yet."""
-    assert len(params.train.seeds) >= 3
-    assert "class_weights_tuned" not in params.train.strategies
-    assert all(not s.startswith("synthetic") for s in params.train.strategies)
-    assert dataclasses.asdict(params.evaluate)["ci"] == 0.95
+def test_every_generator_strategy_names_its_generator():
+    for name, kind in [("synthetic-g", "synthetic"), ("synthetic_replace-g", "replace"),
+                       ("synthetic_tuned-g", "synthetic_tuned")]:  # fmt: skip
+        s = parse_strategy(name)
+        assert (s.kind, s.generator, s.name) == (kind, "g", name)
+    assert (
+        parse_strategy("synthetic_tuned-g").tuned and parse_strategy("class_weights_tuned").tuned
+    )
+    assert not parse_strategy("synthetic-g").tuned
+    assert dataclasses.asdict(parse_strategy("oversample"))["kind"] == "plain"

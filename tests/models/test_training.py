@@ -1,5 +1,6 @@
 """Training: checkpoint + outputs, exact resume, repeatable seeds, MLflow run with tags, strategies
-that need inputs. Real timm nets (micro sized), real accelerate, real MLflow on a SQLite file."""
+that need inputs, a fold's matrix in one process. Real timm nets (micro sized), real accelerate,
+real MLflow on a SQLite file."""
 
 from __future__ import annotations
 
@@ -10,12 +11,25 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from lusaug.config import PROJ_ROOT, Params
-from lusaug.models.classifier import load_checkpoint, load_classifier
+from lusaug.models.classifier import (
+    ClassifierMeta,
+    build_classifier,
+    load_checkpoint,
+    load_classifier,
+)
 from lusaug.models.data import DataError
-from lusaug.models.train import FILES, parse_run_name, run_name, train_classifier
+from lusaug.models.fold_training import planned_runs, train_fold
+from lusaug.models.mlflow_runs import TrainTracker
+from lusaug.models.run_files import FILES
+from lusaug.models.strategies import FoldInputs, SkipRun
+from lusaug.models.train import RunSpec, parse_run_name
 from tests.helpers.toy import write_toy_synthetic
+from tests.models.conftest import run_once, tracking_for
+
+EPOCHS = 3  # interrupted after epoch 1, resumed for epochs 2 and 3
 
 
 class Interrupt(Exception):
@@ -34,69 +48,49 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path)["state_dict"]
 
 
+def _epochs(params: Params, n: int, **train) -> Params:
+    return dataclasses.replace(params, train=dataclasses.replace(params.train, epochs=n, **train))
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, clf_params: Params, toy_splits: Path):
-    """A: 2 epochs, tracked, model logged. B: same run interrupted after epoch 1, then resumed.
-    C: another seed."""
+    """A: tracked, model logged. B: the same run interrupted after epoch 1, then resumed (the
+    epochs the resumed process ran are recorded). C: another seed."""
     tmp = tmp_path_factory.mktemp("train")
+    params = _epochs(clf_params, EPOCHS)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-        mp.setenv("LUSAUG_DVC_STAGE", "train@baseline-resnet-0")
+        mp.setenv("LUSAUG_DVC_STAGE", "train@0")
         mp.setenv("LUSAUG_MLFLOW_GROUP", "test-group")
-        logged = dataclasses.replace(
-            clf_params, train=dataclasses.replace(clf_params.train, log_model=True)
-        )
-        a = train_classifier(
-            logged, toy_splits, tmp / "a", "baseline", "resnet", 0, root=PROJ_ROOT, progress=False
-        )
+        tracking = tracking_for(params)
+        logged = _epochs(clf_params, EPOCHS, log_model=True)
+        a = run_once(logged, toy_splits, tmp / "a", "baseline", "resnet", 0, tracking=tracking)
         with pytest.raises(Interrupt):
-            train_classifier(
-                clf_params,
-                toy_splits,
-                tmp / "b",
-                "baseline",
-                "resnet",
-                0,
-                on_epoch_end=_stop_after(1),
-                root=PROJ_ROOT,
-                progress=False,
-            )
+            run_once(
+                params, toy_splits, tmp / "b", "baseline", "resnet", 0,
+                tracking=tracking, on_epoch_end=_stop_after(1),
+            )  # fmt: skip
         interrupted = load_checkpoint(tmp / "b" / FILES["last"])
-        b = train_classifier(
-            clf_params,
-            toy_splits,
-            tmp / "b",
-            "baseline",
-            "resnet",
-            0,
-            resume=True,
-            root=PROJ_ROOT,
-            progress=False,
-        )
-        c = train_classifier(
-            clf_params,
-            toy_splits,
-            tmp / "c",
-            "baseline",
-            "resnet",
-            1,
-            tracking=False,
-            progress=False,
-        )
-        yield {"a": a, "b": b, "c": c, "interrupted": interrupted, "tmp": tmp}
+        resumed: list[int] = []
+        b = run_once(
+            params, toy_splits, tmp / "b", "baseline", "resnet", 0, tracking=tracking,
+            resume=True, on_epoch_end=lambda e, _: resumed.append(e),
+        )  # fmt: skip
+        c = run_once(params, toy_splits, tmp / "c", "baseline", "resnet", 1)
+        yield {"a": a, "b": b, "c": c, "interrupted": interrupted, "resumed": resumed, "tmp": tmp}
 
 
 def test_run_writes_a_loadable_checkpoint_and_its_files(runs, clf_params):
     a = runs["a"]
     for key, name in FILES.items():
-        assert (a.out_dir / name).exists() == (key != "last"), name  # last.pt: only mid-run
+        assert (a.out_dir / name).exists() == (key not in ("last", "skipped")), name
     raw = torch.load(a.checkpoint, map_location="cpu", weights_only=True)
     assert raw["meta"]["extra"]["strategy"] == "baseline"
     model, meta = load_classifier(a.checkpoint)
     x = torch.zeros(3, 1, meta.image_size, meta.image_size)
     assert model(x).shape == (3, len(clf_params.base.classes))
     hist = pd.read_csv(a.out_dir / FILES["history"])
-    assert hist["epoch"].tolist() == [1, 2]
+    assert hist["epoch"].tolist() == list(range(1, EPOCHS + 1))
     assert {"train_loss", "val_loss", "val_macro_f1", "lr"} <= set(hist.columns)
     preds = pd.read_csv(a.out_dir / FILES["val_predictions"])
     assert {"patient_id", "video_id", "label", "predicted", "prob_viral"} <= set(preds.columns)
@@ -105,12 +99,16 @@ def test_run_writes_a_loadable_checkpoint_and_its_files(runs, clf_params):
 
 
 def test_resume_continues_where_it_stopped_and_matches_an_uninterrupted_run(runs):
+    """Fails if resume restarts from scratch: the resumed process must run only the remaining
+    epochs, and give the uninterrupted run's whole history and weights, whose best epoch comes
+    after the interruption (so the weights it keeps were learnt after resuming)."""
     a, b, interrupted = runs["a"], runs["b"], runs["interrupted"]
     assert interrupted["epoch"] == 1 and len(interrupted["history"]) == 1
-    assert b.history["epoch"].tolist() == [1, 2]
-    assert b.history.iloc[0].to_dict() | {"seconds": 0} == (
-        interrupted["history"][0] | {"seconds": 0}
-    )  # epoch 1 was not re-run
+    assert runs["resumed"] == list(range(2, EPOCHS + 1))
+    assert a.best_epoch > 1, "pick a toy set whose best epoch comes after the interruption"
+    assert b.best_epoch == a.best_epoch
+    drop = ["seconds"]
+    pd.testing.assert_frame_equal(a.history.drop(columns=drop), b.history.drop(columns=drop))
     wa, wb = _weights(a.checkpoint), _weights(b.checkpoint)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert a.val_metrics == b.val_metrics
@@ -125,7 +123,7 @@ def test_mlflow_run_has_tags_metrics_artifacts_model_and_parent(runs, clf_params
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs['tmp'] / 'mlflow.db'}")
     exp = client.get_experiment_by_name("lusaug-classifiers")
     found = client.search_runs(
         [exp.experiment_id],
@@ -134,13 +132,13 @@ def test_mlflow_run_has_tags_metrics_artifacts_model_and_parent(runs, clf_params
     assert {r.info.run_id for r in found} == {runs["a"].mlflow_run_id, runs["b"].mlflow_run_id}
     run = client.get_run(runs["a"].mlflow_run_id)
     tags = run.data.tags
-    assert tags["seed"] == "0" and tags["dvc_stage"] == "train@baseline-resnet-0"
+    assert tags["seed"] == "0" and tags["dvc_stage"] == "train@0"
     assert tags["git_commit"] and tags["data_hash"]
     assert run.info.status == "FINISHED"
     assert run.data.params["train.lr"] == str(clf_params.train.lr)  # flattened params
     assert run.data.params["base.image_size"] == str(clf_params.base.image_size)
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_macro_f1")]
-    assert steps == [1, 2]
+    assert steps == list(range(1, EPOCHS + 1))
     assert "best_val_f1_macro" in run.data.metrics
     arts = {f.path for f in client.list_artifacts(run.info.run_id, "validation")}
     assert {"validation/val_confusion.png", "validation/classification_report.txt"} <= arts
@@ -150,6 +148,7 @@ def test_mlflow_run_has_tags_metrics_artifacts_model_and_parent(runs, clf_params
         tags["mlflow.parentRunId"]
         == client.get_run(runs["b"].mlflow_run_id).data.tags["mlflow.parentRunId"]
     )  # one parent groups the matrix
+    mlflow.set_tracking_uri(f"sqlite:///{runs['tmp'] / 'mlflow.db'}")
     models = mlflow.search_logged_models(experiment_ids=[exp.experiment_id], output_format="list")
     logged = [m for m in models if m.source_run_id == run.info.run_id]
     assert len(logged) == 1
@@ -163,92 +162,143 @@ def test_resumed_run_continues_its_mlflow_run(runs):
 
     b = runs["b"]
     assert runs["interrupted"]["mlflow_run_id"] == b.mlflow_run_id
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs['tmp'] / 'mlflow.db'}")
     assert client.get_run(b.mlflow_run_id).info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(b.mlflow_run_id, "val_macro_f1")]
-    assert steps == [1, 2]
+    assert steps == list(range(1, EPOCHS + 1))
 
 
 def test_changed_params_restart_instead_of_resuming(tmp_path, clf_params, toy_splits):
     with pytest.raises(Interrupt):
-        train_classifier(
-            clf_params,
-            toy_splits,
-            tmp_path,
-            "oversample",
-            "vit",
-            0,
-            on_epoch_end=_stop_after(1),
-            tracking=False,
-            progress=False,
+        run_once(
+            clf_params, toy_splits, tmp_path, "oversample", "vit", 0, on_epoch_end=_stop_after(1)
         )
     seen: list[int] = []
     other = dataclasses.replace(clf_params, train=dataclasses.replace(clf_params.train, lr=0.01))
-    train_classifier(
-        other,
-        toy_splits,
-        tmp_path,
-        "oversample",
-        "vit",
-        0,
-        resume=True,
+    run_once(
+        other, toy_splits, tmp_path, "oversample", "vit", 0, resume=True,
         on_epoch_end=lambda e, _: seen.append(e),
-        tracking=False,
-        progress=False,
-    )
+    )  # fmt: skip
     assert seen == [1, 2]  # started afresh: the checkpoint belonged to other params
 
 
-def test_synthetic_strategy_adds_the_kept_images(tmp_path, clf_params, toy_splits):
-    write_toy_synthetic(tmp_path / "synthetic" / "g1" / "kept", 5, clf_params.base.image_size)
-    one = dataclasses.replace(clf_params, train=dataclasses.replace(clf_params.train, epochs=1))
-    r = train_classifier(
-        one,
-        toy_splits,
-        tmp_path / "run",
-        "synthetic:g1",
-        "resnet",
-        0,
-        synthetic_dir=tmp_path / "synthetic",
-        tracking=False,
-        progress=False,
-    )
-    assert r.run == "synthetic-g1-resnet-0"
-    summary = json.loads((r.out_dir / FILES["val_metrics"]).read_text())
-    real = pd.read_csv(toy_splits).query("split == 'train' and label == 'viral'").shape[0]
+def _synthetic_fold(root: Path, size: int, blocked: bool = False) -> FoldInputs:
+    """A fold's synthetic folder with generator g1 (5 kept, 3 more candidates) and its verdict."""
+    write_toy_synthetic(root / "synthetic" / "g1" / "kept", 5, size)
+    write_toy_synthetic(root / "synthetic" / "g1" / "candidates", 8, size)
+    metrics = root / "metrics"
+    metrics.mkdir(parents=True, exist_ok=True)
+    verdict = {"kept": 5, "blocked": blocked, "blocked_reason": "memorisation 0.40 > 0.05"}
+    (metrics / "synthetic_g1.json").write_text(json.dumps(verdict))
+    return FoldInputs(root / "synthetic", root / "tuned.yaml", metrics)
+
+
+def _real_viral(splits: Path) -> int:
+    return pd.read_csv(splits).query("split == 'train' and label == 'viral'").shape[0]
+
+
+def test_synthetic_strategies_add_or_replace_the_kept_images(tmp_path, clf_params, toy_splits):
+    one = _epochs(clf_params, 1)
+    inputs = _synthetic_fold(tmp_path, clf_params.base.image_size)
+    real = _real_viral(toy_splits)
+    add = run_once(one, toy_splits, tmp_path / "add", "synthetic:g1", "resnet", 0, inputs)
+    assert add.run == "synthetic-g1-resnet-0"
+    summary = json.loads((add.out_dir / FILES["val_metrics"]).read_text())
     assert summary["synthetic_frames"] == 5 and summary["train_frames"]["viral"] == real + 5
+    rep = run_once(one, toy_splits, tmp_path / "rep", "synthetic_replace-g1", "resnet", 0, inputs)
+    summary = json.loads((rep.out_dir / FILES["val_metrics"]).read_text())
+    assert summary["train_frames"]["viral"] == 5  # the real rare-class frames are gone
+    others = {c: n for c, n in summary["train_frames"].items() if c != "viral"}
+    assert others == {c: n for c, n in add_frames(add).items() if c != "viral"}
+
+
+def add_frames(result) -> dict[str, int]:
+    return json.loads((result.out_dir / FILES["val_metrics"]).read_text())["train_frames"]
+
+
+def test_tuned_synthetic_strategy_trains_on_the_tuned_thresholds_kept_files(
+    tmp_path, clf_params, toy_splits
+):
+    """synthetic_tuned-<G> uses the candidates the tuned file lists, with the tuned weights."""
+    one = _epochs(clf_params, 1)
+    inputs = _synthetic_fold(tmp_path, clf_params.base.image_size)
+    candidates = sorted(p.name for p in (inputs.synthetic_dir / "g1" / "candidates").iterdir())
+    weights = {"regular": 1.0, "covid": 2.0, "pneumonia": 1.5, "viral": 7.0}
+    trained = {}
+    for chosen in (candidates[:2], candidates[:6]):
+        tuned = {"synthetic_tuned-g1": {"architecture": "resnet", "class_weights": weights,
+                                        "lr": 0.001, "filter": {"kept": chosen}}}  # fmt: skip
+        inputs.tuned.write_text(yaml.safe_dump(tuned))
+        out = tmp_path / f"run{len(chosen)}"
+        r = run_once(one, toy_splits, out, "synthetic_tuned-g1", "resnet", 0, inputs)
+        trained[len(chosen)] = json.loads((r.out_dir / FILES["val_metrics"]).read_text())
+    assert trained[2]["synthetic_frames"] == 2 and trained[6]["synthetic_frames"] == 6
+    assert trained[2]["loss_weights"] == [1.0, 2.0, 1.5, 7.0] and trained[2]["lr"] == 0.001
+
+
+def test_blocked_generator_is_never_trained_on(tmp_path, clf_params, toy_splits):
+    inputs = _synthetic_fold(tmp_path, clf_params.base.image_size, blocked=True)
+    with pytest.raises(SkipRun, match="g1 is blocked.*memorisation 0.40"):
+        run_once(clf_params, toy_splits, tmp_path / "s", "synthetic-g1", "resnet", 0, inputs)
 
 
 def test_strategies_needing_missing_inputs_fail_clearly(tmp_path, clf_params, toy_splits):
-    with pytest.raises(DataError, match=r"class_weights_tuned needs .*tuned.yaml.*dvc repro tune"):
-        train_classifier(
-            clf_params,
-            toy_splits,
-            tmp_path / "t",
-            "class_weights_tuned",
-            "resnet",
-            0,
-            tuned_path=tmp_path / "params" / "tuned.yaml",
-            tracking=False,
+    inputs = FoldInputs(tmp_path / "synthetic", tmp_path / "tuned.yaml", tmp_path / "metrics")
+    with pytest.raises(DataError, match=r"class_weights_tuned needs .*tuned.yaml.*dvc repro"):
+        run_once(
+            clf_params, toy_splits, tmp_path / "t", "class_weights_tuned", "resnet", 0, inputs
         )
-    with pytest.raises(DataError, match=r"synthetic images for generator 'ddpm_3mixed'.*kept"):
-        train_classifier(
-            clf_params,
-            toy_splits,
-            tmp_path / "s",
-            "synthetic-ddpm_3mixed",
-            "resnet",
-            0,
-            synthetic_dir=tmp_path / "synthetic",
-            tracking=False,
-        )
+    with pytest.raises(DataError, match=r"synthetic_g1.json not found.*filter@<fold>-g1"):
+        run_once(clf_params, toy_splits, tmp_path / "s", "synthetic-g1", "resnet", 0, inputs)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "synthetic_g1.json").write_text('{"blocked": false}')
+    with pytest.raises(DataError, match=r"synthetic images of 'g1'.*kept"):
+        run_once(clf_params, toy_splits, tmp_path / "s", "synthetic-g1", "resnet", 0, inputs)
     with pytest.raises(DataError, match="unknown architecture 'convnext'"):
-        train_classifier(clf_params, toy_splits, tmp_path / "s", "baseline", "convnext", 0)
+        run_once(clf_params, toy_splits, tmp_path / "s", "baseline", "convnext", 0)
 
 
 def test_run_names_round_trip():
-    assert run_name("synthetic:ddpm_3mixed", "vit", 2) == "synthetic-ddpm_3mixed-vit-2"
-    assert parse_run_name("synthetic-ddpm_3mixed-vit-2") == ("synthetic-ddpm_3mixed", "vit", 2)
+    assert RunSpec("synthetic:ddpm_3mixed", "vit", 2).name == "synthetic-ddpm_3mixed-vit-2"
+    assert parse_run_name("synthetic_replace-ddpm_3mixed-vit-2") == (
+        "synthetic_replace-ddpm_3mixed",
+        "vit",
+        2,
+    )
+
+
+def test_a_fold_trains_only_what_changed(tmp_path, clf_params, toy_splits):
+    """train@<fold>: finished runs are kept, a new seed trains only its runs, a blocked
+    generator's run records why, runs no longer planned are removed."""
+    inputs = _synthetic_fold(tmp_path, clf_params.base.image_size, blocked=True)
+    train = dataclasses.replace(
+        clf_params.train,
+        epochs=1,
+        strategies=["baseline", "synthetic-g1"],
+        architectures={"resnet": clf_params.train.architectures["resnet"]},
+        seeds=[0],
+    )
+    out = tmp_path / "fold-0"
+    first = {
+        o.run: o.status
+        for o in train_fold(toy_splits, out, 0, train, clf_params.base, inputs, progress=False)
+    }
+    assert first == {"baseline-resnet-0": "trained", "synthetic-g1-resnet-0": "skipped"}
+    skipped = json.loads((out / "synthetic-g1-resnet-0" / FILES["skipped"]).read_text())
+    assert "memorisation 0.40" in skipped["reason"] and skipped["fold"] == 0
+    weights = _weights(out / "baseline-resnet-0" / FILES["checkpoint"])
+    more = dataclasses.replace(train, seeds=[0, 1])
+    again = {
+        o.run: o.status
+        for o in train_fold(toy_splits, out, 0, more, clf_params.base, inputs, progress=False)
+    }
+    assert again["baseline-resnet-0"] == "kept" and again["baseline-resnet-1"] == "trained"
+    kept = _weights(out / "baseline-resnet-0" / FILES["checkpoint"])
+    assert all(torch.equal(weights[k], kept[k]) for k in weights)
+    fewer = dataclasses.replace(train, strategies=["baseline"], seeds=[1])
+    train_fold(toy_splits, out, 0, fewer, clf_params.base, inputs, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["baseline-resnet-1"]
+    assert [s.name for s in planned_runs(more)][:2] == ["baseline-resnet-0", "baseline-resnet-1"]
 
 
 @pytest.mark.parametrize("fmt", ["pickle", "pt2"])
@@ -256,16 +306,16 @@ def test_logged_model_loads_back_in_either_format(fmt, clf_params: Params, tmp_p
     """train.log_model_format: both serialisations give a model that runs on any batch size
     and predicts what the trained network predicts."""
     import mlflow
-    from lusaug.models.tracking import TrainTracker
-
-    from lusaug.models.classifier import ClassifierMeta, build_classifier
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("LUSAUG_MLFLOW_GROUP", "format-test")
     torch.manual_seed(0)
-    net = build_classifier(ClassifierMeta.for_architecture(clf_params, "resnet")).eval()
+    arch = clf_params.train.architectures["resnet"]
     size = clf_params.base.image_size
-    tracker = TrainTracker(clf_params, f"format-{fmt}", {}, root=PROJ_ROOT)
+    net = build_classifier(
+        ClassifierMeta.for_architecture(arch, clf_params.base.classes, size)
+    ).eval()
+    tracker = TrainTracker(tracking_for(clf_params, PROJ_ROOT), f"format-{fmt}", {})
     tracker.log_model(net, torch.rand(2, 1, size, size).numpy(), fmt)
     tracker.finish()
 

@@ -26,7 +26,7 @@ from lusaug.models.data import DataError
 from lusaug.models.evaluation_plots import write_plots
 from lusaug.models.metrics import HEADLINE, point_metrics, summarise, weighted_metrics
 from lusaug.models.mlflow_runs import log_to_runs
-from lusaug.models.oof import RunOOF, TestFolds, load_oof, predictions_table
+from lusaug.models.oof import HeldOutFrames, RunOOF, load_oof, predictions_table
 from lusaug.models.run_files import write_csv
 from lusaug.utils import atomic_path, write_json
 
@@ -155,7 +155,7 @@ def evaluate_folds(
         tracking_uri: Log to MLflow (None = off).
     """
     classes, target = base.classes, base.target_class
-    test = TestFolds.load(splits_dir, folds, base)
+    test = HeldOutFrames.load(splits_dir, folds, base)
     runs = load_oof(models_dir, test, folds, train, base, cfg.batch_size)
     y, frames = test.labels, test.frames
     design = cmp.design_for(frames, classes, cfg, base.seed + TEST_SEED_OFFSET)

@@ -37,7 +37,7 @@ def fold_dir(models_dir: Path | str, fold: int) -> Path:
 
 
 @dataclass
-class TestFolds:
+class HeldOutFrames:
     """Every fold's test frames (read once), stacked in fold order."""
 
     frames: pd.DataFrame  # PRED_COLUMNS
@@ -45,7 +45,7 @@ class TestFolds:
     images: dict[int, FrameSet]  # fold -> its test frames
 
     @classmethod
-    def load(cls, splits_dir: Path | str, folds: list[int], base: BaseParams) -> TestFolds:
+    def load(cls, splits_dir: Path | str, folds: list[int], base: BaseParams) -> HeldOutFrames:
         images, parts = {}, []
         for k in folds:
             fs = load_split(Path(splits_dir) / fold_file(k), "test", base.classes, base.image_size)
@@ -91,7 +91,7 @@ def _read_val(run_dir: Path, fold: int) -> pd.DataFrame:
 
 def load_oof(
     models_dir: Path | str,
-    test: TestFolds,
+    test: HeldOutFrames,
     folds: list[int],
     train: TrainParams,
     base: BaseParams,
@@ -139,7 +139,7 @@ def load_oof(
     return out
 
 
-def predictions_table(run: RunOOF, test: TestFolds, classes: list[str]) -> pd.DataFrame:
+def predictions_table(run: RunOOF, test: HeldOutFrames, classes: list[str]) -> pd.DataFrame:
     """The pooled out-of-fold predictions of one run: one row per frame."""
     assert run.test_prob is not None
     df = test.frames.copy()
