@@ -50,19 +50,22 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params()
         inputs = FoldInputs(synthetic_dir=args.synthetic)
         sections = (params.train, params.base, params.tune, inputs)
+        uri = None if args.no_tracking else tracking_uri(params.mlflow.tracking_uri)
         if args.worker:
-            work(args.strategy, args.splits_csv, args.fold, *sections)
+            work(args.strategy, args.splits_csv, args.fold, *sections, tracking_uri=uri)
             return
         worker_argv = [str(args.splits_csv), "--fold", str(args.fold)]
         if args.synthetic is not None:
             worker_argv += ["--synthetic", str(args.synthetic)]
+        if args.no_tracking:
+            worker_argv.append("--no-tracking")
         tuned = tune_fold(
             args.splits_csv,
             args.tuned,
             args.plots,
             args.fold,
             *sections,
-            tracking_uri=None if args.no_tracking else tracking_uri(params.mlflow.tracking_uri),
+            tracking_uri=uri,
             worker_argv=worker_argv,
             params_file=PARAMS_PATH,
         )

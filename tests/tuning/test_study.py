@@ -1,34 +1,51 @@
-"""Tuning on micro data with the real training function: tuned file, resume, workers, MLflow."""
+"""Tuning on tiny data with the real training function: the tuned file is a pure function of its
+inputs (same bytes on a re-run, from a fresh storage, after an interruption), the fingerprint,
+trials nested in MLflow, filter thresholds tuned and applied, two workers on one study."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import optuna
 import pandas as pd
 import pytest
 import yaml
-from lusaug.tuning.study import make_storage, objective_fingerprint, tune
 from mlflow import MlflowClient
 
-from lusaug.config import params_from_dict
-from lusaug.models.strategies import read_tuned
+from lusaug.config import params_from_dict, parse_strategy
+from lusaug.generators.filters import kept_files
+from lusaug.models.strategies import FoldInputs, read_tuned
+from lusaug.models.train import FoldData
+from lusaug.tuning.fold_tuning import objective_settings, study_for, tune_fold
+from lusaug.tuning.objective import Objective
+from lusaug.tuning.optuna_study import FINISHED, fingerprint, make_storage, optimise
 from tests.export.helpers import make_splits
 
+TUNED = "class_weights_tuned"
 
-def _params_dict(micro_params_dict: dict, tmp_path, storage: str, **tune_over) -> dict:
+
+def _params_dict(micro_params_dict: dict, storage: str, strategies=(TUNED,), **tune_over) -> dict:
     d = copy.deepcopy(micro_params_dict)
     d["train"]["architectures"] = {"resnet": {"model": "test_resnet", "kwargs": {}}}  # tiny & fast
-    d["train"]["epochs"] = 2
-    d["train"]["patience"] = 0
-    d["train"]["log_model"] = False
-    d["train"]["threads"] = 1
+    d["train"].update(epochs=2, patience=0, log_model=False, threads=1)
+    d["train"]["strategies"] = ["baseline", *strategies]
+    d["generate"]["enabled"] = (
+        ["g1"] if any("g1" in s for s in strategies) else d["generate"]["enabled"]
+    )
+    if "g1" in d["generate"]["enabled"]:
+        d["generate"]["generators"]["g1"] = {
+            "kind": "ddpm",
+            "train_set": "all",
+            "leaky": False,
+            "template": "",
+        }
     over = {
         "storage": storage,
         "architecture": "resnet",
         "epochs": 0,
-        "n_trials": 2,
+        "n_trials": 3,
         "n_startup_trials": 1,
         "pruner_startup_trials": 1,
         "pruner_warmup_epochs": 0,
@@ -45,128 +62,111 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
+def _tune(params, workdir, name="fold-0.yaml", tracking=True, inputs=None) -> dict:
+    return tune_fold(
+        workdir / "data" / "splits.csv",
+        workdir / "params" / "tuned" / name,
+        workdir / "plots" / "tune",
+        0,
+        params.train,
+        params.base,
+        params.tune,
+        inputs or FoldInputs(),
+        tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}" if tracking else None,
+        root=workdir,
+    )
+
+
 def _trial_runs(parent_id: str) -> list:
     client = MlflowClient()
     exp = client.get_experiment_by_name("lusaug-tuning")
     return client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
 
 
-def test_tune_writes_tuned_file_and_resumes(workdir, micro_params_dict):
-    d = _params_dict(micro_params_dict, workdir, "journal:optuna.journal")
-    params = params_from_dict(d)
-    (workdir / "params.yaml").write_text(yaml.safe_dump(d))
-    splits = workdir / "data" / "splits.csv"
-
-    def run_tune() -> dict:
-        return tune(
-            params,
-            workdir / "params.yaml",
-            splits,
-            workdir / "params" / "tuned.yaml",
-            workdir / "plots" / "tune",
-            root=workdir,
-        )
-
-    data = run_tune()
-
-    assert data["study"]["trials"] == 2
-    weights, lr = read_tuned(
-        workdir / "params" / "tuned.yaml", params.base.classes
-    )  # issue 3 reads it
-    assert weights.shape == (4,) and np.all(weights > 0) and lr == pytest.approx(data["lr"])
+def test_tune_twice_on_the_same_inputs_writes_the_same_bytes(workdir, micro_params_dict):
+    params = params_from_dict(_params_dict(micro_params_dict, "journal:optuna.journal"))
+    out = _tune(params, workdir)
+    path = workdir / "params" / "tuned" / "fold-0.yaml"
+    first = path.read_bytes()
+    entry = out[TUNED]
+    assert entry["study"]["finished_trials"] == 3 and entry["architecture"] == "resnet"
+    tuned = read_tuned(path, TUNED, params.base.classes)  # what class_weights_tuned reads
+    assert all(w > 0 for w in tuned.class_weights.values()) and tuned.lr == entry["lr"]
     lo, hi = params.tune.lr_range
-    assert lo <= lr <= hi
-    assert data["filter"]["tuned"] is False  # no filter_generator on micro data
-    assert (workdir / "plots" / "tune" / "optimization_history.png").stat().st_size > 0
-    assert (workdir / "plots" / "tune" / "param_importances.png").exists() or data["study"][
-        "complete"
-    ] < 2
-
-    assert data["study"]["name"].startswith(f"{params.tune.study_name}-")
+    assert lo <= tuned.lr <= hi
+    assert (workdir / "plots" / "tune" / TUNED / "optimization_history.png").stat().st_size > 0
+    # a re-run on the same inputs adds no trial and writes the same bytes
+    _tune(params, workdir)
+    assert path.read_bytes() == first
     study = optuna.load_study(
-        study_name=data["study"]["name"], storage=make_storage("journal:optuna.journal")
+        study_name=entry["study"]["name"], storage=make_storage("journal:optuna.journal")
     )
+    assert len(study.trials) == 3
     parent = study.user_attrs["mlflow_parent_run_id"]
     runs = _trial_runs(parent)
-    assert sorted(r.data.tags["optuna.trial"] for r in runs) == ["0", "1"]
+    assert sorted(r.data.tags["optuna.trial"] for r in runs) == ["0", "1", "2"]
     assert all("val_macro_f1" in r.data.metrics for r in runs)  # per-epoch reports as steps
-    assert MlflowClient().get_run(parent).info.experiment_id == runs[0].info.experiment_id
+    assert {r.data.tags["fold"] for r in runs} == {"0"}
+    # nothing that changes the result lives only in the storage: a fresh one gives the same file
+    (workdir / "optuna.journal").unlink()
+    _tune(params, workdir, tracking=False)
+    assert path.read_bytes() == first
 
-    # Re-run: the study continues (adds n_trials) under the same parent run.
-    again = run_tune()
-    assert again["study"]["trials"] == 4
-    assert sorted(int(r.data.tags["optuna.trial"]) for r in _trial_runs(parent)) == [0, 1, 2, 3]
-    assert again["study"]["name"] == data["study"]["name"]
-    study = optuna.load_study(
-        study_name=again["study"]["name"], storage=make_storage("journal:optuna.journal")
-    )
-    assert [t.number for t in study.trials] == [0, 1, 2, 3]
 
-    # New data (one validation frame fewer): a new study, the old one kept as it was.
-    table = pd.read_csv(splits)
-    table.drop(index=table.index[table["split"] == "val"][0]).to_csv(splits, index=False)
-    fresh = run_tune()
-    assert fresh["study"]["name"] != data["study"]["name"]
-    assert fresh["study"]["trials"] == 2
-    storage = make_storage("journal:optuna.journal")
-    assert len(optuna.load_study(study_name=data["study"]["name"], storage=storage).trials) == 4
+def test_an_interrupted_study_resumes_to_the_uninterrupted_result(workdir, micro_params_dict):
+    """Stop after one trial (as a killed process would), resume in a new process-like
+    setting: the per-trial seeded sampler suggests what an uninterrupted study would."""
+    params = params_from_dict(_params_dict(micro_params_dict, "journal:whole.journal"))
+    whole = _tune(params, workdir, "whole.yaml", tracking=False)
+    cut = params_from_dict(_params_dict(micro_params_dict, "journal:cut.journal"))
+    strategy = parse_strategy(TUNED)
+    splits = workdir / "data" / "splits.csv"
+    study = study_for(strategy, splits, 0, cut.train, cut.base, cut.tune, FoldInputs(), workdir)
+    data = FoldData.load(splits, cut.base)
+    optimise(study, Objective(strategy, data, cut.train, cut.base, cut.tune, FoldInputs()), 1)
+    assert len(study.get_trials(states=FINISHED)) == 1
+    resumed = _tune(cut, workdir, "cut.yaml", tracking=False)
+    assert resumed[TUNED]["class_weights"] == whole[TUNED]["class_weights"]
+    assert resumed[TUNED]["lr"] == whole[TUNED]["lr"]
+    a = yaml.safe_load((workdir / "params/tuned/whole.yaml").read_text())[TUNED]
+    b = yaml.safe_load((workdir / "params/tuned/cut.yaml").read_text())[TUNED]
+    assert {k: v for k, v in a.items() if k != "study"} == {
+        k: v for k, v in b.items() if k != "study"
+    }
 
 
 def test_study_fingerprint_follows_the_objective_not_the_run_settings(workdir, micro_params_dict):
     """Trial counts, workers, storage and the train matrix leave the study as it is; the split,
-    the training settings and the search space start a new one."""
-    d = _params_dict(micro_params_dict, workdir, "journal:optuna.journal")
+    the training settings, the search space, the fold and the strategy start a new one."""
+    d = _params_dict(micro_params_dict, "journal:optuna.journal")
     splits = workdir / "data" / "splits.csv"
-    base = objective_fingerprint(params_from_dict(d), splits)
+    strategy = parse_strategy(TUNED)
+
+    def digest(dd: dict, fold: int = 0) -> str:
+        p = params_from_dict(dd)
+        return fingerprint(objective_settings(strategy, fold, p.train, p.base, p.tune), [splits])
+
+    base = digest(d)
 
     def changed(section: str, key: str, value) -> str:
         other = copy.deepcopy(d)
         other[section][key] = value
-        return objective_fingerprint(params_from_dict(other), splits)
+        return digest(other)
 
     assert changed("tune", "n_trials", 50) == base
     assert changed("tune", "workers", 2) == base
     assert changed("tune", "storage", "sqlite:///elsewhere.db") == base
+    assert changed("tune", "study_name", "other") == base  # the name is a prefix, not content
     assert changed("train", "seeds", [0, 1, 2, 3]) == base
-    assert changed("train", "generators", []) == base
     assert changed("train", "epochs", d["train"]["epochs"] + 1) != base
     assert changed("tune", "lr_range", [0.001, 0.01]) != base
+    assert changed("tune", "sampler_seed", 7) != base
     assert changed("base", "seed", d["base"]["seed"] + 1) != base
-    assert changed("tune", "study_name", "other") == base  # the name is a prefix, not content
-
+    assert digest(d, fold=1) != base
     table = pd.read_csv(splits)
     table.loc[0, "sha1"] = "0" * 40  # same rows, one frame's content differs
     table.to_csv(splits, index=False)
-    assert objective_fingerprint(params_from_dict(d), splits) != base
-
-
-@pytest.mark.slow
-def test_two_workers_share_one_sqlite_study(workdir, micro_params_dict):
-    """tune.workers=2: this process plus a pipelines/tune.py worker finish one study together."""
-    d = _params_dict(micro_params_dict, workdir, "sqlite:///optuna.db", n_trials=6, workers=2)
-    params = params_from_dict(d)
-    (workdir / "params.yaml").write_text(yaml.safe_dump(d))
-    data = tune(
-        params,
-        workdir / "params.yaml",
-        workdir / "data" / "splits.csv",
-        workdir / "params" / "tuned.yaml",
-        workdir / "plots" / "tune",
-        root=workdir,
-    )
-    study = optuna.load_study(
-        study_name=data["study"]["name"], storage=f"sqlite:///{workdir / 'optuna.db'}"
-    )
-    states = [t.state.name for t in study.trials]
-    assert (
-        6 <= len(states) <= 7
-    )  # workers stop at the target (one may overshoot by its last trial)
-    assert set(states) <= {"COMPLETE", "PRUNED"}  # none lost, none left running or failed
-    assert sorted(t.number for t in study.trials) == list(range(len(states)))
-    workers = {t.user_attrs["worker"] for t in study.trials}
-    assert len(workers) == 2, workers  # both processes ran trials
-    assert data["study"]["trials"] == len(states)
-    assert len(_trial_runs(study.user_attrs["mlflow_parent_run_id"])) == len(states)
+    assert digest(d) != base
 
 
 def _synthetic_candidates(root, generator: str, rng) -> pd.DataFrame:
@@ -194,51 +194,70 @@ def _synthetic_candidates(root, generator: str, rng) -> pd.DataFrame:
     return table
 
 
-def test_tune_filter_thresholds_with_class_weights(workdir, micro_params_dict):
-    """tune.filter_generator: each trial trains synthetic-<G> on the candidates its thresholds
-    keep (never memorised ones), and params/tuned.yaml gets the best thresholds."""
-    from lusaug.generators.filters import quality_mask
-
-    table = _synthetic_candidates(workdir, "ddpm_3mixed", np.random.default_rng(0))
+def test_tuned_thresholds_are_recorded_with_what_they_keep(workdir, micro_params_dict):
+    """synthetic_tuned-<G>: each trial trains on the candidates its thresholds keep (never
+    memorised ones); the tuned file records the best thresholds AND those files, which is what
+    the strategy then trains on (tests/models/test_training.py checks that end)."""
+    table = _synthetic_candidates(workdir, "g1", np.random.default_rng(0))
     d = _params_dict(
         micro_params_dict,
-        workdir,
         "journal:optuna.journal",
-        filter_generator="ddpm_3mixed",
+        strategies=("synthetic_tuned-g1",),
         n_trials=3,
         min_std_range=[5.0, 60.0],
         min_entropy_range=[2.0, 6.0],
     )
     params = params_from_dict(d)
-    (workdir / "params.yaml").write_text(yaml.safe_dump(d))
-    data = tune(
-        params,
-        workdir / "params.yaml",
-        workdir / "data" / "splits.csv",
-        workdir / "params" / "tuned.yaml",
-        workdir / "plots" / "tune",
-        root=workdir,
-        synthetic_dir=workdir / "data" / "synthetic",
-    )
-
-    assert data["filter"]["tuned"] is True
-    assert 5.0 <= data["filter"]["min_std"] <= 60.0
-    assert 2.0 <= data["filter"]["min_entropy"] <= 6.0
+    inputs = FoldInputs(synthetic_dir=workdir / "data" / "synthetic")
+    out = _tune(params, workdir, inputs=inputs)["synthetic_tuned-g1"]
+    f = out["filter"]
+    assert 5.0 <= f["min_std"] <= 60.0 and 2.0 <= f["min_entropy"] <= 6.0
+    assert f["kept"] == sorted(kept_files(table, f["min_std"], f["min_entropy"]))
+    assert "cand_011.png" not in f["kept"]  # the memorised one
     study = optuna.load_study(
-        study_name=data["study"]["name"], storage=make_storage("journal:optuna.journal")
+        study_name=out["study"]["name"], storage=make_storage("journal:optuna.journal")
     )
-    assert len(study.trials) == 3
+    kept_sets = set()
     for t in study.trials:
-        expected = quality_mask(
-            table["std"].to_numpy(),
-            table["entropy"].to_numpy(),
-            t.params["min_std"],
-            t.params["min_entropy"],
-        )
-        expected &= ~table["memorised"].to_numpy()
+        expected = sorted(kept_files(table, t.params["min_std"], t.params["min_entropy"]))
         if t.state == optuna.trial.TrialState.COMPLETE:
-            assert t.user_attrs["synthetic_kept"] == int(expected.sum()) > 0
-        else:  # pruned: nothing passed, or the median pruner stopped it
-            assert t.state == optuna.trial.TrialState.PRUNED
-    written = yaml.safe_load((workdir / "params" / "tuned.yaml").read_text())
-    assert written["filter"] == data["filter"]
+            assert t.user_attrs["kept_files"] == expected and expected
+            kept_sets.add(tuple(expected))
+    tuned = read_tuned(
+        workdir / "params/tuned/fold-0.yaml", "synthetic_tuned-g1", params.base.classes
+    )
+    assert tuned.kept == f["kept"]
+    # other thresholds, other training set: the threshold really decides what is trained on
+    assert kept_files(table, 5.0, 2.0) != kept_files(table, 60.0, 2.0)
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_sqlite_study(workdir, micro_params_dict):
+    """tune.workers=2: this process plus a pipelines/tune.py worker finish one study together."""
+    d = _params_dict(micro_params_dict, "sqlite:///optuna.db", n_trials=6, workers=2)
+    params = params_from_dict(d)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(d))
+    out = tune_fold(
+        workdir / "data" / "splits.csv",
+        workdir / "params" / "tuned" / "fold-0.yaml",
+        workdir / "plots" / "tune",
+        0,
+        params.train,
+        params.base,
+        params.tune,
+        FoldInputs(),
+        tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+        worker_argv=[str(workdir / "data" / "splits.csv"), "--fold", "0"],
+        params_file=workdir / "params.yaml",
+        root=workdir,
+    )[TUNED]
+    study = optuna.load_study(
+        study_name=out["study"]["name"], storage=f"sqlite:///{workdir / 'optuna.db'}"
+    )
+    finished = study.get_trials(states=FINISHED)
+    assert 6 <= len(finished) <= 7  # workers stop at the target (one may overshoot by a trial)
+    assert {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
+    workers = {t.user_attrs["worker"] for t in study.trials}
+    assert len(workers) == 2, workers  # both processes ran trials
+    assert len(_trial_runs(study.user_attrs["mlflow_parent_run_id"])) == len(study.trials)
+    assert dataclasses.asdict(params.tune)["workers"] == 2

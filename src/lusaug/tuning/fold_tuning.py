@@ -157,13 +157,21 @@ def work(
     base: BaseParams,
     cfg: TuneParams,
     inputs: FoldInputs,
+    tracking_uri: str | None = None,
     root: Path | str = ".",
 ) -> None:
-    """An extra worker: run trials of one strategy's study until it is complete."""
+    """An extra worker: run trials of one strategy's study until it is complete (its trials
+    nest under the same MLflow parent run as the main process's)."""
     strategy = parse_strategy(strategy_name)
     study = study_for(strategy, Path(splits_csv), fold, train, base, cfg, inputs, root)
     data = FoldData.load(splits_csv, base)
-    optimise(study, Objective(strategy, data, train, base, cfg, inputs), cfg.n_trials)
+    callbacks = []
+    if tracking_uri is not None:
+        tags = standard_tags(root, dvc_stage="tune", fold=fold, strategy=strategy.name)
+        exp_id, parent = tracking_setup(study, tracking_uri, tags, root)
+        callbacks.append(MlflowTrialCallback(exp_id, parent, cfg.metric, tags))
+    objective = Objective(strategy, data, train, base, cfg, inputs)
+    optimise(study, objective, cfg.n_trials, callbacks)
 
 
 def _finish_parent(parent: str, plots: list[Path], entry: dict[str, Any], metric: str) -> None:
