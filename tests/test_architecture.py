@@ -112,3 +112,57 @@ def test_every_stage_script_has_one_shape():
         src = script.read_text()
         assert "argparse" in src and "sys.argv" not in src.replace("sys.argv[1:]", ""), script
         assert "stage_errors(" in src, f"{script.name}: errors go through stage_errors()"
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of ``lusaug.a.b`` (a module or a package's __init__), None if absent."""
+    rel = Path(*name.split(".")[1:])
+    for candidate in (SRC / rel.with_suffix(".py"), SRC / rel / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_files(script: Path) -> set[Path]:
+    """Every lusaug source file ``script`` imports, transitively (function-level imports too),
+    plus the package __init__ files Python runs on the way."""
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        path = todo.pop()
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                if not name.startswith("lusaug."):
+                    continue
+                parts = name.split(".")
+                for i in range(2, len(parts) + 1):  # parent packages run their __init__
+                    f = _module_file(".".join(parts[:i]))
+                    if f is not None and f not in seen:
+                        seen.add(f)
+                        todo.append(f)
+    return seen
+
+
+def test_every_stage_depends_on_all_the_code_it_runs():
+    """dvc.yaml names package folders; a module a stage imports but does not list would let
+    `dvc repro` skip the stage after that module changed."""
+    import yaml
+
+    stages = yaml.safe_load((PROJ_ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        spec = stage.get("do", stage)
+        script = PROJ_ROOT / spec["cmd"].split()[1]
+        deps = [d if isinstance(d, str) else next(iter(d)) for d in spec["deps"]]
+        assert script.relative_to(PROJ_ROOT).as_posix() in deps, f"{name}: its script"
+        covered = [PROJ_ROOT / d for d in deps]
+        missing = sorted(
+            f.relative_to(PROJ_ROOT).as_posix()
+            for f in _imported_files(script)
+            if f != SRC / "__init__.py" and not any(f == c or c in f.parents for c in covered)
+        )
+        assert not missing, f"stage {name} runs code its deps do not list: {missing}"

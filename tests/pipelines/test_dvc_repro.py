@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lusaug.config import PROJ_ROOT, deep_merge
+from lusaug.config import PROJ_ROOT, deep_merge, parse_strategy
 from lusaug.data.manifest import MANIFEST_COLUMNS
 from tests.pipelines.helpers import (
     assert_every_stage_wrote_its_outputs,
@@ -32,25 +32,40 @@ def test_every_stage_ran_and_wrote_its_outputs(repro_repo):
     assert_every_stage_wrote_its_outputs(repro_repo)
 
 
-def test_foundation_outputs(repro_repo):
-    frames = pd.read_csv(repro_repo / "data/frames.csv", dtype=str)
-    assert list(frames.columns) == MANIFEST_COLUMNS
-    params = yaml.safe_load((repro_repo / "params.yaml").read_text())
-    assert set(frames["label"]) == set(params["base"]["classes"])
-    splits = pd.read_csv(repro_repo / "data/splits.csv", dtype=str)
-    assert set(splits["split"]) == {"train", "val", "test"}
-    assert (splits.groupby("patient_id")["split"].nunique() == 1).all()
-    validation = json.loads((repro_repo / "metrics/validation.json").read_text())
-    assert validation["success"] is True
-    assert (repro_repo / "reports/validation/index.html").exists()
-
-
 def _params(repo: Path) -> dict:
     return yaml.safe_load((repo / "params.yaml").read_text())
 
 
 def _json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def _folds(repo: Path) -> list[int]:
+    return _params(repo)["split"]["folds"]
+
+
+def test_folds_test_every_rare_patient_once(repro_repo):
+    frames = pd.read_csv(repro_repo / "data/frames.csv", dtype=str)
+    assert list(frames.columns) == MANIFEST_COLUMNS
+    params = _params(repro_repo)
+    target = params["base"]["target_class"]
+    assert set(frames["label"]) == set(params["base"]["classes"])
+    tested: dict[str, list[int]] = {}
+    for k in _folds(repro_repo):
+        fold = pd.read_csv(repro_repo / f"data/splits/fold-{k}.csv", dtype=str)
+        assert sorted(fold["path"].str.removeprefix("../")) == sorted(frames["path"])
+        assert (fold.groupby("patient_id")["split"].nunique() == 1).all()
+        for pid in fold.loc[fold["split"] == "test", "patient_id"].unique():
+            tested.setdefault(pid, []).append(k)
+        assert set(fold["split"]) == {"train", "val", "test"}
+    assert all(len(v) == 1 for v in tested.values()) and set(tested) == set(frames["patient_id"])
+    rare = frames.loc[frames["label"] == target, "patient_id"].unique()
+    assert len(rare) == len(_folds(repro_repo))  # micro: one viral patient per test fold
+    final = pd.read_csv(repro_repo / "data/splits/final.csv", dtype=str)
+    assert set(final["split"]) == {"train", "val"}
+    validation = _json(repro_repo / "metrics/validation.json")
+    assert validation["success"] is True and validation["n_folds"] == len(_folds(repro_repo))
+    assert (repro_repo / "reports/validation/index.html").exists()
 
 
 def _lock_md5(repo: Path, stage: str, path: str, section: str) -> str:
@@ -61,113 +76,133 @@ def _lock_md5(repo: Path, stage: str, path: str, section: str) -> str:
     return found[0]
 
 
-def _finished_run(repo: Path, name: str) -> dict:
+def _finished_run(repo: Path, fold: int, name: str) -> dict:
     """A finished run folder's val_metrics.json (it also has weights and run.json, no last.pt)."""
-    folder = repo / "models/classifiers" / name
+    folder = repo / f"models/classifiers/fold-{fold}" / name
     for f in ("model.pt", "run.json", "val_metrics.json", "history.csv", "val_predictions.csv"):
-        assert (folder / f).is_file(), f"{name}: {f} missing"
+        assert (folder / f).is_file(), f"fold {fold} {name}: {f} missing"
     assert not (folder / "last.pt").exists(), f"{name} did not finish"
     summary = _json(folder / "val_metrics.json")
-    assert summary["run"] == name
+    assert summary["run"] == name and summary["fold"] == fold
     return summary
 
 
-def _mlflow_run(repo: Path, name: str):
+def _mlflow_run(repo: Path, fold: int, name: str):
     from mlflow.tracking import MlflowClient
 
-    run_id = _json(repo / "models/classifiers" / name / "run.json")["mlflow_run_id"]
-    run = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}").get_run(run_id)
+    info = _json(repo / f"models/classifiers/fold-{fold}" / name / "run.json")
+    run = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}").get_run(
+        info["mlflow_run_id"]
+    )
     assert run.info.status == "FINISHED", (name, run.info.status)
+    assert run.data.tags["fold"] == str(fold)
     return run
 
 
 def test_micro_trains_every_kind_of_strategy():
-    """The micro profile itself: synthetic and tuned runs are part of the end-to-end run."""
+    """The micro profile itself: every kind of strategy is part of the end-to-end run."""
     base = yaml.safe_load((PROJ_ROOT / "params.yaml").read_text())
     micro = deep_merge(base, yaml.safe_load((PROJ_ROOT / "profiles/micro.yaml").read_text()))
-    assert micro["train"]["tuned_strategies"] == ["class_weights_tuned"]
-    assert micro["train"]["generators"]
-    assert set(micro["train"]["generators"]) <= set(micro["generate"]["enabled"])
+    kinds = {parse_strategy(s).kind for s in micro["train"]["strategies"]}
+    assert kinds >= {"plain", "tuned", "synthetic", "replace", "synthetic_tuned"}
 
 
-def test_synthetic_runs_trained_on_the_kept_images(repro_repo):
-    """synthetic-<G> adds exactly G's kept images to the target class, and DVC tracked them."""
+def test_synthetic_runs_trained_on_the_folds_own_kept_images(repro_repo):
+    """synthetic-<G> adds fold k's kept images of G to the target class, and DVC tracked them."""
     params = _params(repro_repo)
-    classes, target = params["base"]["classes"], params["base"]["target_class"]
-    per_class = params["train"]["synthetic_per_class"]
+    target = params["base"]["target_class"]
     seed = params["train"]["seeds"][0]
-    for gen in params["train"]["generators"]:
-        kept_dir = f"data/synthetic/{gen}/kept"
-        kept = sorted((repro_repo / kept_dir).glob("*.png"))
-        assert kept, f"{gen}: the filter kept no image, the synthetic run adds nothing"
-        assert _json(repro_repo / f"metrics/synthetic_{gen}.json")["kept"] == len(kept)
-        added = len(kept) if per_class == 0 else min(per_class, len(kept))
-        for arch in params["train"]["architectures"]:
-            base = _finished_run(repro_repo, f"baseline-{arch}-{seed}")
-            name = f"synthetic-{gen}-{arch}-{seed}"
-            run = _finished_run(repro_repo, name)
-            assert run["strategy"] == f"synthetic-{gen}"
-            assert run["synthetic_frames"] == added
-            expected = {
-                c: base["train_frames"][c] + (added if c == target else 0) for c in classes
-            }
-            assert run["train_frames"] == expected
-            mlrun = _mlflow_run(repro_repo, name)
-            assert mlrun.data.params["run.synthetic_frames"] == str(added)
-            assert mlrun.data.params[f"run.train_frames.{target}"] == str(expected[target])
-            assert mlrun.data.tags["strategy"] == f"synthetic-{gen}"
-            stage = f"train_synthetic@{gen}-{arch}-{seed}"
-            assert _lock_md5(repro_repo, stage, kept_dir, "deps") == _lock_md5(
-                repro_repo, f"filter@{gen}", kept_dir, "outs"
+    gens = [parse_strategy(s).generator for s in params["train"]["strategies"]]
+    for k in _folds(repro_repo):
+        for gen in sorted({g for g in gens if g}):
+            kept_dir = f"data/synthetic/fold-{k}/{gen}/kept"
+            kept = sorted((repro_repo / kept_dir).glob("*.png"))
+            assert kept, f"fold {k} {gen}: the filter kept no image"
+            assert _json(repro_repo / f"metrics/fold-{k}/synthetic_{gen}.json")["kept"] == len(
+                kept
             )
+            assert _lock_md5(repro_repo, f"train@{k}", f"data/synthetic/fold-{k}", "deps")
+            if f"synthetic-{gen}" not in params["train"]["strategies"]:
+                continue
+            for arch in params["train"]["architectures"]:
+                base = _finished_run(repro_repo, k, f"baseline-{arch}-{seed}")
+                name = f"synthetic-{gen}-{arch}-{seed}"
+                run = _finished_run(repro_repo, k, name)
+                assert run["synthetic_frames"] == len(kept)
+                assert run["train_frames"][target] == base["train_frames"][target] + len(kept)
+                mlrun = _mlflow_run(repro_repo, k, name)
+                assert mlrun.data.params["run.synthetic_frames"] == str(len(kept))
 
 
-def test_tuned_runs_use_the_tuned_weights(repro_repo):
-    """class_weights_tuned trains with params/tuned.yaml's weights (and lr), not N / N_i."""
+def test_tuned_runs_use_their_folds_tuned_values(repro_repo):
+    """class_weights_tuned and synthetic_tuned-<G> train with fold k's tuned file."""
     params = _params(repro_repo)
     classes = params["base"]["classes"]
     seed = params["train"]["seeds"][0]
-    tuned = yaml.safe_load((repro_repo / "params/tuned.yaml").read_text())
-    weights = [tuned["class_weights"][c] for c in classes]
-    for arch in params["train"]["architectures"]:
-        name = f"class_weights_tuned-{arch}-{seed}"
-        run = _finished_run(repro_repo, name)
-        assert run["strategy"] == "class_weights_tuned"
-        assert run["synthetic_frames"] == 0
-        assert run["loss_weights"] == pytest.approx(weights)
-        inverse = _finished_run(repro_repo, f"class_weights-{arch}-{seed}")["loss_weights"]
-        assert run["loss_weights"] != pytest.approx(inverse)
-        mlrun = _mlflow_run(repro_repo, name)
-        if tuned.get("lr") is not None:
-            assert float(mlrun.data.params["run.lr"]) == pytest.approx(tuned["lr"])
-        stage = f"train_tuned@{name}"
-        assert _lock_md5(repro_repo, stage, "params/tuned.yaml", "deps") == _lock_md5(
-            repro_repo, "tune", "params/tuned.yaml", "outs"
+    tuned_names = [s for s in params["train"]["strategies"] if parse_strategy(s).tuned]
+    assert tuned_names
+    for k in _folds(repro_repo):
+        tuned = yaml.safe_load((repro_repo / f"params/tuned/fold-{k}.yaml").read_text())
+        assert set(tuned) == set(tuned_names)
+        for name in tuned_names:
+            weights = [tuned[name]["class_weights"][c] for c in classes]
+            for arch in params["train"]["architectures"]:
+                run = _finished_run(repro_repo, k, f"{name}-{arch}-{seed}")
+                assert run["loss_weights"] == pytest.approx(weights)
+                assert run["tuned_on"] == params["tune"]["architecture"]
+                if name.startswith("synthetic_tuned-"):
+                    assert run["synthetic_frames"] == len(tuned[name]["filter"]["kept"])
+        assert _lock_md5(repro_repo, f"train@{k}", f"params/tuned/fold-{k}.yaml", "deps") == (
+            _lock_md5(repro_repo, f"tune@{k}", f"params/tuned/fold-{k}.yaml", "outs")
         )
 
 
-def test_evaluate_reports_every_setting(repro_repo):
-    """metrics/test.json has every strategy x architecture; comparison.json all but baseline."""
+def test_evaluate_pools_every_setting_and_decides(repro_repo):
     params = _params(repro_repo)
     train = params["train"]
-    strategies = [
-        *train["strategies"],
-        *train["tuned_strategies"],
-        *(f"synthetic-{g}" for g in train["generators"]),
-    ]
-    expected = {f"{s}-{a}" for s in strategies for a in train["architectures"]}
-    settings = _json(repro_repo / "metrics/test.json")["settings"]
-    assert set(settings) == expected
-    for name, m in settings.items():
+    expected = {f"{s}-{a}" for s in train["strategies"] for a in train["architectures"]}
+    metrics = _json(repro_repo / "metrics/test.json")
+    assert set(metrics["settings"]) == expected
+    frames = pd.read_csv(repro_repo / "data/frames.csv")
+    assert metrics["test"]["frames"] == len(frames) and metrics["test"]["folds"] == len(
+        _folds(repro_repo)
+    )
+    for name, m in metrics["settings"].items():
         for key in ("f1_macro", "f1_macro_lo", "f1_macro_hi", "accuracy"):
             assert 0.0 <= m[key] <= 1.0, (name, key, m[key])
         assert m["f1_macro_lo"] <= m["f1_macro_hi"], name
     baseline = params["evaluate"]["baseline"]
-    comparison = _json(repro_repo / "metrics/comparison.json")
+    comparison = _json(repro_repo / "metrics/comparison.json")["comparisons"]
     assert set(comparison) == {n for n in expected if not n.startswith(f"{baseline}-")}
+    assert {c["decision"] for c in comparison.values()} <= {
+        "helps",
+        "does not help",
+        "not estimable",
+    }
+    rare = _json(repro_repo / "metrics/rare_patients.json")["patients"]
+    assert len(rare) == len(_folds(repro_repo))
     runs = {f"{n}-{s}" for n in expected for s in train["seeds"]}
     assert set(_json(repro_repo / "metrics/test_runs.json")) == runs
     assert set(_json(repro_repo / "metrics/validation_runs.json")) == runs
+
+
+def test_final_model_is_the_validation_choice_refit_and_registered(repro_repo):
+    selection = _json(repro_repo / "metrics/selection.json")
+    final = _json(repro_repo / "metrics/final.json")
+    assert final["setting"] in selection["settings"]
+    if not final["passed_over"]:
+        assert final["setting"] == selection["chosen"]["setting"]
+    frames = pd.read_csv(repro_repo / "data/splits/final.csv")
+    assert final["train_frames"] >= (frames["split"] == "train").sum()  # every training patient
+    registered = _json(repro_repo / "models/registered.json")
+    assert registered["checkpoint"] == final["checkpoint"]
+    assert _json(repro_repo / "reports/onnx_parity.json")["parity"]["passed"] is True
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repro_repo / 'mlflow.db'}")
+    version = client.get_model_version(registered["name"], registered["version"])
+    assert "Cross-validated estimate" in version.description
+    assert "Decision record" in version.description
 
 
 def test_second_repro_is_a_no_op(repro_repo):
@@ -207,13 +242,15 @@ def test_duplicated_clip_across_patients_stops_at_split(repro_repo, tmp_path):
 
 
 def test_tampered_split_fails_validate_and_nothing_trains(repro_repo, tmp_path):
-    """A patient moved half into another split: `validate` fails and names the patient."""
+    """A patient moved half into fold 0's test split (so tested in two folds too): `validate`
+    fails and names the patient."""
     repo = _copy(repro_repo, tmp_path / "tampered")
-    splits = pd.read_csv(repo / "data/splits.csv", dtype=str, keep_default_na=False)
+    path = repo / "data/splits/fold-0.csv"
+    splits = pd.read_csv(path, dtype=str, keep_default_na=False)
     patient = splits.loc[splits["split"] == "train", "patient_id"].iloc[0]
     rows = splits.index[splits["patient_id"] == patient]
     splits.loc[rows[: max(1, len(rows) // 2)], "split"] = "test"
-    splits.to_csv(repo / "data/splits.csv", index=False)
+    splits.to_csv(path, index=False)
     proc = run(["dvc", "repro", "--single-item", "validate"], repo, check=False)
     assert proc.returncode != 0
     assert patient in proc.stdout + proc.stderr
@@ -221,3 +258,61 @@ def test_tampered_split_fails_validate_and_nothing_trains(repro_repo, tmp_path):
     assert validation["success"] is False
     # a full repro restores the split first; the tampered file never reaches training
     _assert_downstream_unchanged(repo, repro_repo, {"frames", "split", "validate"})
+
+
+def _crash_copy(repro_repo: Path, dest: Path) -> Path:
+    """A copy whose train@0 trains 2 runs for 3 epochs (one stage item, re-run with -s)."""
+    repo = _copy(repro_repo, dest)
+    params = _params(repo)
+    params["train"].update(strategies=["baseline"], epochs=3, patience=0)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return repo
+
+
+def _epochs_done(repo: Path) -> int:
+    import torch
+
+    lasts = list((repo / "models/classifiers/fold-0").glob("*/last.pt"))
+    return max((int(torch.load(p, weights_only=True)["epoch"]) for p in lasts), default=0)
+
+
+def test_kill_9_during_training_then_repro_completes_as_if_uninterrupted(repro_repo, tmp_path):
+    """A kill -9 of a real `dvc repro` mid-matrix, then `dvc repro` again: it resumes the
+    interrupted run after its last finished epoch and ends bit-identical to an uninterrupted
+    run (weights, history, validation metrics)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    reference = _crash_copy(repro_repo, tmp_path / "reference")
+    run(["dvc", "repro", "-s", "train@0"], reference)
+    crashed = _crash_copy(repro_repo, tmp_path / "crashed")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{crashed / 'mlflow.db'}"}
+    proc = subprocess.Popen(
+        ["dvc", "repro", "-s", "train@0"], cwd=crashed, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    while _epochs_done(crashed) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    interrupted_at = _epochs_done(crashed)
+    assert interrupted_at >= 1
+    again = run(["dvc", "repro", "-s", "train@0"], crashed)
+    log = again.stdout + again.stderr
+    assert "resuming baseline-" in log and f"after epoch {interrupted_at}" in log, log[-3000:]
+    import torch
+
+    for name in ("baseline-resnet-0", "baseline-vit-0"):
+        a = reference / "models/classifiers/fold-0" / name
+        b = crashed / "models/classifiers/fold-0" / name
+        assert not (b / "last.pt").exists()
+        wa = torch.load(a / "model.pt", weights_only=True)["state_dict"]
+        wb = torch.load(b / "model.pt", weights_only=True)["state_dict"]
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), name
+        ha, hb = pd.read_csv(a / "history.csv"), pd.read_csv(b / "history.csv")
+        pd.testing.assert_frame_equal(ha.drop(columns="seconds"), hb.drop(columns="seconds"))
+        assert _json(a / "val_metrics.json")["val"] == _json(b / "val_metrics.json")["val"]

@@ -93,7 +93,8 @@ def refit_final(
     """
     splits_csv, out_dir = Path(splits_csv), Path(out_dir)
     selection = read_selection(selection_json)
-    order = list(selection["settings"])
+    values = selection["settings"]  # the best first; ties keep the chosen one first
+    order = sorted(values, key=lambda k: (k != selection["chosen"]["setting"], -values[k], k))
     data = FoldData.load(splits_csv, params.base)
     uri = tracking.tracking_uri if tracking is not None else None
     passed_over: dict[str, str] = {}
