@@ -63,3 +63,30 @@ def apply_profile(
             data = yaml.safe_load(fh)
         params_from_dict(data)
     return data
+
+
+def set_param(params_path: Path | str, dotted_key: str, value: Any) -> dict[str, Any]:
+    """Set one key of ``params_path`` (comments kept), type-checked before anything is written."""
+    params_path = Path(params_path)
+    rt = YAML()
+    rt.preserve_quotes = True
+    rt.width = 4096
+    with params_path.open() as fh:
+        doc = rt.load(fh)
+    *parents, leaf = dotted_key.split(".")
+    node = doc
+    for key in parents:
+        node = node[key]
+    if isinstance(value, list):  # keep params.yaml's one-line lists: `folds: [0, 1, 2]`
+        from ruamel.yaml.comments import CommentedSeq
+
+        value = CommentedSeq(value)
+        value.fa.set_flow_style()
+    node[leaf] = value
+    with atomic_path(params_path) as tmp:
+        with tmp.open("w") as fh:
+            rt.dump(doc, fh)
+        with tmp.open() as fh:
+            data = yaml.safe_load(fh)
+        params_from_dict(data)
+    return data

@@ -1,4 +1,4 @@
-"""``lusaug phantom`` and ``lusaug import``: the two ways to fill data/raw."""
+"""``lusaug phantom`` and ``lusaug import`` (the two ways to fill data/raw), ``lusaug folds``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,44 @@ import typer
 def register(app: typer.Typer) -> None:
     app.command("phantom")(phantom)
     app.command("import")(import_)
+    app.command("folds")(folds)
+
+
+def folds(
+    frames_csv: Path = typer.Option(Path("data/frames.csv"), "--frames", help="The manifest."),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params", help="Parameter file."),
+    write: bool = typer.Option(False, "--write", help="Set split.folds in the params file."),
+) -> None:
+    """How many cross-validation folds the data gives (split.scheme cv), and set split.folds.
+
+    k = the independent patient groups of the rarest class (patients sharing a frame count as
+    one), at most split.max_folds. DVC runs one item of every per-fold stage per fold, so
+    split.folds must be [0, ..., k-1]; the split stage refuses a mismatch.
+    """
+    from lusaug.config import ConfigError, load_params
+    from lusaug.data.linking import LinkError, link_patients
+    from lusaug.data.manifest import read_manifest
+    from lusaug.data.split import SplitError, count_folds
+    from lusaug.profiles import set_param
+
+    try:
+        params = load_params(params_file)
+        manifest = read_manifest(frames_csv)
+        v = params.validate
+        links = link_patients(
+            manifest, frames_csv.resolve().parent, v.phash_size, v.phash_max_distance
+        )
+        k, rare, groups = count_folds(manifest, params.base.classes, params.split.max_folds, links)
+        wanted = [0] if params.split.scheme == "holdout" else list(range(k))
+        if write:
+            set_param(params_file, "split.folds", wanted)
+    except (ConfigError, SplitError, LinkError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"{rare}: {groups} independent patient group(s); split.max_folds {params.split.max_folds}"
+        f" -> split.folds {wanted}" + (f" (written to {params_file})" if write else "")
+    )
 
 
 def phantom(

@@ -1,0 +1,48 @@
+"""`lusaug folds`: the number of folds the data gives, written into split.folds."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from lusaug.config import PROJ_ROOT
+from tests.helpers.toy import write_toy_dataset
+
+LUSAUG = Path(sys.executable).parent / "lusaug"
+
+
+def _folds(params: Path, frames: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(LUSAUG), "folds", "--params", str(params), "--frames", str(frames), *extra],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+
+
+def test_folds_counts_the_rare_groups_and_writes_them(tmp_path, params):
+    frames = write_toy_dataset(tmp_path / "data", params.base.classes, size=32)  # 4 viral patients
+    conf = tmp_path / "params.yaml"
+    shutil.copy(PROJ_ROOT / "params.yaml", conf)
+    text = conf.read_text().replace("folds: [0, 1, 2, 3]", "folds: [0, 1]")
+    conf.write_text(text.replace("image_size: 64", "image_size: 32"))
+    shown = _folds(conf, frames)
+    assert shown.returncode == 0, shown.stderr
+    assert "viral: 4 independent patient group(s)" in shown.stdout
+    assert "split.folds [0, 1, 2, 3]" in shown.stdout
+    assert yaml.safe_load(conf.read_text())["split"]["folds"] == [0, 1]  # shown, not written
+    capped = conf.read_text().replace("max_folds: 5", "max_folds: 3")
+    conf.write_text(capped)
+    written = _folds(conf, frames, "--write")
+    assert written.returncode == 0 and "written to" in written.stdout
+    assert yaml.safe_load(conf.read_text())["split"]["folds"] == [0, 1, 2]
+    assert "folds: [0, 1, 2]" in conf.read_text() and "`lusaug folds`" in conf.read_text()
+
+
+def test_folds_on_a_missing_manifest_is_a_clear_error(tmp_path):
+    conf = tmp_path / "params.yaml"
+    shutil.copy(PROJ_ROOT / "params.yaml", conf)
+    proc = _folds(conf, tmp_path / "nowhere.csv")
+    assert proc.returncode == 2 and "not found" in proc.stderr
