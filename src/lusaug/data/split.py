@@ -139,19 +139,26 @@ def fold_roles(
     """Patient -> train/val/test for one fold, and the classes validation had to go without.
 
     The test patients are given; of the rest, ``val_fraction`` of each class's units validate.
-    A class with one unit outside the test fold trains (it is listed as missing from val).
+    A class with one unit outside the test fold trains (it is listed as missing from val): that
+    unit trains even when it also holds other classes, and a class whose units outside the test
+    fold all train that way is missing from val too.
     """
     units, members = units_of(patient_classes(manifest, classes), links)
     rest = {u: cs for u, cs in units.items() if not set(members[u]) & test_patients}
     counts = {c: sum(c in cs for cs in rest.values()) for c in classes}
-    both = [c for c in classes if counts[c] >= 2]
-    missing = [c for c in classes if counts[c] < 2]
+    too_few_left = {c for c in classes if counts[c] < 2}
+    forced = {u for u, cs in rest.items() if cs & too_few_left}  # they train
+    free = {c: sum(c in cs for u, cs in rest.items() if u not in forced) for c in classes}
+    both = [c for c in classes if c not in too_few_left and free[c] >= 1]
+    missing = [c for c in classes if c not in both]
     roles = {p: "test" for p in test_patients}
     placed: dict[str, int] = {}
     if both:
         sub = {u: cs & set(both) for u, cs in rest.items() if cs & set(both)}
         names = ["train", "val"]
-        placed = assign_units(sub, both, [1.0 - val_fraction, val_fraction], names, seed, members)
+        fixed = {u: 0 for u in sub if u in forced}
+        shares = [1.0 - val_fraction, val_fraction]
+        placed = assign_units(sub, both, shares, names, seed, members, fixed)
     for unit in rest:
         split = "val" if placed.get(unit) == 1 else "train"
         roles.update({p: split for p in members[unit]})
