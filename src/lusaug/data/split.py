@@ -82,6 +82,19 @@ def _rarest(units: Mapping[str, set[str]], classes: Sequence[str]) -> tuple[str,
     return rare, members[rare]
 
 
+def _check_cv_units(
+    units: Mapping[str, set[str]], members: Mapping[str, list[str]], classes: Sequence[str]
+) -> tuple[str, list[str]]:
+    """The rarest class and its units; raises when it has fewer than 2 (no cross-validation)."""
+    rare, rare_units = _rarest(units, classes)
+    if len(rare_units) < 2:
+        raise SplitError(
+            f"class {rare!r} has {too_few(rare_units, members)}: cross-validation needs at "
+            "least 2 (add patients, drop the class, or use split.scheme: holdout)"
+        )
+    return rare, rare_units
+
+
 def count_folds(
     manifest: pd.DataFrame,
     classes: Sequence[str],
@@ -115,13 +128,8 @@ def assign_cv_folds(
             appear in every test fold.
     """
     units, members = units_of(patient_classes(manifest, classes), links)
-    rare, rare_units = _rarest(units, classes)
+    rare, rare_units = _check_cv_units(units, members, classes)
     k = min(len(rare_units), max_folds)
-    if k < 2:
-        raise SplitError(
-            f"class {rare!r} has {too_few(rare_units, members)}: cross-validation needs at "
-            "least 2 (add patients, drop the class, or use split.scheme: holdout)"
-        )
     names = [f"test fold {i}" for i in range(k)]
     bins = assign_units(units, classes, [1.0 / k] * k, names, seed, members)
     groups = sorted(members[u] for u in rare_units)
@@ -384,6 +392,8 @@ def split_frames(
     units, members = units_of(patient_classes(manifest, classes), None)
     if cfg.scheme == "holdout":
         check_counts(units, classes, SPLITS, members)
+    else:
+        _check_cv_units(units, members, classes)
     links = link_patients(manifest, root, hashing.phash_size, hashing.phash_max_distance)
     for link in links.links[:SHOW]:
         logger.info("split: %s", link["reason"])
