@@ -264,7 +264,7 @@ def _check_roles(df, fold_frames, val_missing, classes, links, test_units):
     return role, unit, unit_classes
 
 
-def _check_cv(classes, df, links, cfg, seed, folds, assignment):
+def _check_cv(classes, df, links, cfg, folds, assignment):
     unit, unit_classes = _units(df, links)
     per_class = {c: sorted(u for u, cs in unit_classes.items() if c in cs) for c in classes}
     rare = min(classes, key=lambda c: (len(per_class[c]), classes.index(c)))
@@ -313,7 +313,7 @@ def test_cv_fold_properties(case):
         assert msg.startswith("class '"), msg
         assert "cross-validation needs at least 2" in msg or "cannot appear in" in msg, msg
         reject()
-    _check_cv(classes, df, links, cfg, seed, folds, assignment)
+    _check_cv(classes, df, links, cfg, folds, assignment)
     # deterministic for a seed, whatever the row order
     shuffled = df.sample(frac=1.0, random_state=seed % 1000).reset_index(drop=True)
     again, again_assignment = make_splits(shuffled, classes, cfg, seed, links)
@@ -333,7 +333,7 @@ def test_cv_without_shared_patients_always_splits_exactly(case):
     largest-remainder target (test: n/k rounded; validation: val_fraction of what is left)."""
     classes, df, links, cfg, seed = case
     folds, assignment = make_splits(df, classes, cfg, seed, links)
-    unit_classes = _check_cv(classes, df, links, cfg, seed, folds, assignment)
+    unit_classes = _check_cv(classes, df, links, cfg, folds, assignment)
     for f in folds:
         role = role_map(f.frames)
         for c in classes:
