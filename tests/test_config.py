@@ -32,9 +32,31 @@ def test_unknown_key_is_rejected(params_dict):
 
 def test_missing_key_is_rejected(params_dict):
     bad = deep_merge(params_dict, {})
-    bad["split"] = {k: v for k, v in bad["split"].items() if k != "kfold"}
-    with pytest.raises(ConfigError, match="kfold"):
+    bad["split"] = {k: v for k, v in bad["split"].items() if k != "max_folds"}
+    with pytest.raises(ConfigError, match=r"params.split: missing key\(s\) \['max_folds'\]"):
         params_from_dict(bad)
+
+
+def test_removed_split_key_is_rejected(params_dict):
+    """split.kfold / split.fold are gone (split.scheme, split.folds): an old params.yaml fails."""
+    bad = deep_merge(params_dict, {"split": {"kfold": 5}})
+    with pytest.raises(ConfigError, match=r"params.split: unknown key\(s\) \['kfold'\]"):
+        params_from_dict(bad)
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [
+        ({"scheme": "kfold"}, "split.scheme must be cv or holdout, got 'kfold'"),
+        ({"folds": [1, 2]}, r"split.folds must be \[0, 1, ..., k-1\], got \[1, 2\]"),
+        ({"scheme": "holdout"}, "split.scheme holdout is one fold: set split.folds: \\[0\\]"),
+        ({"folds": [0]}, "split.scheme cv needs split.folds and split.max_folds of 2 or more"),
+        ({"val_fraction": 1.0}, r"split.val_fraction must be in \(0, 1\), got 1.0"),
+    ],
+)
+def test_split_section_is_checked(params_dict, split, message):
+    with pytest.raises(ConfigError, match=message):
+        params_from_dict(deep_merge(params_dict, {"split": split}))
 
 
 def test_wrong_type_is_rejected(params_dict):

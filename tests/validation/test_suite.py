@@ -1,81 +1,94 @@
-"""The Great Expectations suite: passes on a clean split, catches each injected fault by name.
+"""The Great Expectations suites: pass on clean folds, catch each injected fault by name.
 
-One small dataset of real PNGs (32 px, random textures, 3 frames per video) is built once
-per module; each test copies its splits table, injects one fault and validates it.
+One small dataset of real PNGs (32 px, random textures, 3 frames per clip) is split once per
+module into cross-validation folds by the real split stage (3 folds, every viral patient tested
+once, plus the final split); each test copies a fold table, injects one fault and validates it
+with the real GX suites. The stage scripts run end to end on their own tiny folder.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+import shutil
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from lusaug.config import PROJ_ROOT, Params
+from lusaug.config import Params
 from lusaug.data.hashing import cross_group_nearest, hex_to_words
-from lusaug.data.manifest import MANIFEST_COLUMNS, SPLITS, write_manifest
-from lusaug.data.split import link_patients, split_by_patient
-from lusaug.validation import run_validation, validate_splits
-from lusaug.validation.suite import measure_frames, near_identical_table
+from lusaug.data.linking import link_patients
+from lusaug.data.manifest import MANIFEST_COLUMNS, SPLITS, read_manifest, write_manifest
+from lusaug.data.split import fold_file, make_splits, relocate, split_frames
+from lusaug.validation import Sections, run_validation, validate_folds, validate_splits
+from lusaug.validation.expectations import CROSS_FOLD_SUITES, FOLD_SUITES
+from lusaug.validation.suite import FINAL, documented_fallbacks
+from lusaug.validation.tables import measure_frames, near_identical_table
+from tests.helpers.split_data import (
+    finish,
+    manifest_rows,
+    params_file,
+    start_stage,
+    with_pngs,
+    write_png,
+)
 
 PATIENTS = {"regular": 4, "covid": 3, "pneumonia": 3, "viral": 3}
+SEED = 3
 
 
-def _frame(base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A frame of a clip: the clip's smooth texture plus a little per-frame noise."""
-    img = 128 + 45 * base + rng.normal(0, 2.0, base.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def _write_png(root: Path, rel: str, img: np.ndarray) -> str:
-    (root / rel).parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(root / rel), img)
-    return hashlib.sha1(img.tobytes()).hexdigest()
-
-
-def _row(rel: str, label: str, video: str, patient: str, sha1: str, size: int) -> dict:
-    return {
-        "path": rel, "label": label, "video_id": video, "patient_id": patient, "probe": "convex",
-        "source": "test", "license": "CC BY 4.0", "width": size, "height": size, "sha1": sha1,
-    }  # fmt: skip
+def _manifest(patients: dict[str, int], size: int, frames: int = 3, clips=lambda p: 1 + p % 2):
+    rows = []
+    for label, n in patients.items():
+        for p in range(n):
+            patient = f"{label}-p{p}"
+            for v in range(clips(p)):  # patients with one and with two clips
+                rows += manifest_rows(label, patient, f"{patient}-v{v}", frames, size)
+    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory, micro_params: Params):
-    """(root, clean splits table, params): PNGs under root/frames, paths relative to root."""
+    """root, manifest, fold tables {0, 1, 2, "final"}, split summary, sections."""
     root = tmp_path_factory.mktemp("lus") / "data"
-    size = micro_params.base.image_size
-    rng = np.random.default_rng(0)
-    rows = []
-    for label, n in PATIENTS.items():
-        for p in range(n):
-            patient = f"{label}-p{p}"
-            for v in range(1 + p % 2):  # patients with one and with two clips
-                video = f"{patient}-v{v}"
-                # texture at half the frame resolution, like speckle: a 16x16 pHash keeps
-                # DCT terms up to that scale, so much smoother textures would hash as noise
-                noise = rng.normal(0, 1, (size // 2, size // 2)).astype(np.float32)
-                base = cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
-                for i in range(3):
-                    rel = f"frames/{label}/{video}_{i:05d}.png"
-                    sha = _write_png(root, rel, _frame(base, rng))
-                    rows.append(_row(rel, label, video, patient, sha, size))
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    splits = split_by_patient(manifest, micro_params.base.classes, micro_params.split, seed=3)
-    return root, splits, micro_params
+    manifest = with_pngs(_manifest(PATIENTS, micro_params.base.image_size), root)
+    p = micro_params
+    folds, summary = split_frames(manifest, root, p.split, p.validate, p.base.classes, SEED)
+    tables = {FINAL if f.fold is None else f.fold: f.frames for f in folds}
+    assert list(tables) == [0, 1, 2, FINAL]
+    return {
+        "root": root,
+        "manifest": manifest,
+        "tables": tables,
+        "summary": summary,
+        "sections": Sections(p.base, p.validate, p.frames),
+        "params": p,
+    }
+
+
+@pytest.fixture(scope="module")
+def clean_report(dataset, tmp_path_factory):
+    docs = tmp_path_factory.mktemp("clean") / "docs"
+    exempt = _fallbacks(dataset["summary"], dataset["params"].base.classes, docs.parent)
+    report = validate_folds(dataset["tables"], dataset["root"], dataset["sections"], docs, exempt)
+    return report, docs
+
+
+def _fallbacks(summary: dict, classes, folder) -> dict:
+    """The exemptions run_validation reads from reports/split.json (via the real reader)."""
+    path = folder / "split.json"
+    path.write_text(json.dumps(summary))
+    return documented_fallbacks(path, classes)
+
+
+def _fold(dataset, k=0) -> pd.DataFrame:
+    return dataset["tables"][k].copy()
 
 
 def _validate(dataset, df, tmp_path):
-    root, _, params = dataset
-    return validate_splits(df, root, params, tmp_path / "docs")
+    """One fold on its own (fold 0's seven suites)."""
+    return validate_splits(df, dataset["root"], dataset["sections"], tmp_path / "docs")
 
 
 def _entries(report, suite, column=None):
@@ -87,6 +100,10 @@ def _failed_suites(report) -> set[str]:
     return {e["suite"] for e in report.failed()}
 
 
+def _off(report, fold="0"):
+    return report.offenders["folds"][fold]
+
+
 def _two_clip_patient(splits: pd.DataFrame) -> str:
     n = splits.groupby("patient_id")["video_id"].nunique()
     return str(n[n > 1].index[0])
@@ -96,31 +113,52 @@ def _other(split: str) -> str:
     return SPLITS[(SPLITS.index(split) + 1) % len(SPLITS)]
 
 
+def _role(df: pd.DataFrame) -> dict[str, str]:
+    return {str(p): str(s) for p, s in df.groupby("patient_id")["split"].first().items()}
+
+
 # ------------------------------------------------------------------- clean
 
 
-def test_clean_split_passes(dataset, tmp_path):
-    _, splits, _ = dataset
-    report = _validate(dataset, splits.copy(), tmp_path)
+def test_clean_folds_pass(dataset, clean_report):
+    report, docs = clean_report
     assert report.success, report.message()
-    assert report.statistics["evaluated_expectations"] >= 45
-    assert (
-        report.statistics["successful_expectations"] == report.statistics["evaluated_expectations"]
-    )
-    # every suite ran and every leakage check is a real GX expectation
+    assert report.n_folds == 3 and report.n_frames == len(dataset["manifest"])
+    st = report.statistics
+    assert st["evaluated_expectations"] >= 4 * 45 + 2
+    assert st["successful_expectations"] == st["evaluated_expectations"]
+    # every suite ran for every fold and the final split, and the two cross-fold suites
     suites = {e["suite"] for e in report.expectations}
-    assert {"manifest", "frames", "class_coverage", "patient_leakage", "video_leakage",
-            "identical_frames", "near_identical_frames"} <= suites  # fmt: skip
-    assert report.offenders["patients"] == {} and report.offenders["frames"] == []
-    assert (tmp_path / "docs" / "index.html").is_file()
+    per_fold = {f"fold-{k}.{kind}" for k in (0, 1, 2, FINAL) for kind in FOLD_SUITES}
+    assert suites == per_fold | {f"folds.{kind}" for kind in CROSS_FOLD_SUITES}
+    assert set(report.offenders["folds"]) == {"0", "1", "2", "final"}
+    for off in report.offenders["folds"].values():
+        assert off["patients"] == {} and off["frames"] == [] and off["missing_class_split"] == []
+    assert report.offenders["cross_fold"] == {
+        "patients_not_tested_once": {},
+        "frames_missing_from_folds": [],
+    }
+    assert report.message().startswith("validation passed: ")
+    assert report.message().endswith(f"on {len(dataset['manifest'])} frames, 3 fold(s)")
+    assert (docs / "index.html").is_file()
+    # the split put every viral patient in exactly one test fold
+    tested = [p for k in (0, 1, 2) for p, s in _role(dataset["tables"][k]).items() if s == "test"]
+    assert sorted(tested) == sorted(dataset["manifest"]["patient_id"].unique())
+
+
+def test_one_fold_on_its_own_passes(dataset, tmp_path):
+    report = _validate(dataset, _fold(dataset), tmp_path)
+    assert report.success, report.message()
+    assert report.n_folds == 1 and "folds.test_folds" not in {
+        e["suite"] for e in report.expectations
+    }
 
 
 # ------------------------------------------------------------------- leakage of each kind
 
 
 def test_patient_in_two_splits(dataset, tmp_path):
-    _, splits, _ = dataset
-    df = splits.copy()
+    df = _fold(dataset)
     patient = _two_clip_patient(df)
     rows = df["patient_id"] == patient
     video = sorted(df.loc[rows, "video_id"].unique())[1]
@@ -128,17 +166,14 @@ def test_patient_in_two_splits(dataset, tmp_path):
     df.loc[df["video_id"] == video, "split"] = _other(home)  # the whole clip moves
     report = _validate(dataset, df, tmp_path)
     assert not report.success
-    assert _failed_suites(report) == {"patient_leakage"}
-    assert report.offenders["patients"] == {
-        patient: sorted({home, _other(home)}, key=SPLITS.index)
-    }
-    assert report.offenders["videos"] == {}
-    assert patient in report.message()
+    assert _failed_suites(report) == {"fold-0.patient_leakage"}
+    assert _off(report)["patients"] == {patient: sorted({home, _other(home)}, key=SPLITS.index)}
+    assert _off(report)["videos"] == {}
+    assert f"fold 0: patients in two splits: {patient} in " in report.message()
 
 
 def test_video_in_two_splits(dataset, tmp_path):
-    _, splits, _ = dataset
-    df = splits.copy()
+    df = _fold(dataset)
     video = str(df["video_id"].iloc[0])
     idx = df.index[df["video_id"] == video][-1]
     home = df.loc[idx, "split"]
@@ -146,48 +181,48 @@ def test_video_in_two_splits(dataset, tmp_path):
     # as consecutive frames are alike, so does a near-identical frame), the patient does not
     df.loc[idx, ["split", "patient_id"]] = [_other(home), "ghost-patient"]
     report = _validate(dataset, df, tmp_path)
-    assert _failed_suites(report) == {"video_leakage", "near_identical_frames"}
-    assert report.offenders["patients"] == {}
-    assert list(report.offenders["videos"]) == [video]
-    assert set(report.offenders["videos"][video]) == {home, _other(home)}
-    assert video in report.message()
+    assert _failed_suites(report) == {"fold-0.video_leakage", "fold-0.near_identical_frames"}
+    assert _off(report)["patients"] == {}
+    assert list(_off(report)["videos"]) == [video]
+    assert set(_off(report)["videos"][video]) == {home, _other(home)}
+    assert f"videos in two splits: {video} in" in report.message()
 
 
 def test_identical_frame_in_two_splits(dataset, tmp_path):
-    root, splits, _ = dataset
-    df = splits.copy()
+    root, df = dataset["root"], _fold(dataset)
     src = df[df["split"] == "train"].iloc[0]
     rel = "frames/copies/identical_00000.png"
     img = cv2.imread(str(root / src["path"]), cv2.IMREAD_UNCHANGED)
-    sha = _write_png(root, rel, img)
+    sha = write_png(root, rel, img)
     assert sha == src["sha1"]
-    new = _row(rel, src["label"], "copy-video", "copy-patient", sha, int(src["width"]))
-    df = pd.concat([df, pd.DataFrame([{**new, "split": "test"}])], ignore_index=True)
+    new = manifest_rows(src["label"], "copy-patient", "copy-video", 1, int(src["width"]))[0]
+    new.update(path=rel, sha1=sha, split="test")
+    df = pd.concat([df, pd.DataFrame([new])], ignore_index=True)
     report = _validate(dataset, df, tmp_path)
-    sha_check = _entries(report, "identical_frames", "sha1")[0]
+    sha_check = _entries(report, "fold-0.identical_frames", "sha1")[0]
     assert not sha_check["success"] and sha_check["unexpected_count"] == 2
-    assert report.offenders["identical_frames"] == {sha: [(src["path"], "train"), (rel, "test")]}
-    assert {src["path"], rel} <= set(report.offenders["frames"])
-    assert report.offenders["patients"] == {} and report.offenders["videos"] == {}
-    assert rel in report.message()
+    assert _off(report)["identical_frames"] == {sha: [(src["path"], "train"), (rel, "test")]}
+    assert {src["path"], rel} <= set(_off(report)["frames"])
+    assert _off(report)["patients"] == {} and _off(report)["videos"] == {}
+    assert rel in report.message() and "identical frames in two splits" in report.message()
 
 
 def test_near_identical_frame_in_two_splits(dataset, tmp_path):
-    root, splits, params = dataset
-    df = splits.copy()
+    root, df, params = dataset["root"], _fold(dataset), dataset["params"]
     src = df[df["split"] == "val"].iloc[0]
     img = cv2.imread(str(root / src["path"]), cv2.IMREAD_UNCHANGED).astype(np.int16)
     noise = np.random.default_rng(1).integers(-2, 3, img.shape)
     shifted = np.clip(img + 4 + noise, 0, 255).astype(np.uint8)  # brighter, slightly noisy
     rel = "frames/copies/near_00000.png"
-    sha = _write_png(root, rel, shifted)
+    sha = write_png(root, rel, shifted)
     assert sha != src["sha1"]
-    new = _row(rel, src["label"], "near-video", "near-patient", sha, int(src["width"]))
-    df = pd.concat([df, pd.DataFrame([{**new, "split": "train"}])], ignore_index=True)
+    new = manifest_rows(src["label"], "near-patient", "near-video", 1, int(src["width"]))[0]
+    new.update(path=rel, sha1=sha, split="train")
+    df = pd.concat([df, pd.DataFrame([new])], ignore_index=True)
     report = _validate(dataset, df, tmp_path)
-    assert _failed_suites(report) == {"near_identical_frames"}
-    assert _entries(report, "identical_frames")[0]["success"]
-    pairs = report.offenders["near_identical_pairs"]
+    assert _failed_suites(report) == {"fold-0.near_identical_frames"}
+    assert _entries(report, "fold-0.identical_frames")[0]["success"]
+    pairs = _off(report)["near_identical_pairs"]
     # the copy is named with its source; the source's clip-mates (consecutive frames are alike)
     # may be named with it too, and nothing else is
     assert tuple(sorted([src["path"], rel])) in [(p["a"], p["b"]) for p in pairs]
@@ -200,36 +235,39 @@ def test_near_identical_frame_in_two_splits(dataset, tmp_path):
 
 
 def test_split_linking_prevents_what_validation_catches(dataset, tmp_path):
-    """A duplicate filed under a second patient: a plain patient split leaks it, validation says
-    so; the split's linking keeps both patients together and the same validation passes."""
-    root, splits, params = dataset
-    regular = splits[splits["label"] == "regular"].groupby("patient_id")["split"].first()
-    src_patient = regular.index[0]
-    dst_patient = next(p for p, s in regular.items() if s != regular[src_patient])
-    src = splits[splits["patient_id"] == src_patient].iloc[0]
+    """A duplicate filed under a second patient: folds made without linking leak it, validation
+    says so; the split stage's linking keeps both patients together in every fold and the same
+    validation passes on every fold."""
+    root, params = dataset["root"], dataset["params"]
+    manifest = dataset["manifest"]
+    src_patient, dst_patient = "regular-p0", "regular-p3"
+    src = manifest[manifest["patient_id"] == src_patient].iloc[0]
     img = cv2.imread(str(root / src["path"]), cv2.IMREAD_UNCHANGED).astype(np.int16)
     noisy = np.clip(img + 3 + np.random.default_rng(7).integers(-2, 3, img.shape), 0, 255)
     rel = "frames/regular/refiled_00000.png"
-    sha = _write_png(root, rel, noisy.astype(np.uint8))
-    new = _row(rel, "regular", "refiled", dst_patient, sha, int(src["width"]))
-    manifest = pd.concat(
-        [splits.drop(columns="split"), pd.DataFrame([new])], ignore_index=True
-    ).astype({"width": "int64", "height": "int64"})
+    sha = write_png(root, rel, noisy.astype(np.uint8))
+    new = manifest_rows("regular", dst_patient, "refiled", 1, int(src["width"]))[0]
+    new.update(path=rel, sha1=sha)
+    manifest = pd.concat([manifest, pd.DataFrame([new])], ignore_index=True)
+    manifest = manifest.astype({"width": "int64", "height": "int64"})
     classes, v = params.base.classes, params.validate
 
-    plain = split_by_patient(manifest, classes, params.split, seed=3)
-    assert plain.loc[plain["path"] == rel, "split"].item() != src["split"]
-    near = near_identical_table(measure_frames(plain, root, v.phash_size))
+    plain, _ = make_splits(manifest, classes, params.split, SEED)
+    apart = [f for f in plain if _role(f.frames)[src_patient] != _role(f.frames)[dst_patient]]
+    assert apart  # the two patients are tested in different folds
+    near = near_identical_table(measure_frames(apart[0].frames, root, v.phash_size))
     leaked = near[near["phash_min_distance"] <= v.phash_max_distance]
-    assert {src["path"], rel} <= set(leaked["path"])  # what the GX suite would reject
+    assert {src["path"], rel} <= set(leaked["path"])  # what the GX suite rejects
 
     links = link_patients(manifest, root, v.phash_size, v.phash_max_distance)
-    assert links.groups() == {min(src_patient, dst_patient): sorted([src_patient, dst_patient])}
-    linked = split_by_patient(manifest, classes, params.split, seed=3, links=links)
-    assert linked.groupby("patient_id")["split"].nunique().max() == 1
-    pair = linked["patient_id"].isin([src_patient, dst_patient])
-    assert linked.loc[pair, "split"].nunique() == 1
-    report = _validate(dataset, linked, tmp_path)
+    assert links.groups() == {src_patient: [src_patient, dst_patient]}
+    folds, summary = split_frames(manifest, root, params.split, v, classes, SEED)
+    for f in folds:
+        assert _role(f.frames)[src_patient] == _role(f.frames)[dst_patient]
+    assert summary["linked_patients"]["groups"][0]["patients"] == [src_patient, dst_patient]
+    tables = {FINAL if f.fold is None else f.fold: f.frames for f in folds}
+    exempt = _fallbacks(summary, classes, tmp_path)
+    report = validate_folds(tables, root, dataset["sections"], tmp_path / "docs", exempt)
     assert report.success, report.message()
 
 
@@ -237,65 +275,176 @@ def test_split_linking_prevents_what_validation_catches(dataset, tmp_path):
 
 
 def test_wrong_size_and_missing_file(dataset, tmp_path):
-    root, splits, params = dataset
-    df = splits.copy()
-    big = params.base.image_size + 8
+    root, df = dataset["root"], _fold(dataset)
+    big = dataset["params"].base.image_size + 8
     rel = "frames/odd/big_00000.png"
-    _write_png(root, rel, np.random.default_rng(2).integers(20, 200, (big, big), dtype=np.uint8))
+    write_png(root, rel, np.random.default_rng(2).integers(20, 200, (big, big), dtype=np.uint8))
     df.loc[0, ["path", "width"]] = [rel, big]
     df.loc[1, "path"] = "frames/odd/missing_00000.png"
     report = _validate(dataset, df, tmp_path)
-    by_check = report.offenders["frames_by_check"]
+    by_check = _off(report)["frames_by_check"]
     assert by_check["frames.png_width"] == [rel] and by_check["frames.png_height"] == [rel]
     assert by_check["manifest.width"] == [rel]
     assert by_check["frames.exists"] == ["frames/odd/missing_00000.png"]
     assert "frames.readable" not in by_check  # a missing file is reported once, as missing
-    assert _failed_suites(report) == {"manifest", "frames"}
-    assert "missing_00000.png" in report.message()
+    assert _failed_suites(report) == {"fold-0.manifest", "fold-0.frames"}
+    assert "frames.exists: frames/odd/missing_00000.png" in report.message()
 
 
 def test_blank_frame_fails_pixel_statistics(dataset, tmp_path):
-    root, splits, params = dataset
-    df = splits.copy()
+    root, df = dataset["root"], _fold(dataset)
     rel = "frames/odd/black_00000.png"
-    size = params.base.image_size
-    _write_png(root, rel, np.zeros((size, size), dtype=np.uint8))
+    size = dataset["params"].base.image_size
+    write_png(root, rel, np.zeros((size, size), dtype=np.uint8))
     df.loc[2, "path"] = rel
     report = _validate(dataset, df, tmp_path)
     failed = {(e["suite"], e["column"]) for e in report.failed()}
-    assert failed == {("frames", "pix_mean"), ("frames", "pix_std")}
-    assert report.offenders["frames"] == [rel]
+    assert failed == {("fold-0.frames", "pix_mean"), ("fold-0.frames", "pix_std")}
+    assert _off(report)["frames"] == [rel]
 
 
 def test_every_class_in_every_split(dataset, tmp_path):
-    _, splits, _ = dataset
-    df = splits.copy()
+    df = _fold(dataset)
     df.loc[(df["label"] == "viral") & (df["split"] == "test"), "split"] = "train"
     report = _validate(dataset, df, tmp_path)
-    assert _failed_suites(report) == {"class_coverage"}
-    assert report.offenders["missing_class_split"] == [{"label": "viral", "split": "test"}]
+    assert _failed_suites(report) == {"fold-0.class_coverage"}
+    assert _off(report)["missing_class_split"] == [{"label": "viral", "split": "test"}]
+    assert "fold 0: class missing from split: viral in test" in report.message()
+
+
+def test_documented_fallbacks_pass_and_undocumented_gaps_fail(dataset, tmp_path):
+    """A fold whose validation lacks viral passes only when split.json documents it
+    (val_missing); the final split has no test patients, which is documented for every class."""
+    classes = dataset["params"].base.classes
+    df = _fold(dataset)
+    df.loc[(df["label"] == "viral") & (df["split"] == "val"), "split"] = "train"
+    tables = {0: df, FINAL: dataset["tables"][FINAL]}
+    summary = json.loads(json.dumps(dataset["summary"]))
+    summary["folds"]["0"]["val_missing"] = ["viral"]
+    split_json = tmp_path / "split.json"
+    split_json.write_text(json.dumps(summary))
+    exempt = documented_fallbacks(split_json, classes)
+    assert exempt[0] == [("viral", "val")] and exempt[1] == [] and exempt[2] == []
+    assert exempt[FINAL] == [(c, "test") for c in classes]
+    assert documented_fallbacks(tmp_path / "absent.json", classes) == {
+        FINAL: [(c, "test") for c in classes]
+    }
+    root, sections = dataset["root"], dataset["sections"]
+
+    documented = validate_folds(tables, root, sections, tmp_path / "ok", exempt)
+    assert documented.success, documented.message()
+
+    undocumented = validate_folds(tables, root, sections, tmp_path / "bad")
+    assert not undocumented.success
+    assert _failed_suites(undocumented) == {"fold-0.class_coverage", "fold-final.class_coverage"}
+    assert _off(undocumented)["missing_class_split"] == [{"label": "viral", "split": "val"}]
+    final = _off(undocumented, "final")["missing_class_split"]
+    assert final == [{"label": c, "split": "test"} for c in classes]
+    msg = undocumented.message()
+    assert "fold 0: class missing from split: viral in val" in msg
+    assert (
+        "fold final: class missing from split: " + ", ".join(f"{c} in test" for c in classes)
+        in msg
+    )
 
 
 def test_schema_labels_and_types(dataset, tmp_path):
-    _, splits, _ = dataset
-    df = splits.copy()
+    df = _fold(dataset)
     df.loc[0, "label"] = "flu"
     df.loc[1, "patient_id"] = ""
     df = df.drop(columns=["probe"])
     report = _validate(dataset, df, tmp_path)
     failed = {(e["suite"], e["expectation"], e["column"]) for e in report.failed()}
-    assert ("manifest", "expect_table_columns_to_match_ordered_list", None) in failed
-    assert ("manifest", "expect_column_values_to_be_in_set", "label") in failed
-    assert ("manifest", "expect_column_value_lengths_to_be_between", "patient_id") in failed
-    assert report.offenders["frames_by_check"]["manifest.label"] == [df.loc[0, "path"]]
+    assert ("fold-0.manifest", "expect_table_columns_to_match_ordered_list", None) in failed
+    assert ("fold-0.manifest", "expect_column_values_to_be_in_set", "label") in failed
+    assert ("fold-0.manifest", "expect_column_value_lengths_to_be_between", "patient_id") in failed
+    assert _off(report)["frames_by_check"]["manifest.label"] == [df.loc[0, "path"]]
     # a wrong dtype: sizes written as text
-    typed = splits.copy()
+    typed = _fold(dataset)
     typed["width"] = typed["width"].astype("string")
     report = _validate(dataset, typed, tmp_path)
     assert {(e["expectation"], e["column"]) for e in report.failed()} == {
         ("expect_column_values_to_be_of_type", "width"),
         ("expect_column_values_to_be_between", "width"),  # text cannot be compared to a size
     }
+
+
+# ------------------------------------------------------------------- across folds
+
+
+def _movable(tables, role: str, exclude: str = ""):
+    """(patient, fold k) with that role in fold k where another patient of each of its classes
+    has the role too: moving it out of the role leaves every class in every split of fold k."""
+    for k in (0, 1, 2):
+        df = tables[k]
+        for p, r in sorted(_role(df).items()):
+            if r != role or p == exclude:
+                continue
+            labels = set(df.loc[df["patient_id"] == p, "label"])
+            others = df[(df["split"] == role) & (df["patient_id"] != p)]
+            if labels <= set(others["label"]):
+                return p, k
+    raise AssertionError(f"no {role} patient can move in this dataset")
+
+
+def test_patient_tested_twice_and_patient_never_tested(dataset, tmp_path):
+    """run_validation over a data/splits folder where one patient is tested in two folds and
+    another in none: only the cross-fold suite fails, naming both, and the Data Docs and the
+    metrics are written anyway (a stale docs file is gone)."""
+    tables = {k: df.copy() for k, df in dataset["tables"].items()}
+    # twice: a train patient of fold k also tested there (its classes keep another train patient)
+    twice, k_twice = _movable(tables, "train")
+    tables[k_twice].loc[tables[k_twice]["patient_id"] == twice, "split"] = "test"
+    first_fold = next(k for k in (0, 1, 2) if k != k_twice and _role(tables[k])[twice] == "test")
+    # never: a test patient of a fold whose test split keeps its classes, moved to train
+    never, k_never = _movable(tables, "test", exclude=twice)
+    tables[k_never].loc[tables[k_never]["patient_id"] == never, "split"] = "train"
+
+    splits_dir = dataset["root"] / "splits_cross"  # paths relative to the CSV: ../frames/...
+    for k, df in tables.items():
+        write_manifest(relocate(df), splits_dir / fold_file(None if k == FINAL else k))
+    split_json = tmp_path / "split.json"
+    split_json.write_text(json.dumps(dataset["summary"]))
+    docs, metrics = tmp_path / "reports" / "validation", tmp_path / "metrics" / "validation.json"
+    docs.mkdir(parents=True)
+    (docs / "stale.html").write_text("old")
+    report = run_validation(splits_dir, [0, 1, 2], docs, metrics, dataset["sections"], split_json)
+
+    assert not report.success
+    assert _failed_suites(report) == {"folds.test_folds"}
+    folds_twice = ",".join(map(str, sorted([first_fold, k_twice])))
+    expected = {twice: folds_twice, never: "none"}
+    assert report.offenders["cross_fold"]["patients_not_tested_once"] == expected
+    msg = report.message()
+    assert "patients not tested exactly once: " in msg
+    assert f"{twice} (test folds: {folds_twice})" in msg and f"{never} (test folds: none)" in msg
+    assert (docs / "index.html").is_file() and not (docs / "stale.html").exists()
+    assert not any(p.name.startswith(".validation") for p in docs.parent.iterdir())
+    data = json.loads(metrics.read_text())
+    assert data["success"] is False and data["n_folds"] == 3
+    assert data["offenders"]["cross_fold"]["patients_not_tested_once"] == expected
+    assert data["evaluated_expectations"] == len(data["expectations"])
+    assert data["successful_expectations"] == sum(e["success"] for e in data["expectations"])
+    assert data["offenders"] == json.loads(json.dumps(report.offenders))
+    [entry] = [e for e in data["expectations"] if not e["success"]]
+    assert entry["suite"] == "folds.test_folds" and entry["unexpected_count"] == 2
+    assert {r["patient_id"] for r in entry["unexpected"]} == {twice, never}
+
+
+def test_frame_missing_from_one_fold_file(dataset, tmp_path):
+    tables = {k: df.copy() for k, df in dataset["tables"].items()}
+    fold1 = tables[1]
+    two_clip = _two_clip_patient(fold1)
+    gone = str(fold1.loc[fold1["patient_id"] == two_clip, "path"].iloc[-1])
+    tables[1] = fold1[fold1["path"] != gone].reset_index(drop=True)
+    exempt = _fallbacks(dataset["summary"], dataset["params"].base.classes, tmp_path)
+    report = validate_folds(
+        tables, dataset["root"], dataset["sections"], tmp_path / "docs", exempt
+    )
+    assert _failed_suites(report) == {"folds.fold_frames"}
+    assert report.offenders["cross_fold"]["frames_missing_from_folds"] == [gone]
+    assert report.offenders["cross_fold"]["patients_not_tested_once"] == {}
+    assert f"frames not in every fold file: {gone}" in report.message()
 
 
 # ------------------------------------------------------------------- the pHash search itself
@@ -329,72 +478,77 @@ def test_longer_hashes_span_several_words():
     assert dist.tolist() == [4, 4, 124] and nearest.tolist() == [1, 0, 1]
 
 
-# ------------------------------------------------------------------- outputs and the stage
+# ------------------------------------------------------------------- the stages, end to end
 
 
-def test_run_validation_writes_docs_and_metrics_even_on_failure(dataset, tmp_path):
-    root, splits, params = dataset
-    df = splits.copy()
-    patient = _two_clip_patient(df)
-    video = sorted(df.loc[df["patient_id"] == patient, "video_id"].unique())[1]
-    df.loc[df["video_id"] == video, "split"] = _other(
-        df.loc[df["video_id"] == video, "split"].iloc[0]
+def test_split_and_validate_stages_end_to_end(tmp_path, micro_params_dict):
+    """pipelines/split.py then pipelines/validate.py on a folder of real PNGs: two viral
+    patients, so k = 2 and each fold's validation lacks viral (documented in split.json).
+    validate passes on that; it exits 1 naming the patient when one is tested in two folds and
+    the class when split.json no longer documents the gap."""
+    classes = list(micro_params_dict["base"]["classes"])
+    size = micro_params_dict["base"]["image_size"]
+    spec = {"regular": 5, "covid": 4, "pneumonia": 4, "viral": 2}
+    assert list(spec) == classes
+    run = tmp_path / "clean"
+    params = params_file(run, micro_params_dict, classes, folds=[0, 1])
+    df = with_pngs(_manifest(spec, size, frames=2, clips=lambda p: 1), run / "data")
+    write_manifest(df, run / "data" / "frames.csv")
+    code, out, err = finish(
+        start_stage("split", run, params, "data/frames.csv", "data/splits", "reports/split.json")
     )
-    csv = root / "splits_failing.csv"
-    write_manifest(df, csv)
-    docs, metrics = tmp_path / "reports" / "validation", tmp_path / "metrics" / "validation.json"
-    docs.mkdir(parents=True)
-    (docs / "stale.html").write_text("old")
-    report = run_validation(csv, docs, metrics, params)
-    assert not report.success and list(report.offenders["patients"]) == [patient]
-    assert (docs / "index.html").is_file() and not (docs / "stale.html").exists()
-    assert not any(p.name.startswith(".validation") for p in docs.parent.iterdir())
-    data = json.loads(metrics.read_text())
-    assert data["success"] is report.success
-    assert data["evaluated_expectations"] == len(data["expectations"])
-    assert data["successful_expectations"] == sum(e["success"] for e in data["expectations"])
-    assert data["offenders"] == json.loads(json.dumps(report.offenders))
+    assert code == 0, err
+    report = json.loads((run / "reports" / "split.json").read_text())
+    assert [report["folds"][k]["val_missing"] for k in ("0", "1")] == [["viral"], ["viral"]]
+    assert report["final"]["val_missing"] == []
+    assert "validation has no ['viral'] (too few)" in out
 
+    # tested twice: a regular train patient of a fold whose train keeps another regular patient
+    folds = {k: read_manifest(run / "data" / "splits" / fold_file(k)) for k in (0, 1)}
 
-def _stage(root: Path, tmp_path: Path, params_dict: dict, csv: str) -> subprocess.Popen:
-    """Start `pipelines/validate.py` in ``tmp_path`` (runs concurrently; GX import is slow)."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    params_path = tmp_path / "params.yaml"
-    params_path.write_text(yaml.safe_dump(params_dict))
-    env = dict(os.environ, LUSAUG_PARAMS=str(params_path), GX_ANALYTICS_ENABLED="false")
-    cmd = [
-        sys.executable,
-        str(PROJ_ROOT / "pipelines" / "validate.py"),
-        str(root / csv),
-        "reports/validation",
-        "metrics/validation.json",
-    ]
-    return subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    def regular_train(k: int) -> list[str]:
+        role = _role(folds[k])
+        return [p for p in sorted(role) if p.startswith("regular") and role[p] == "train"]
 
+    k_twice = next(k for k in (0, 1) if len(regular_train(k)) >= 2)
+    twice = regular_train(k_twice)[0]  # tested in the other fold; regular still trains here
+    # one failing run with both faults: the patient tested twice, and split.json that no longer
+    # documents the validation gap
+    bad = tmp_path / "bad"
+    shutil.copytree(run / "data", bad / "data")
+    shutil.copytree(run / "reports", bad / "reports")
+    leaked = folds[k_twice].copy()
+    leaked.loc[leaked["patient_id"] == twice, "split"] = "test"
+    write_manifest(leaked, bad / "data" / "splits" / fold_file(k_twice))
+    cleared = json.loads(json.dumps(report))
+    for entry in cleared["folds"].values():
+        entry["val_missing"] = []
+    (bad / "reports" / "split.json").write_text(json.dumps(cleared))
 
-def test_stage_exit_codes(dataset, tmp_path, micro_params_dict):
-    root, splits, _ = dataset
-    write_manifest(splits, root / "splits_clean.csv")
-    leaky = splits.copy()
-    patient = _two_clip_patient(leaky)
-    video = min(leaky.loc[leaky["patient_id"] == patient, "video_id"].unique())
-    home = leaky.loc[leaky["video_id"] == video, "split"].iloc[0]
-    leaky.loc[leaky["video_id"] == video, "split"] = _other(home)
-    write_manifest(leaky, root / "splits_leaky.csv")
+    args = ("data/splits", "reports/split.json", "reports/validation", "metrics/validation.json")
+    procs = {d: start_stage("validate", d, params, *args) for d in (run, bad)}
+    res = {d: finish(p) for d, p in procs.items()}
 
-    clean_dir, leaky_dir = tmp_path / "clean", tmp_path / "leaky"
-    procs = {
-        "clean": _stage(root, clean_dir, micro_params_dict, "splits_clean.csv"),
-        "leaky": _stage(root, leaky_dir, micro_params_dict, "splits_leaky.csv"),
-    }
-    outs = {k: p.communicate(timeout=300) for k, p in procs.items()}
-    assert procs["clean"].returncode == 0, outs["clean"][1][-2000:]
-    assert "validation passed" in outs["clean"][0]
-    assert procs["leaky"].returncode != 0
-    err = outs["leaky"][1]
-    assert patient in err and "patients in two splits" in err
-    for d, success in ((clean_dir, True), (leaky_dir, False)):
+    code, out, err = res[run]
+    assert code == 0, err[-3000:]
+    assert "validation passed" in out and f"on {len(df)} frames, 2 fold(s)" in out
+    code, out, err = res[bad]
+    assert code == 1, err[-3000:]
+    assert "validation FAILED: 5 of " in err  # test_folds + (patients, frames) x 2 folds
+    assert f"patients not tested exactly once: {twice} (test folds: 0,1)" in err
+    assert "fold 0: class missing from split: viral in val" in err
+    assert "fold 1: class missing from split: viral in val" in err
+    for d, success in ((run, True), (bad, False)):
         assert (d / "reports" / "validation" / "index.html").is_file()
-        assert json.loads((d / "metrics" / "validation.json").read_text())["success"] is success
+        metrics = json.loads((d / "metrics" / "validation.json").read_text())
+        assert metrics["success"] is success and metrics["n_folds"] == 2
+    failed = {(e["suite"], e["column"]) for e in metrics["expectations"] if not e["success"]}
+    assert failed == {
+        ("folds.test_folds", "n_test_folds"),
+        *((f"fold-{k}.class_coverage", c) for k in (0, 1) for c in ("patients", "frames")),
+    }
+    assert metrics["offenders"]["cross_fold"]["patients_not_tested_once"] == {twice: "0,1"}
+    for k in ("0", "1"):
+        assert metrics["offenders"]["folds"][k]["missing_class_split"] == [
+            {"label": "viral", "split": "val"}
+        ]

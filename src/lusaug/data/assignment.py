@@ -134,11 +134,14 @@ def assign_units(
     bin_names: Sequence[str],
     seed: int,
     unit_members: Mapping[str, list[str]] | None = None,
+    fixed: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
     """Assign every unit to a bin index (see the module docstring for the procedure).
 
     ``patient_classes`` maps each unit (a patient, or a group of linked patients) to its classes;
-    ``unit_members`` (unit -> patients) only makes the error messages name linked groups.
+    ``unit_members`` (unit -> patients) only makes the error messages name linked groups;
+    ``fixed`` (unit -> bin) places units before any class is processed (they count towards
+    their classes' bins like units placed through a rarer class).
     """
     n_bins = len(fractions)
     members = check_counts(patient_classes, classes, bin_names, unit_members)
@@ -154,6 +157,8 @@ def assign_units(
         for c in patient_classes[pid]:
             counts[c][b] += 1
 
+    for pid, b in sorted((fixed or {}).items()):
+        place(pid, b)
     for step, c in enumerate(order):
         later = set(order[step + 1 :])
         todo = [members[c][i] for i in rng.permutation(len(members[c]))]

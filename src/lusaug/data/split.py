@@ -82,6 +82,19 @@ def _rarest(units: Mapping[str, set[str]], classes: Sequence[str]) -> tuple[str,
     return rare, members[rare]
 
 
+def _check_cv_units(
+    units: Mapping[str, set[str]], members: Mapping[str, list[str]], classes: Sequence[str]
+) -> tuple[str, list[str]]:
+    """The rarest class and its units; raises when it has fewer than 2 (no cross-validation)."""
+    rare, rare_units = _rarest(units, classes)
+    if len(rare_units) < 2:
+        raise SplitError(
+            f"class {rare!r} has {too_few(rare_units, members)}: cross-validation needs at "
+            "least 2 (add patients, drop the class, or use split.scheme: holdout)"
+        )
+    return rare, rare_units
+
+
 def count_folds(
     manifest: pd.DataFrame,
     classes: Sequence[str],
@@ -115,13 +128,8 @@ def assign_cv_folds(
             appear in every test fold.
     """
     units, members = units_of(patient_classes(manifest, classes), links)
-    rare, rare_units = _rarest(units, classes)
+    rare, rare_units = _check_cv_units(units, members, classes)
     k = min(len(rare_units), max_folds)
-    if k < 2:
-        raise SplitError(
-            f"class {rare!r} has {too_few(rare_units, members)}: cross-validation needs at "
-            "least 2 (add patients, drop the class, or use split.scheme: holdout)"
-        )
     names = [f"test fold {i}" for i in range(k)]
     bins = assign_units(units, classes, [1.0 / k] * k, names, seed, members)
     groups = sorted(members[u] for u in rare_units)
@@ -139,19 +147,26 @@ def fold_roles(
     """Patient -> train/val/test for one fold, and the classes validation had to go without.
 
     The test patients are given; of the rest, ``val_fraction`` of each class's units validate.
-    A class with one unit outside the test fold trains (it is listed as missing from val).
+    A class with one unit outside the test fold trains (it is listed as missing from val): that
+    unit trains even when it also holds other classes, and a class whose units outside the test
+    fold all train that way is missing from val too.
     """
     units, members = units_of(patient_classes(manifest, classes), links)
     rest = {u: cs for u, cs in units.items() if not set(members[u]) & test_patients}
     counts = {c: sum(c in cs for cs in rest.values()) for c in classes}
-    both = [c for c in classes if counts[c] >= 2]
-    missing = [c for c in classes if counts[c] < 2]
+    too_few_left = {c for c in classes if counts[c] < 2}
+    forced = {u for u, cs in rest.items() if cs & too_few_left}  # they train
+    free = {c: sum(c in cs for u, cs in rest.items() if u not in forced) for c in classes}
+    both = [c for c in classes if c not in too_few_left and free[c] >= 1]
+    missing = [c for c in classes if c not in both]
     roles = {p: "test" for p in test_patients}
     placed: dict[str, int] = {}
     if both:
         sub = {u: cs & set(both) for u, cs in rest.items() if cs & set(both)}
         names = ["train", "val"]
-        placed = assign_units(sub, both, [1.0 - val_fraction, val_fraction], names, seed, members)
+        fixed = {u: 0 for u in sub if u in forced}
+        shares = [1.0 - val_fraction, val_fraction]
+        placed = assign_units(sub, both, shares, names, seed, members, fixed)
     for unit in rest:
         split = "val" if placed.get(unit) == 1 else "train"
         roles.update({p: split for p in members[unit]})
@@ -377,6 +392,8 @@ def split_frames(
     units, members = units_of(patient_classes(manifest, classes), None)
     if cfg.scheme == "holdout":
         check_counts(units, classes, SPLITS, members)
+    else:
+        _check_cv_units(units, members, classes)
     links = link_patients(manifest, root, hashing.phash_size, hashing.phash_max_distance)
     for link in links.links[:SHOW]:
         logger.info("split: %s", link["reason"])
