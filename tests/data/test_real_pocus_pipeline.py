@@ -11,14 +11,13 @@ import json
 from dataclasses import replace
 from types import SimpleNamespace
 
-import pandas as pd
 import pytest
 
 from lusaug.data.frames import extract_frames
 from lusaug.data.ingest import import_folder
 from lusaug.data.manifest import SPLITS, read_manifest, write_manifest
-from lusaug.data.split import split_frames
-from lusaug.validation import run_validation
+from lusaug.data.split import fold_file, relocate, split_frames
+from lusaug.validation import Sections, run_validation
 
 pytestmark = [pytest.mark.slow, pytest.mark.pocus]
 
@@ -40,50 +39,74 @@ def real(pocus_dir, params, tmp_path_factory):
     ingest = extract_frames(
         data / "raw", data / "frames", data / "frames.csv", reports / "ingest.json", p
     )
-    splits, summary = split_frames(read_manifest(data / "frames.csv"), data, p)
-    write_manifest(splits, data / "splits.csv")
+    folds, summary = split_frames(
+        read_manifest(data / "frames.csv"), data, p.split, p.validate, p.base.classes, p.base.seed
+    )
+    for fold in folds:
+        write_manifest(relocate(fold.frames), data / "splits" / fold_file(fold.fold))
+    (reports / "split.json").write_text(json.dumps(summary))
     metrics = out / "metrics" / "validation.json"
-    report = run_validation(data / "splits.csv", reports / "validation", metrics, p)
+    report = run_validation(
+        data / "splits", p.split.folds, reports / "validation", metrics,
+        Sections(p.base, p.validate, p.frames), reports / "split.json",
+    )  # fmt: skip
     return SimpleNamespace(
         params=p,
         ingest=ingest,
-        splits=read_manifest(data / "splits.csv"),
+        folds={k: read_manifest(data / "splits" / fold_file(k)) for k in p.split.folds},
         summary=summary,
         report=report,
         metrics=json.loads(metrics.read_text()),
     )
 
 
-def _split_of(splits: pd.DataFrame, video_ids) -> set[str]:
-    rows = splits[splits["video_id"].isin(list(video_ids))]
-    assert set(rows["video_id"]) == set(video_ids), "a video is missing from the manifest"
-    return set(rows["split"])
+def _roles(real, video_ids) -> list[set[str]]:
+    """The roles the videos get in each fold (one role per fold when kept together)."""
+    out = []
+    for fold in real.folds.values():
+        rows = fold[fold["video_id"].isin(list(video_ids))]
+        assert set(rows["video_id"]) == set(video_ids), "a video is missing from the manifest"
+        out.append(set(rows["split"]))
+    return out
 
 
-def test_validation_passes(real):
+def test_validation_passes_on_every_fold(real):
     assert real.report.success, real.report.message()
     assert real.metrics["success"] is True and real.metrics["unsuccessful_expectations"] == 0
-    assert real.metrics["n_frames"] == len(real.splits) == real.ingest["totals"]["frames"]
-    assert real.report.offenders["near_identical_pairs"] == []
+    assert real.metrics["n_frames"] == real.ingest["totals"]["frames"]
+    assert real.metrics["n_folds"] == len(real.folds) == 4  # 4 viral patients: 5, 99, 114, 115
+    for off in real.report.offenders["folds"].values():
+        assert off["near_identical_pairs"] == []
+
+
+def test_every_viral_patient_is_tested_exactly_once(real):
+    tested = {}
+    for k, fold in real.folds.items():
+        viral = fold[(fold["label"] == "viral") & (fold["split"] == "test")]
+        tested[k] = sorted(set(viral["patient_id"]))
+    assert sorted(p for ps in tested.values() for p in ps) == ["114", "115", "5", "99"]
+    assert all(len(ps) == 1 for ps in tested.values()), tested
 
 
 def test_patient_5_viral_clips_in_one_split(real):
     clips = ["Vir_liftl_H1N1_case2_clip1", "Vir_liftl_H1N1_case2_clip2"]
-    assert set(real.splits.loc[real.splits["video_id"].isin(clips), "patient_id"]) == {"5"}
-    assert len(_split_of(real.splits, clips)) == 1
+    fold0 = real.folds[0]
+    assert set(fold0.loc[fold0["video_id"].isin(clips), "patient_id"]) == {"5"}
+    assert all(len(r) == 1 for r in _roles(real, clips))
 
 
 def test_patient_7_pneumonia_and_regular_clips_in_one_split(real):
-    p7 = real.splits[real.splits["patient_id"] == "7"]
-    assert set(p7["label"]) == {"pneumonia", "regular"}
-    assert any(v.startswith("Pneu_") for v in p7["video_id"])
-    assert any(v.startswith("Reg_") for v in p7["video_id"])
-    assert p7["split"].nunique() == 1
+    for fold in real.folds.values():
+        p7 = fold[fold["patient_id"] == "7"]
+        assert set(p7["label"]) == {"pneumonia", "regular"}
+        assert any(v.startswith("Pneu_") for v in p7["video_id"])
+        assert any(v.startswith("Reg_") for v in p7["video_id"])
+        assert p7["split"].nunique() == 1
 
 
 def test_duplicate_across_patients_is_linked_and_kept_together(real):
-    assert len(_split_of(real.splits, DUPLICATE)) == 1
-    pids = real.splits.groupby("video_id")["patient_id"].first()
+    assert all(len(r) == 1 for r in _roles(real, DUPLICATE))
+    pids = real.folds[0].groupby("video_id")["patient_id"].first()
     a, b = sorted(pids[list(DUPLICATE)])
     assert a != b  # two patient ids upstream: only the linking keeps them together
     linked = real.summary["linked_patients"]
@@ -96,12 +119,15 @@ def test_duplicate_across_patients_is_linked_and_kept_together(real):
     assert f"patients {a} and {b} were kept together" in link["reason"]
 
 
-def test_every_class_in_every_split(real):
-    present = real.splits.groupby("label")["split"].unique().map(set)
-    for label in real.params.base.classes:
-        assert present[label] == set(SPLITS), label
-    # and patient-grouped: no patient (so no video) in two splits
-    assert real.splits.groupby("patient_id")["split"].nunique().max() == 1
+def test_every_class_in_every_split_of_every_fold(real):
+    for k, fold in real.folds.items():
+        present = fold.groupby("label")["split"].unique().map(set)
+        missing_val = set(real.summary["folds"][str(k)]["val_missing"])
+        for label in real.params.base.classes:
+            expected = set(SPLITS) - ({"val"} if label in missing_val else set())
+            assert present[label] == expected, (k, label)
+        # and patient-grouped: no patient (so no video) in two splits
+        assert fold.groupby("patient_id")["split"].nunique().max() == 1
 
 
 def test_blank_and_near_black_frames_dropped_and_reported(real):
@@ -111,6 +137,6 @@ def test_blank_and_near_black_frames_dropped_and_reported(real):
     assert dropped[("Reg-Atlas-lungcurtain", "blank")]["frame_indices"] == [0]
     assert dropped[("Reg_northumbria_0409_set3_vid2", "near-black")]["frame_indices"] == [0]
     assert real.ingest["totals"]["frames_dropped"] == sum(d["count"] for d in dropped.values())
-    kept = set(real.splits["path"])
-    assert "frames/regular/Reg-Atlas-lungcurtain_00000.png" not in kept
+    kept = set(real.folds[0]["path"])
+    assert "../frames/regular/Reg-Atlas-lungcurtain_00000.png" not in kept
     assert real.ingest["skipped"] == []  # the files themselves still give frames
