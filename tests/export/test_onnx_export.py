@@ -10,8 +10,8 @@ import onnx
 import pytest
 
 from lusaug.export.onnx_export import export_onnx, graph_kind, verify_and_quantize
+from lusaug.export.onnx_runtime import ModelSourceError, OnnxClassifier
 from lusaug.models.classifier import load_classifier
-from lusaug.serving.session import ModelSourceError, OnnxClassifier
 from tests.export.helpers import CLASSES, SIZE, make_checkpoint, make_splits
 
 

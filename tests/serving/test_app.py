@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lusaug.export.model_input import ImageLimits
 from lusaug.export.onnx_export import export_onnx
+from lusaug.export.onnx_runtime import OnnxClassifier
 from lusaug.models.classifier import load_classifier
 from lusaug.serving.app import create_app
 from lusaug.serving.predict import predict_files
-from lusaug.serving.preprocess import ImageLimits, VideoSampling
-from lusaug.serving.session import OnnxClassifier, sha256_file
+from lusaug.serving.preprocess import VideoSampling
+from lusaug.utils import sha256_file
 from tests.export.helpers import CLASSES, SIZE, frame, make_checkpoint, png_bytes
 from tests.serving.helpers import LiveServer, png_header_only, write_video
 
@@ -45,7 +47,10 @@ def _sampling(params):
 
 @pytest.fixture(scope="module")
 def server(onnx_file, params):
-    live = LiveServer(create_app(str(onnx_file), _cfg(params), _sampling(params))).start()
+    app = create_app(
+        str(onnx_file), _cfg(params), _sampling(params), min_side=params.frames.min_side
+    )
+    live = LiveServer(app).start()
     yield live
     live.stop()
 
@@ -89,7 +94,6 @@ def test_predict_images_matches_offline_predict(server, onnx_file, params, tmp_p
         [tmp_path / n for n, _, _ in blobs],
         ImageLimits(),
         _sampling(params),
-        params.serve.video_types,
         64,
     )
     for p, o in zip(preds, offline):
@@ -124,9 +128,9 @@ def _truncated_png() -> bytes:
     return data[: len(data) // 2]
 
 
-def _gif() -> bytes:
+def _webp() -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(buf, format="GIF")
+    Image.fromarray(np.full((40, 40), 90, np.uint8)).save(buf, format="WEBP")
     return buf.getvalue()
 
 
@@ -140,7 +144,11 @@ BAD_REQUESTS = {
         {"files": _files([("x.png", b"this is not an image", "image/png")])},
     ),
     "truncated png": (422, {"files": _files([("t.png", _truncated_png(), "image/png")])}),
-    "gif": (415, {"files": _files([("g.gif", _gif(), "image/gif")])}),
+    "webp (not a frames type)": (415, {"files": _files([("w.webp", _webp(), "image/webp")])}),
+    "4096x1 strip": (
+        422,
+        {"files": _files([("strip.png", png_header_only(4096, 1), "image/png")])},
+    ),
     "20000x20000": (
         413,
         {"files": _files([("huge.png", png_header_only(20000, 20000), "image/png")])},
@@ -306,4 +314,4 @@ def test_lusaug_predict_cli_json_and_bad_file(onnx_file, tmp_path, monkeypatch):
     r = CliRunner().invoke(
         app, ["predict", "a.png", "bad.png", "--model", str(onnx_file), "--json"]
     )
-    assert r.exit_code == 1 and "not a PNG or JPEG" in r.output
+    assert r.exit_code == 1 and "not a readable image" in r.output

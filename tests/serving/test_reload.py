@@ -9,10 +9,11 @@ import time
 import httpx
 import numpy as np
 
+from lusaug.export.model_source import resolve_model
+from lusaug.export.onnx_runtime import OnnxClassifier
+from lusaug.mlflow_store import setup_experiment
 from lusaug.serving.app import create_app
 from lusaug.serving.preprocess import VideoSampling
-from lusaug.serving.session import OnnxClassifier, resolve_model
-from lusaug.mlflow_store import setup_experiment
 from lusaug.tracking.registry import promote, rollback
 from tests.export.helpers import CLASSES, frame, make_splits, png_bytes, register_and_export
 from tests.serving.helpers import LiveServer
