@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import time
 
@@ -13,44 +12,34 @@ import pytest
 from PIL import Image
 
 from lusaug.export.model_input import ImageLimits
-from lusaug.export.onnx_export import export_onnx
 from lusaug.export.onnx_runtime import OnnxClassifier
-from lusaug.models.classifier import load_classifier
 from lusaug.serving.app import create_app
 from lusaug.serving.predict import predict_files
-from lusaug.serving.preprocess import VideoSampling
 from lusaug.utils import sha256_file
-from tests.export.helpers import CLASSES, SIZE, frame, make_checkpoint, png_bytes
-from tests.serving.helpers import LiveServer, png_header_only, write_video
+from tests.export.helpers import CLASSES, SIZE, frame, png_bytes
+from tests.serving.helpers import (
+    LiveServer,
+    png_header_only,
+    serve_cfg,
+    start_server,
+    video_sampling,
+    write_video,
+)
 
 MAX_FILES = 8
 
 
-@pytest.fixture(scope="module")
-def onnx_file(tmp_path_factory, params):
-    d = tmp_path_factory.mktemp("serve")
-    model, meta = load_classifier(make_checkpoint(d / "m.pt"))
-    return export_onnx(model, meta, d / "classifier.onnx", params.export)
-
-
 def _cfg(params, **over):
-    return dataclasses.replace(
-        params.serve, max_files=MAX_FILES, max_request_mb=1.0, reload_poll_s=0, **over
-    )
+    return serve_cfg(params, max_files=MAX_FILES, max_request_mb=1.0, **over)
 
 
 def _sampling(params):
-    return VideoSampling(
-        params.frames.sample_fps, params.frames.every_n, params.serve.max_video_frames
-    )
+    return video_sampling(params)
 
 
 @pytest.fixture(scope="module")
 def server(onnx_file, params):
-    app = create_app(
-        str(onnx_file), _cfg(params), _sampling(params), min_side=params.frames.min_side
-    )
-    live = LiveServer(app).start()
+    live = start_server(onnx_file, params, cfg=_cfg(params))
     yield live
     live.stop()
 
