@@ -14,6 +14,7 @@ from typing import IO
 from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from lusaug.export.model_input import BadInput
 from lusaug.serving.budget import BodyRefused
@@ -57,8 +58,12 @@ async def read_uploads(request: Request, max_files: int) -> list[Upload]:
     mime = _raw_mime(ctype)
     if mime:
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_BYTES)  # noqa: SIM115 - Upload.close
-        async for chunk in request.stream():
-            spool.write(chunk)
+        try:
+            async for chunk in request.stream():
+                spool.write(chunk)
+        except ClientDisconnect as exc:  # nobody reads the answer; no 500 in the log either
+            spool.close()
+            raise BadInput("the client disconnected during the upload", 400) from exc
         size = spool.tell()
         spool.seek(0)
         name = request.query_params.get("filename") or "body" + MIME_SUFFIXES.get(mime, "")
