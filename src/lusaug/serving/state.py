@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    RESOURCE_DOES_NOT_EXIST,
+    ErrorCode,
+)
 from starlette.concurrency import run_in_threadpool
 
 from lusaug.config import ServeParams
@@ -44,8 +48,15 @@ class ReloadFailed(LusaugError, RuntimeError):
         self.status = status
 
 
+# The registry answered, but the model or alias is not there (MLflow reports a missing alias
+# as an invalid parameter): the caller's problem (409), not an outage (503).
+_MISSING_CODES = frozenset(
+    ErrorCode.Name(c) for c in (RESOURCE_DOES_NOT_EXIST, INVALID_PARAMETER_VALUE)
+)
+
+
 def _missing(exc: MlflowException) -> bool:
-    return exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+    return exc.error_code in _MISSING_CODES
 
 
 class ServerState:
