@@ -99,6 +99,9 @@ class HostileMix:
     bomb_images: int = 64  # constant-colour PNGs per bomb request
     bomb_side: int = 4096
     strips: int = 64  # 4096 x 1 strips per strip request
+    # Within the per-request pixel budget but heavy (8 x 4096^2 decoded): what the in-flight
+    # budget is for. Answered 200, or 503 when too many decode at once.
+    heavy_images: int = 8
     video_size: tuple[int, int] = (3840, 2160)  # a static 4K clip
     video_frames: int = 300
     video_fps: float = 30.0
@@ -117,7 +120,15 @@ def hostile_requests(mix: HostileMix, work: Path) -> dict[str, bytes]:
             [(f"strip{i}.png", strip, "image/png") for i in range(mix.strips)], close=True
         ),
         "video": multipart_request([("static4k.mp4", video.read_bytes(), "video/mp4")], True),
+        "heavy": multipart_request(
+            [(f"big{i}.png", bomb, "image/png") for i in range(mix.heavy_images)], close=True
+        ),
     }
+
+
+# What each kind of the mix may be answered: refused with a reason, or (heavy, within the
+# per-request budget) served or turned away while the in-flight budget is full.
+ALLOWED_STATUSES = {"bomb": {413}, "strips": {422}, "video": {413}, "heavy": {200, 503}}
 
 
 @dataclass
