@@ -36,12 +36,20 @@ def _add_version(onnx_bytes: bytes, work: Path) -> str:
     return str(mv.version)
 
 
+def _use_store(uri: str, monkeypatch) -> None:
+    """Point the process at ``uri`` (env and mlflow's own setting: other tests set the latter)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+
+
 @pytest.fixture
 def registry(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    previous = mlflow.get_tracking_uri()
+    _use_store(f"sqlite:///{tmp_path / 'mlflow.db'}", monkeypatch)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_experiment("reload-failures")
-    return tmp_path
+    yield tmp_path
+    mlflow.set_tracking_uri(previous)
 
 
 def _predict(url: str) -> httpx.Response:
@@ -76,14 +84,14 @@ def test_failed_reloads_keep_the_old_model_and_say_why(registry, onnx_file, para
         r = httpx.post(live.url + "/reload")
         assert r.status_code == 409 and "still serving version 1" in r.json()["detail"], r.text
         # 3. The registry cannot be reached: 503, still version 1.
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # discard port: refused
+        _use_store("http://127.0.0.1:9", monkeypatch)  # the discard port: connection refused
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
         r = httpx.post(live.url + "/reload", timeout=60)
         assert r.status_code == 503 and "still serving version 1" in r.json()["detail"], r.text
         assert _predict(live.url).status_code == 200
         # 4. Back online, the alias on a good version: swapped, cache pruned to it.
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{registry / 'mlflow.db'}")
+        _use_store(f"sqlite:///{registry / 'mlflow.db'}", monkeypatch)
         v3 = _add_version(good, registry)
         client.set_registered_model_alias(NAME, ALIAS, v3)
         r = httpx.post(live.url + "/reload")

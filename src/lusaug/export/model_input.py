@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO
@@ -166,13 +165,14 @@ def load_grey(img: Image.Image, name: str = "image") -> np.ndarray:
     Raises:
         BadInput: corrupt or truncated pixel data.
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img.load()  # decodes pixels; a truncated file raises OSError here
+    try:  # Pillow's bomb check ran at open; our own header limits are stricter
+        img.load()  # decodes pixels; a truncated file raises OSError here
     except Exception as exc:
         raise BadInput(f"{name}: corrupt or truncated image ({exc})") from exc
-    if img.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+    # Only JPEG/TIFF-style metadata carries an orientation; skip the EXIF parse otherwise
+    # (it costs as much as decoding a model-size frame).
+    has_exif = "exif" in img.info or img.format == "TIFF"
+    if has_exif and img.getexif().get(ExifTags.Base.Orientation, 1) != 1:
         try:  # the frames stage applies the EXIF orientation, so serving does too
             img = ImageOps.exif_transpose(img)
         except (ValueError, TypeError, KeyError, OSError):

@@ -17,6 +17,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 INTENDED_USE = "research tool; not for clinical use"
+INTENDED_USE_HEADER = INTENDED_USE.encode("latin-1")
 MODEL_LABELS = ["model_name", "model_version"]
 # Latency buckets (s): a one-frame request takes ~1 ms, a 64-image request or a video ~1 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -118,16 +119,13 @@ class ResponseMeta:
         async def send_with_meta(message: dict) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers") or [])
-                present = {k.lower() for k, _ in headers}
-                for key, value in (
-                    (b"x-model-name", name),
-                    (b"x-model-version", version or "-"),
-                    (b"x-intended-use", INTENDED_USE),
-                ):
-                    if key not in present:
-                        headers.append((key, value.encode("latin-1", "replace")))
-                    elif key == b"x-model-version":
-                        answered["version"] = dict(headers)[key].decode("latin-1")
+                own = next((v for k, v in headers if k == b"x-model-version"), None)
+                if own is None:
+                    headers.append((b"x-model-version", (version or "-").encode("latin-1")))
+                else:  # the route answered for the model it ran on
+                    answered["version"] = own.decode("latin-1")
+                headers.append((b"x-model-name", name.encode("latin-1", "replace")))
+                headers.append((b"x-intended-use", INTENDED_USE_HEADER))
                 message = {**message, "headers": headers}
                 answered["status"] = message["status"]
             await send(message)

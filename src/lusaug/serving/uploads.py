@@ -7,6 +7,7 @@ so the decoders read them like files, and Pillow reads a header without touching
 
 from __future__ import annotations
 
+import io
 import tempfile
 from dataclasses import dataclass
 from typing import IO
@@ -57,9 +58,11 @@ async def read_uploads(request: Request, max_files: int) -> list[Upload]:
     ctype = request.headers.get("content-type", "")
     mime = _raw_mime(ctype)
     if mime:
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_BYTES)  # noqa: SIM115 - Upload.close
+        spool: IO[bytes] = io.BytesIO()  # small bodies stay in memory (most are one frame)
         try:
             async for chunk in request.stream():
+                if spool.tell() + len(chunk) > SPOOL_MAX_BYTES and isinstance(spool, io.BytesIO):
+                    spool = _to_disk(spool)
                 spool.write(chunk)
         except ClientDisconnect as exc:  # nobody reads the answer; no 500 in the log either
             spool.close()
@@ -81,6 +84,13 @@ async def read_uploads(request: Request, max_files: int) -> list[Upload]:
     return uploads
 
 
+def _to_disk(buffer: io.BytesIO) -> IO[bytes]:
+    """Move a growing in-memory body to an anonymous temporary file."""
+    disk = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Upload.close
+    disk.write(buffer.getbuffer())
+    return disk
+
+
 async def _multipart(request: Request, max_files: int) -> list[Upload]:
     try:
         form = await request.form(max_files=max_files, max_fields=max_files)
@@ -95,10 +105,13 @@ async def _multipart(request: Request, max_files: int) -> list[Upload]:
     uploads = []
     for i, (_, value) in enumerate(form.multi_items()):
         if isinstance(value, UploadFile):
-            value.file.seek(0, 2)
-            size = value.file.tell()
-            value.file.seek(0)
+            fh = value.file
+            size = value.size if value.size is not None else fh.seek(0, 2)
+            fh.seek(0)
+            if size <= SPOOL_MAX_BYTES:  # in memory anyway: a BytesIO reads faster than the
+                fh = io.BytesIO(fh.read())  # spool's wrapper (Pillow reads chunk by chunk)
+                value.file.close()
             uploads.append(
-                Upload(value.filename or f"file {i}", value.content_type or "", value.file, size)
+                Upload(value.filename or f"file {i}", value.content_type or "", fh, size)
             )
     return uploads
