@@ -81,6 +81,7 @@ def inspect(
     sampling: VideoSampling,
     spec: FrameSpec,
     max_pixels: int,
+    kinds: list[tuple[str, str]] | None = None,
 ) -> Plan:
     """Read every file's header and check the request against its limits.
 
@@ -90,11 +91,12 @@ def inspect(
         sampling: video sampling (decides how many frames a video keeps).
         spec: the model's frame geometry.
         max_pixels: decoded-pixel budget of the whole request (0 = none).
+        kinds: :func:`media_kind` of each file, when the caller has it already.
 
     Raises:
         BadInput: with the reason and a 4xx status (a video mixed with other files: 400).
     """
-    kinds = [media_kind(name, ctype) for name, ctype, _ in files]
+    kinds = kinds or [media_kind(name, ctype) for name, ctype, _ in files]
     plan = Plan(names=[name for name, _, _ in files])
     try:
         if any(kind == "video" for kind, _ in kinds):

@@ -69,6 +69,14 @@ class ServerMetrics:
         )
         self._children: dict[tuple, tuple[Any, Any]] = {}  # label lookups cost ~2 us each
 
+    def batch_child(self, name: str, version: str) -> Any:
+        """The batch-size histogram of one model (cached: a label lookup costs ~2 us)."""
+        key = ("batch", name, version)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.batch_frames.labels(name, version)
+        return child
+
     def set_model(self, name: str, version: str) -> None:
         """Point the model-info gauge at the model now serving."""
         self.model_info.clear()

@@ -114,7 +114,7 @@ class ServerState:
 
     def observe_batch(self, model: LoadedModel, frames: int) -> None:
         """Record one ONNX run of ``frames`` frames."""
-        self.metrics.batch_frames.labels(model.name, model.version).observe(frames)
+        self.metrics.batch_child(model.name, model.version).observe(frames)
 
     async def reload(self, *, retry_failed: bool = True) -> dict[str, Any]:
         """Swap in the version the alias points to now, if it moved.

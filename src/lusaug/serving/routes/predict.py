@@ -99,11 +99,13 @@ async def _model_input(state: ServerState, model: LoadedModel, uploads: list[Upl
     """Inspect the uploads (on the loop when they are small), then decode within the budget."""
     files = [(u.name, u.content_type, u.file) for u in uploads]
     spec = model.clf.info.frame_spec
-    args = (files, state.image_limits, state.sampling, spec, state.limits.max_request_pixels)
+    kinds = [media_kind(u.name, u.content_type) for u in uploads]
+    limits = state.limits
+    args = (files, state.image_limits, state.sampling, spec, limits.max_request_pixels, kinds)
     # Image headers of a small body parse in microseconds; a video's never on the loop (opening
     # it probes the stream, which decodes frames).
-    images_only = all(media_kind(u.name, u.content_type)[0] == "image" for u in uploads)
-    small = images_only and sum(u.size for u in uploads) <= state.limits.inline_inspect_bytes
+    images_only = all(kind == "image" for kind, _ in kinds)
+    small = images_only and sum(u.size for u in uploads) <= limits.inline_inspect_bytes
     plan = inspect(*args) if small else await run_in_threadpool(inspect, *args)
     return plan
 
