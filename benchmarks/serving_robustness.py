@@ -148,6 +148,7 @@ def fuzz_section(server: ServerProcess, examples: int, work: Path) -> list[str]:
         capture_output=True,
         text=True,
         check=False,
+        cwd=work,  # schemathesis keeps a .schemathesis/ cache in its working directory
     )
     secs = time.perf_counter() - t0
     summary = [ln.strip() for ln in out.stdout.splitlines() if "generated" in ln]

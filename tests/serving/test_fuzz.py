@@ -38,6 +38,7 @@ def test_schemathesis_finds_no_server_error(server, tmp_path):
         text=True,
         timeout=300,
         check=False,
+        cwd=tmp_path,  # schemathesis keeps a .schemathesis/ cache in its working directory
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert "/predict" in httpx.get(f"{server.url}/openapi.json").text
