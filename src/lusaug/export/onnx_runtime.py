@@ -9,6 +9,7 @@ these numbers from the model itself and never from anywhere else.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ class ModelInfo:
     sha256: str
     metadata: dict[str, str] = field(default_factory=dict)  # every lusaug.* key, as stored
 
-    @property
+    @functools.cached_property  # read on every request; the metadata never changes
     def frame_spec(self) -> FrameSpec:
         """Frame geometry: size, and black-border trimming as the frames stage did it."""
         return FrameSpec(

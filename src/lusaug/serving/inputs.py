@@ -144,5 +144,8 @@ def decode(plan: Plan, spec: FrameSpec, sampling: VideoSampling, max_pixels: int
     """
     if plan.video is not None and plan.video_path is not None:
         return decode_video(plan.video_path, plan.video, sampling, spec, max_pixels)
+    if len(plan.images) == 1:  # the common request: one frame
+        img, h = plan.images[0]
+        return prepare_frames([load_grey(img, h.name)], spec)
     frames = [prepare_frames([load_grey(img, h.name)], spec)[0] for img, h in plan.images]
     return np.stack(frames)
