@@ -211,7 +211,7 @@ def multipart_body(parts: list[tuple[str, bytes, str]], boundary: str = "lusaugt
 
 def serve_cfg(params, **over):
     """``params.serve`` for tests: no registry polling, plus ``over``."""
-    return dataclasses.replace(params.serve, reload_poll_s=0, **over)
+    return dataclasses.replace(params.serve, **{"reload_poll_s": 0, **over})
 
 
 def video_sampling(params):

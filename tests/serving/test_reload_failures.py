@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -15,10 +16,12 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from lusaug.serving.app import create_app
 from tests.export.helpers import frame, png_bytes
 from tests.serving.helpers import LiveServer, serve_cfg, video_sampling
 
 NAME = "lus-reload"
+POLL_S = 0.2  # registry poll interval of the polling server (fast, for the test)
 ALIAS = "production"
 
 
@@ -63,10 +66,16 @@ def test_failed_reloads_keep_the_old_model_and_say_why(registry, onnx_file, para
     client = MlflowClient()
     client.set_registered_model_alias(NAME, ALIAS, v1)
     cache = registry / "cache"
-    from lusaug.serving.app import create_app
-
     app = create_app(f"models:/{NAME}@{ALIAS}", serve_cfg(params), video_sampling(params), cache)
     live = LiveServer(app).start()
+    polling = LiveServer(
+        create_app(
+            f"models:/{NAME}@{ALIAS}",
+            serve_cfg(params, reload_poll_s=POLL_S),
+            video_sampling(params),
+            registry / "cache-poll",
+        )
+    ).start()
     try:
         # 1. The alias moves to a broken version: 409, version 1 keeps serving.
         v2 = _add_version(b"not an onnx file", registry)
@@ -79,6 +88,14 @@ def test_failed_reloads_keep_the_old_model_and_say_why(registry, onnx_file, para
         meta = httpx.get(live.url + "/metadata").json()
         assert meta["version"] == v1 and "cannot serve" in meta["last_reload_error"]
         assert sorted(p.name for p in cache.iterdir()) == [f"{NAME}-v{v1}"]  # v2's download gone
+        # The poll loop meets the same failure the same way: logged, version 1 still serving.
+        deadline = time.monotonic() + 20 * POLL_S
+        while not httpx.get(polling.url + "/metadata").json()["last_reload_error"]:
+            assert time.monotonic() < deadline, "the poller never tried version 2"
+            time.sleep(POLL_S / 2)
+        meta = httpx.get(polling.url + "/metadata").json()
+        assert meta["version"] == v1 and f"version {v2} cannot serve" in meta["last_reload_error"]
+        assert _predict(polling.url).json()["model"]["version"] == v1
         # 2. The alias is deleted: 409 again, still version 1.
         client.delete_registered_model_alias(NAME, ALIAS)
         r = httpx.post(live.url + "/reload")
@@ -105,6 +122,7 @@ def test_failed_reloads_keep_the_old_model_and_say_why(registry, onnx_file, para
         assert 'outcome="failed"' in httpx.get(live.url + "/metrics").text
     finally:
         live.stop()
+        polling.stop()
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess:
@@ -147,8 +165,6 @@ def peer_namespace():
 
 def test_reload_from_a_non_local_peer_is_403(peer_namespace, onnx_file, params):
     address, ns = peer_namespace
-    from lusaug.serving.app import create_app
-
     app = create_app(str(onnx_file), serve_cfg(params), video_sampling(params))
     live = LiveServer(app, host=address).start()
     try:
