@@ -57,9 +57,9 @@ def build(arch: str, work: Path):
     import torch
 
     from lusaug.config import load_params
+    from lusaug.export.model_input import normalise
     from lusaug.export.onnx_export import export_onnx, quantize_int8, resolve_int8_mode
     from lusaug.models.classifier import ClassifierMeta, build_classifier
-    from lusaug.serving.preprocess import normalise
 
     params = load_params(ROOT / "params.yaml")
     a = params.train.architectures[arch]
@@ -249,8 +249,9 @@ async def load(port: int, request: bytes, n: int, concurrency: int, raw: bool = 
 
 
 def lusaug_server(
-    onnx: Path, params_dict: dict, window_ms: float, work: Path
+    onnx: Path, params_dict: dict, window_ms: float, work: Path, src: Path | None = None
 ) -> tuple[subprocess.Popen, str]:
+    """`lusaug serve` on a free port; ``src``: run the lusaug package of another tree."""
     p = dict(params_dict)
     p["serve"] = {**p["serve"], "batch_window_ms": window_ms, "reload_poll_s": 0.0}
     pfile = work / f"params-{window_ms}.yaml"
@@ -268,6 +269,7 @@ def lusaug_server(
             str(pfile),
         ],
         cwd=work,
+        env={**os.environ, "PYTHONPATH": str(src)} if src else None,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=(work / f"serve-{port}.log").open("wb"),
@@ -340,7 +342,14 @@ def ceiling_server(work: Path) -> tuple[subprocess.Popen, str]:
 
 
 def server_table(
-    onnx: Path, params_dict: dict, png: bytes, n: int, work: Path, rounds: int
+    onnx: Path,
+    params_dict: dict,
+    png: bytes,
+    n: int,
+    work: Path,
+    rounds: int,
+    baseline: Path | None = None,
+    only_lusaug: bool = False,
 ) -> list[tuple]:
     """All three servers run at once (idle ones cost nothing); each concurrency level is measured
     in ``rounds`` interleaved rounds, so load from other processes hits every server alike."""
@@ -367,6 +376,16 @@ def server_table(
         ("mlflow models serve (pyfunc, same ONNX), base64 JSON", "mlflow", mlflow_req),
         ("ceiling: FastAPI + uvicorn, empty endpoint, raw image/png body", "ceiling", raw_req),
     ]
+    if baseline is not None:  # the same server from another tree, in the same rounds
+        src = baseline / "src"
+        starts["base"] = (lambda: lusaug_server(onnx, params_dict, window, work, src), "/health")
+        configs[2:2] = [
+            (f"baseline {baseline.name}: micro-batching, multipart", "base", lusaug_req),
+            (f"baseline {baseline.name}: micro-batching, raw image/png body", "base", raw_req),
+        ]
+    if only_lusaug:  # before/after comparisons: leave out mlflow and the ceiling
+        starts = {k: v for k, v in starts.items() if k in ("batch", "base")}
+        configs = [c for c in configs if c[1] in starts]
     procs: dict[str, tuple[subprocess.Popen, str]] = {}
     try:
         for key, (start, health) in starts.items():
@@ -416,6 +435,17 @@ def main() -> None:
         default="fp32",
         help="the ONNX model both servers run (the export stage writes both)",
     )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another lusaug tree (e.g. `git archive` of main): its server joins the rounds",
+    )
+    ap.add_argument(
+        "--only-lusaug",
+        action="store_true",
+        help="servers: only lusaug with micro-batching (and --baseline); no mlflow, no ceiling",
+    )
     ap.add_argument("--out", type=Path, default=None, help="also write the Markdown here")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -451,7 +481,7 @@ def main() -> None:
             lines.append(
                 f"| {label} | {p50:.2f} | {p99:.2f} | {eager_p50 / p50:.1f}x | {thr:.0f} |"
             )
-        from lusaug.serving.preprocess import encode_png_base64
+        from lusaug.export.model_input import encode_png_base64
 
         png = base64.b64decode(
             encode_png_base64(
@@ -464,7 +494,16 @@ def main() -> None:
             return finish(lines, args.out)
         print("servers...", file=sys.stderr)
         served = fp32 if args.served == "fp32" else int8
-        srows = server_table(served, params_dict, png, args.requests, work, args.rounds)
+        srows = server_table(
+            served,
+            params_dict,
+            png,
+            args.requests,
+            work,
+            args.rounds,
+            args.baseline,
+            args.only_lusaug,
+        )
         mlflow_rps = {c: r for lab, c, r, _, _ in srows if lab.startswith("mlflow")}
         lines += [
             "",
@@ -477,10 +516,8 @@ def main() -> None:
             "|---|---|---|---|---|---|",
         ]
         for label, conc, rps, p99, errors in srows:
-            lines.append(
-                f"| {label} | {conc} | {rps:.0f} | {p99:.1f} | {errors} "
-                f"| {rps / mlflow_rps[conc]:.1f}x |"
-            )
+            ratio = f"{rps / mlflow_rps[conc]:.1f}x" if conc in mlflow_rps else "-"
+            lines.append(f"| {label} | {conc} | {rps:.0f} | {p99:.1f} | {errors} | {ratio} |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     finish(lines, args.out)

@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 
 from lusaug.config import load_params
+from lusaug.errors import stage_errors
+from lusaug.export.registered import export_registered
+from lusaug.mlflow_store import setup_experiment
 from lusaug.utils import setup_logging
 
 
@@ -35,11 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging()
     params = load_params()
-    from lusaug.export.registered import ParityFailed, export_registered
-    from lusaug.mlflow_store import setup_experiment
-
     setup_experiment("classifiers", params.mlflow.tracking_uri)
-    try:
+    with stage_errors("export"):  # ParityFailed included: report written, version tagged
         rep = export_registered(
             args.registered,
             args.splits_csv,
@@ -48,8 +48,6 @@ def main(argv: list[str] | None = None) -> None:
             params.export,
             seed=params.base.seed,
         )
-    except ParityFailed as err:
-        raise SystemExit(f"export failed: {err}") from None
     par, q = rep["parity"], rep["int8"]
     print(
         f"{args.onnx_dir}/classifier.onnx: parity passed on {par['frames']} test frames "

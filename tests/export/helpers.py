@@ -109,9 +109,9 @@ def make_validation_runs(root: Path, runs: dict[str, dict]) -> Path:
             "seed": spec.get("seed", 0),
             "checkpoint": os.path.relpath(ckpt, root),
             "mlflow_run_id": spec.get("run_id", ""),
-            "val_macro_f1": spec["f1"],
-            "val_macro_f1_lo": lo,
-            "val_macro_f1_hi": hi,
+            "val_f1_macro": spec["f1"],
+            "val_f1_macro_lo": lo,
+            "val_f1_macro_hi": hi,
             "val_accuracy": spec.get("acc", 0.5),
         }
     path = root / "metrics" / "validation_runs.json"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import time
 
@@ -12,40 +11,35 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lusaug.export.onnx_export import export_onnx
-from lusaug.models.classifier import load_classifier
+from lusaug.export.model_input import ImageLimits
+from lusaug.export.onnx_runtime import OnnxClassifier
 from lusaug.serving.app import create_app
 from lusaug.serving.predict import predict_files
-from lusaug.serving.preprocess import ImageLimits, VideoSampling
-from lusaug.serving.session import OnnxClassifier, sha256_file
-from tests.export.helpers import CLASSES, SIZE, frame, make_checkpoint, png_bytes
-from tests.serving.helpers import LiveServer, png_header_only, write_video
+from lusaug.utils import sha256_file
+from tests.export.helpers import CLASSES, SIZE, frame, png_bytes
+from tests.serving.helpers import (
+    LiveServer,
+    png_header_only,
+    serve_cfg,
+    start_server,
+    video_sampling,
+    write_video,
+)
 
 MAX_FILES = 8
 
 
-@pytest.fixture(scope="module")
-def onnx_file(tmp_path_factory, params):
-    d = tmp_path_factory.mktemp("serve")
-    model, meta = load_classifier(make_checkpoint(d / "m.pt"))
-    return export_onnx(model, meta, d / "classifier.onnx", params.export)
-
-
 def _cfg(params, **over):
-    return dataclasses.replace(
-        params.serve, max_files=MAX_FILES, max_request_mb=1.0, reload_poll_s=0, **over
-    )
+    return serve_cfg(params, max_files=MAX_FILES, max_request_mb=1.0, **over)
 
 
 def _sampling(params):
-    return VideoSampling(
-        params.frames.sample_fps, params.frames.every_n, params.serve.max_video_frames
-    )
+    return video_sampling(params)
 
 
 @pytest.fixture(scope="module")
 def server(onnx_file, params):
-    live = LiveServer(create_app(str(onnx_file), _cfg(params), _sampling(params))).start()
+    live = start_server(onnx_file, params, cfg=_cfg(params))
     yield live
     live.stop()
 
@@ -89,7 +83,6 @@ def test_predict_images_matches_offline_predict(server, onnx_file, params, tmp_p
         [tmp_path / n for n, _, _ in blobs],
         ImageLimits(),
         _sampling(params),
-        params.serve.video_types,
         64,
     )
     for p, o in zip(preds, offline):
@@ -124,9 +117,9 @@ def _truncated_png() -> bytes:
     return data[: len(data) // 2]
 
 
-def _gif() -> bytes:
+def _webp() -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(buf, format="GIF")
+    Image.fromarray(np.full((40, 40), 90, np.uint8)).save(buf, format="WEBP")
     return buf.getvalue()
 
 
@@ -140,7 +133,11 @@ BAD_REQUESTS = {
         {"files": _files([("x.png", b"this is not an image", "image/png")])},
     ),
     "truncated png": (422, {"files": _files([("t.png", _truncated_png(), "image/png")])}),
-    "gif": (415, {"files": _files([("g.gif", _gif(), "image/gif")])}),
+    "webp (not a frames type)": (415, {"files": _files([("w.webp", _webp(), "image/webp")])}),
+    "4096x1 strip": (
+        422,
+        {"files": _files([("strip.png", png_header_only(4096, 1), "image/png")])},
+    ),
     "20000x20000": (
         413,
         {"files": _files([("huge.png", png_header_only(20000, 20000), "image/png")])},
@@ -306,4 +303,4 @@ def test_lusaug_predict_cli_json_and_bad_file(onnx_file, tmp_path, monkeypatch):
     r = CliRunner().invoke(
         app, ["predict", "a.png", "bad.png", "--model", str(onnx_file), "--json"]
     )
-    assert r.exit_code == 1 and "not a PNG or JPEG" in r.output
+    assert r.exit_code == 1 and "not a readable image" in r.output

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
-from lusaug.data.pixels import to_square
-from lusaug.serving.preprocess import (
+from lusaug.data.pixels import bgr_to_grey, to_square
+from lusaug.export.model_input import (
     BadInput,
     FrameSpec,
-    VideoSampling,
+    ImageLimits,
     decode_image,
-    decode_video,
     normalise,
     prepare_frames,
 )
+from lusaug.serving.preprocess import VideoSampling, decode_video, media_kind, open_video
 from tests.export.helpers import png_bytes
 from tests.serving.helpers import write_video
 
@@ -79,11 +80,61 @@ def test_decode_image_greyscale_and_video_sampling(tmp_path):
     assert decode_image(buf.getvalue()).max() == round(0.587 * 255)  # ITU-R 601, as frames does
     assert decode_image(png_bytes(_content(8, 8))).shape == (8, 8)
     clip = write_video(tmp_path / "c.mp4", n_frames=24, fps=12.0, size=40)
-    frames = decode_video(clip.read_bytes(), ".mp4", VideoSampling(sample_fps=3.0))
+    header = open_video(clip, ImageLimits(), "c.mp4")
+    assert (header.width, header.height, header.fps, header.frame_count) == (40, 40, 12.0, 24)
+    assert header.expected_frames(VideoSampling(sample_fps=3.0)) == 6
+    frames = decode_video(clip, header, VideoSampling(sample_fps=3.0), FrameSpec(40))
     assert frames.shape == (6, 40, 40)  # 2 s at 3 fps: frames 0, 4, 8, ...
     means = frames.reshape(6, -1).mean(1)
     assert np.all(np.diff(means) > 0)  # later (brighter) frames, in order
     capped = decode_video(
-        clip.read_bytes(), ".mp4", VideoSampling(sample_fps=0, every_n=5, max_frames=3)
+        clip, header, VideoSampling(sample_fps=0, every_n=5, max_frames=3), FrameSpec(40)
     )
     assert len(capped) == 3
+
+
+def _all_frames(path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            return out
+        out.append(bgr_to_grey(bgr))
+
+
+def test_streamed_video_matches_a_joint_trim_of_the_full_stack(tmp_path):
+    """Streaming at model size gives what trimming the whole decoded stack jointly gives."""
+    path = tmp_path / "bordered.mp4"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 6.0, (96, 64))
+    rng = np.random.default_rng(3)
+    for k in range(12):
+        img = np.zeros((64, 96), np.uint8)  # black letterbox around a moving bright box
+        img[8 + k % 3 : 50, 20:80] = rng.integers(60, 250, (42 - k % 3, 60), dtype=np.uint8)
+        w.write(cv2.cvtColor(img, cv2.COLOR_GRAY2BGR))
+    w.release()
+    sampling = VideoSampling(sample_fps=3.0)
+    spec = FrameSpec(32, auto_crop_black=True, black_threshold=12)
+    got = decode_video(path, open_video(path, ImageLimits(), "v"), sampling, spec)
+    full = _all_frames(path)
+    kept = [full[i] for i in range(0, len(full), 2)]  # 6 fps sampled at 3 fps
+    np.testing.assert_array_equal(got, prepare_frames(kept, spec, joint=True))
+
+
+def test_video_pixel_budget_is_enforced_while_streaming(tmp_path):
+    clip = write_video(tmp_path / "c.mp4", n_frames=24, fps=12.0, size=40)
+    header = open_video(clip, ImageLimits(), "c.mp4")
+    with pytest.raises(BadInput, match="budget") as err:
+        decode_video(clip, header, VideoSampling(sample_fps=3.0), FrameSpec(32), 3 * 40 * 40)
+    assert err.value.status == 413
+
+
+def test_media_kind_reads_suffix_any_case_then_content_type():
+    assert media_kind("clip.MP4", "application/octet-stream") == ("video", ".mp4")
+    assert media_kind("clip.mpeg", "video/mpeg") == ("video", ".mpeg")
+    assert media_kind("anim.GIF", "image/gif") == ("video", ".gif")
+    assert media_kind("scan.TIF", "") == ("image", ".tif")
+    assert media_kind("body", "video/mpeg")[0] == "video"
+    with pytest.raises(BadInput, match="unsupported video type") as err:
+        media_kind("clip.xyz", "video/x-unknown")
+    assert err.value.status == 415

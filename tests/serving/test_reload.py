@@ -9,10 +9,11 @@ import time
 import httpx
 import numpy as np
 
+from lusaug.export.model_source import resolve_model
+from lusaug.export.onnx_runtime import OnnxClassifier
 from lusaug.mlflow_store import setup_experiment
 from lusaug.serving.app import create_app
 from lusaug.serving.preprocess import VideoSampling
-from lusaug.serving.session import OnnxClassifier, resolve_model
 from lusaug.tracking.registry import promote, rollback
 from tests.export.helpers import CLASSES, frame, make_splits, png_bytes, register_and_export
 from tests.serving.helpers import LiveServer
@@ -25,6 +26,7 @@ def test_hot_reload_after_promotion_without_dropping_requests(tmp_path, params, 
     setup_experiment("classifiers", root=tmp_path)
     make_splits(tmp_path)
     register_and_export(tmp_path, params, {"a-resnet-0": {"f1": 0.60, "seed": 0}}, "a")
+    promote(NAME, "1", "staging", params.register)
     promote(NAME, "1", "production", params.register)
 
     cfg = dataclasses.replace(params.serve, reload_poll_s=0.3)
@@ -47,6 +49,7 @@ def test_hot_reload_after_promotion_without_dropping_requests(tmp_path, params, 
         assert httpx.get(f"{live.url}/metadata").json()["version"] == "1"
         worker.start()
         register_and_export(tmp_path, params, {"b-resnet-1": {"f1": 0.70, "seed": 1}}, "b")
+        promote(NAME, "2", "staging", params.register)
         promote(NAME, "2", "production", params.register)  # gates pass: parity + better F1
         deadline = time.monotonic() + 60
         while httpx.get(f"{live.url}/metadata").json()["version"] != "2":

@@ -46,8 +46,8 @@ def build_registry() -> None:
             tags={
                 "run_name": f"run-{version}",
                 "onnx_parity": "passed",
-                "val_macro_f1": str(f1),
-                "val_macro_f1_lo": str(lo),
+                "val_f1_macro": str(f1),
+                "val_f1_macro_lo": str(lo),
             },
             description=f"card of v{version}",
             alias="candidate",

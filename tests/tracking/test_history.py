@@ -36,7 +36,7 @@ def test_every_move_is_kept_with_its_fields_across_later_moves_and_rollbacks(reg
     assert (release.alias, release.version, release.previous_holder) == ("production", "3", None)
     assert release.reason == "first release" and release.from_aliases == ("candidate", "staging")
     assert release.who == "tester" and release.host and release.when.endswith("+00:00")
-    assert [g.name for g in release.gates] == ["alias_order", "onnx_parity", "val_macro_f1"]
+    assert [g.name for g in release.gates] == ["alias_order", "onnx_parity", "val_f1_macro"]
     assert all(g.passed for g in release.gates) and not release.forced
     assert (rb.kind, rb.alias, rb.version, rb.previous_holder) == (
         "rollback",

@@ -13,18 +13,29 @@ import yaml
 from mlflow import MlflowClient
 
 from lusaug.config import PROJ_ROOT
+from lusaug.data.manifest import read_manifest, write_manifest
+from lusaug.data.split import relocate
 from tests.export.helpers import make_splits, make_validation_runs
 
 
-def test_mlproject_lists_every_dvc_stage():
-    """One entry point per DVC stage (same name), plus `main`."""
-    project = yaml.safe_load((PROJ_ROOT / "MLproject").read_text())
+def test_mlproject_runs_every_dvc_stage_with_its_argv():
+    """One entry point per DVC stage (same name), plus `main`; with its defaults (fold 0, the
+    first enabled generator) an entry point runs exactly the command dvc.yaml runs."""
+    project = yaml.safe_load((PROJ_ROOT / "MLproject").read_text())["entry_points"]
     stages = yaml.safe_load((PROJ_ROOT / "dvc.yaml").read_text())["stages"]
-    entry = set(project["entry_points"])
-    assert "main" in entry and "dvc repro" in project["entry_points"]["main"]["command"]
+    assert "dvc repro" in project["main"]["command"]
     for name, stage in stages.items():
-        script = Path(stage.get("cmd", stage.get("do", {}).get("cmd", "")).split()[1]).stem
-        assert script in entry, f"dvc stage {name} ({script}.py) has no MLproject entry point"
+        cmd = " ".join(stage.get("do", stage)["cmd"].split())
+        assert name in project, f"dvc stage {name} has no MLproject entry point"
+        entry = project[name]
+        values = {k: str(v.get("default", "")) for k, v in entry["parameters"].items()}
+        command = " ".join(entry["command"].split())
+        for key, value in values.items():
+            command = command.replace(f"{{{key}}}", value)
+        expected = cmd.replace("${item}", values.get("fold", ""))
+        expected = expected.replace("${item.fold}", values.get("fold", ""))
+        expected = expected.replace("${item.generator}", values.get("generator", ""))
+        assert command.endswith(expected), (name, command, expected)
 
 
 @pytest.mark.slow
@@ -35,10 +46,12 @@ def test_mlflow_run_register_and_export(tmp_path):
     for name in ("MLproject", "python_env.yaml", "params.yaml"):
         shutil.copy(PROJ_ROOT / name, proj / name)
     shutil.copytree(PROJ_ROOT / "pipelines", proj / "pipelines")
-    make_splits(proj)
-    make_validation_runs(
-        proj, {"class_weights-resnet-0": {"f1": 0.7}, "baseline-resnet-0": {"f1": 0.6}}
-    )
+    splits = read_manifest(make_splits(proj))
+    write_manifest(relocate(splits), proj / "data" / "splits" / "final.csv")
+    runs = make_validation_runs(proj, {"class_weights-resnet-0": {"f1": 0.7}})
+    candidate = proj / "models" / "final" / "candidate.json"
+    candidate.parent.mkdir(parents=True, exist_ok=True)
+    candidate.write_text(runs.read_text())  # the final stage's output has this layout
     uri = f"sqlite:///{proj / 'mlflow.db'}"
     bindir = str(Path(sys.executable).parent)
     env = {

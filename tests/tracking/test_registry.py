@@ -16,11 +16,12 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from lusaug.cli import app
+from lusaug.export.model_input import FrameSpec, encode_png_base64
+from lusaug.export.model_source import resolve_model
+from lusaug.export.onnx_runtime import OnnxClassifier
 from lusaug.export.publish import register_winner
 from lusaug.export.registered import export_registered
 from lusaug.mlflow_store import setup_experiment
-from lusaug.serving.preprocess import FrameSpec, encode_png_base64
-from lusaug.serving.session import OnnxClassifier, resolve_model
 from lusaug.tracking.registry import (
     PromotionRefused,
     RegistryError,
@@ -91,7 +92,7 @@ def test_register_selects_by_validation_metric(repo, params):
     assert str(mv.version) == "1"
     t = mv.tags
     assert t["strategy"] == "class_weights" and t["architecture"] == "resnet"
-    assert float(t["val_macro_f1"]) == 0.70 and float(t["val_macro_f1_lo"]) == 0.64
+    assert float(t["val_f1_macro"]) == 0.70 and float(t["val_f1_macro_lo"]) == 0.64
     assert t["onnx_parity"] == "pending" and t["git_commit"] and t["data_hash"]
     assert t["onnx_sha256"] == reg["onnx_sha256"] and t["export_key"]
     for section in (
@@ -177,7 +178,7 @@ def test_promote_gates_order_history_and_rollback(repo, params):
     assert e.from_aliases == ("candidate",) and e.reason == "ViT for latency test"
     assert e.who == "tester" and e.forced and e.when
     failed = {g.name for g in e.gates if not g.passed}
-    assert failed == {"alias_order", "val_macro_f1"}
+    assert failed == {"alias_order", "val_f1_macro"}
 
     back = rollback(NAME, "production", "ViT was slower")
     assert back.version == "1" and back.previous == "2"
@@ -200,7 +201,7 @@ def test_promote_gates_order_history_and_rollback(repo, params):
     rows = {r["version"]: r for r in list_versions(NAME, cfg.gate_metric)}
     assert rows["1"]["aliases"] == ["production", "staging"]
     assert rows["2"]["aliases"] == ["candidate"]
-    assert rows["2"]["val_macro_f1"] == 0.5 and rows["1"]["onnx_parity"] == "passed"
+    assert rows["2"]["val_f1_macro"] == 0.5 and rows["1"]["onnx_parity"] == "passed"
 
 
 def test_promotion_is_all_or_nothing(repo, params):

@@ -36,7 +36,12 @@ class ServeParams:
     max_image_side: int  # longest image side accepted (checked from the header, before decoding)
     max_image_pixels: int  # most pixels per image (decompression-bomb guard)
     max_video_frames: int  # most frames decoded from one video (after sampling)
-    video_types: list[str]  # accepted video file extensions
+    max_request_pixels: int  # decoded pixels per request (images + kept video frames, padded)
+    max_inflight_mb: float  # memory across requests: bodies held plus decode working sets
+    admission_wait_s: float  # how long a request waits for that budget before 503
+    retry_after_s: int  # the 503's Retry-After header (seconds)
+    inline_decode_pixels: int  # padded pixels up to which images decode on the event loop
+    inline_inspect_bytes: int  # bodies up to this size have their headers read on the event loop
     batch_window_ms: float  # micro-batching: wait this long for more requests (0 = no batching)
     max_batch: int  # micro-batching: most frames per ONNX run
     inline_max_frames: int  # a lone request this small runs on the event loop (0 = never)

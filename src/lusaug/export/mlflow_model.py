@@ -10,10 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
+import onnxruntime
+import PIL
 
-from lusaug.serving.preprocess import encode_png_base64
-from lusaug.serving.session import OnnxClassifier
+from lusaug.export.model_input import encode_png_base64
+from lusaug.export.onnx_runtime import OnnxClassifier
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 ONNX_ARTIFACT = "onnx"  # artifact key; the file keeps its name (classifier.onnx)
@@ -21,10 +24,6 @@ ONNX_ARTIFACT = "onnx"  # artifact key; the file keeps its name (classifier.onnx
 
 def pip_requirements() -> list[str]:
     """Explicit requirements (inferring them spawns a subprocess and costs seconds)."""
-    import mlflow
-    import onnxruntime
-    import PIL
-
     return [
         f"mlflow=={mlflow.__version__}",
         f"onnxruntime=={onnxruntime.__version__}",
@@ -40,8 +39,6 @@ def log_onnx_pyfunc(onnx_path: Path | str, name: str = "classifier", **kwargs: A
     The input example is one mid-grey PNG of the model's own size, so MLflow's signature
     validation runs the real preprocessing and session once.
     """
-    import mlflow
-
     info = OnnxClassifier(onnx_path).info
     example = [encode_png_base64(np.full((info.image_size, info.image_size), 128, np.uint8))]
     return mlflow.pyfunc.log_model(

@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 
 from lusaug.config import ExportParams
+from lusaug.data.manifest import frame_path, read_manifest
+from lusaug.export.model_input import normalise
+from lusaug.export.onnx_runtime import META_PREFIX, OnnxClassifier
 from lusaug.models.classifier import ClassifierMeta
-from lusaug.serving.preprocess import normalise
-from lusaug.serving.session import META_PREFIX, OnnxClassifier, sha256_file
-from lusaug.utils import atomic_path
+from lusaug.utils import atomic_path, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +144,6 @@ def load_split_frames(
     With ``max_frames`` > 0 a seeded random subset is taken (every class keeps its share).
     """
     from PIL import Image
-
-    from lusaug.data.manifest import frame_path, read_manifest
 
     df = read_manifest(splits_csv)
     rows = df[df["split"] == split]

@@ -73,8 +73,8 @@ def register_checkpoint(
         cfg: The ``register`` section (model name, alias, selection metric).
         export_cfg: The ``export`` section (opset, exporter).
         run_name: Name of the registered model (a run name, ``final-...``): ONNX metadata, tags.
-        metrics: Validation metrics with their interval bounds (``val_macro_f1``,
-            ``val_macro_f1_lo``, ...): version tags (the gates read them) and run metrics.
+        metrics: Validation metrics with their interval bounds (``val_f1_macro``,
+            ``val_f1_macro_lo``, ...): version tags (the gates read them) and run metrics.
         tags: Provenance tags of the version (run, strategy, architecture, git, data hash).
         card: The model card (Markdown), the version's description.
         frame_geometry: The frames stage's border trimming (``auto_crop_black``,

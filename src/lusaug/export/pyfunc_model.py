@@ -6,7 +6,7 @@ and the ONNX file as the ``onnx`` artifact. It must be models-from-code: logging
 
 Request to ``mlflow models serve``: ``{"inputs": ["<base64 png>", ...]}``; each prediction is
 ``{"label": ..., "prob": ..., "probs": {class: p}}``. Preprocessing is lusaug's own
-(:mod:`lusaug.serving.preprocess`) with the numbers stored in the ONNX metadata, so this model
+(:mod:`lusaug.export.model_input`) with the numbers stored in the ONNX metadata, so this model
 needs the ``lusaug`` package in its environment (``--env-manager local``).
 """
 
@@ -17,11 +17,12 @@ from typing import Any
 
 import mlflow
 
+from lusaug.export.model_input import decode_base64_image
+from lusaug.export.onnx_runtime import OnnxClassifier
+
 
 class OnnxImageClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
-        from lusaug.serving.session import OnnxClassifier
-
         # Same session settings as `lusaug serve` (serve.threads): the servers compare fairly.
         self.clf = OnnxClassifier(
             context.artifacts["onnx"], threads=int(os.environ.get("LUSAUG_ORT_THREADS", "1"))
@@ -30,8 +31,6 @@ class OnnxImageClassifier(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
-        from lusaug.serving.preprocess import decode_base64_image
-
         frames = [decode_base64_image(s, name=f"inputs[{i}]") for i, s in enumerate(model_input)]
         probs = self.clf.proba(self.clf.frames_to_input(frames))
         classes = self.clf.info.classes

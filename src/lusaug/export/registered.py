@@ -16,10 +16,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import mlflow
+
 from lusaug.config import ExportParams
 from lusaug.errors import LusaugError
+from lusaug.export.model_source import resolve_model
 from lusaug.export.onnx_export import copy_checked, verify_and_quantize
-from lusaug.utils import write_json
+from lusaug.models.classifier import load_classifier
+from lusaug.tracking.registry import set_export_tags
+from lusaug.utils import sha256_file, write_json
 
 logger = logging.getLogger(__name__)
 ONNX_NAME = "classifier.onnx"
@@ -45,12 +50,6 @@ def export_registered(
     Raises :class:`ParityFailed` after writing the report and tagging the version when parity
     fails, so ``dvc repro`` stops and the promotion gate refuses the version.
     """
-    import mlflow
-
-    from lusaug.models.classifier import load_classifier
-    from lusaug.serving.session import resolve_model, sha256_file
-    from lusaug.tracking.registry import set_export_tags
-
     reg = json.loads(Path(registered_json).read_text())
     name, version = reg["name"], str(reg["version"])
     ckpt = Path(reg["checkpoint"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -43,7 +44,18 @@ class _Item:
 class MicroBatcher:
     """Collects requests for ``window_ms`` and runs them together (one inference thread)."""
 
-    def __init__(self, window_ms: float, max_batch: int, inline_max_frames: int = 0) -> None:
+    def __init__(
+        self,
+        window_ms: float,
+        max_batch: int,
+        inline_max_frames: int = 0,
+        on_batch: Callable[[Any, int], None] | None = None,
+    ) -> None:
+        """Collect for ``window_ms``, run at most ``max_batch`` frames per call.
+
+        ``on_batch(model, frames)`` is called after every ONNX run (the batch-size metric).
+        """
+        self.on_batch = on_batch
         self.window = max(window_ms, 0.0) / 1000.0
         self.max_batch = max(max_batch, 1)
         self.inline_max_frames = max(inline_max_frames, 0)
@@ -134,6 +146,8 @@ class MicroBatcher:
                             it.future.set_exception(exc)
                     continue
                 self.batches += 1
+                if self.on_batch is not None:
+                    self.on_batch(live[0].model, len(x))
                 start = 0
                 for it in live:
                     end = start + len(it.x)

@@ -15,11 +15,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _sampling_and_limits(params):
-    from lusaug.serving.preprocess import ImageLimits, VideoSampling
+    from lusaug.export.model_input import ImageLimits
+    from lusaug.serving.preprocess import VideoSampling
 
     s = params.serve
     sampling = VideoSampling(params.frames.sample_fps, params.frames.every_n, s.max_video_frames)
-    return sampling, ImageLimits(s.max_image_side, s.max_image_pixels)
+    # frames.min_side: an image the frames stage would skip as too small is refused here too.
+    return sampling, ImageLimits(s.max_image_side, s.max_image_pixels, params.frames.min_side)
 
 
 def _use_tracking(params) -> None:
@@ -39,12 +41,13 @@ def serve(
     port: int = typer.Option(None, "--port", help="TCP port [serve.port]."),
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="Parameter file."),
 ) -> None:
-    """Serve the classifier over HTTP: POST /predict, GET /health, GET /metadata, POST /reload."""
+    """Serve the classifier over HTTP: POST /predict, /health[/live|/ready], /metadata, /metrics,
+    POST /reload."""
     import uvicorn
 
     from lusaug.config import load_params
+    from lusaug.export.onnx_runtime import ModelSourceError
     from lusaug.serving.app import create_app
-    from lusaug.serving.session import ModelSourceError
 
     params = load_params(params_file)
     _use_tracking(params)
@@ -52,9 +55,9 @@ def serve(
     uri, host, port = model or cfg.model, host or cfg.host, port or cfg.port
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"warning: binding to {host} exposes the server beyond this machine", err=True)
-    sampling, _ = _sampling_and_limits(params)
+    sampling, limits = _sampling_and_limits(params)
     try:
-        app = create_app(uri, cfg, sampling)
+        app = create_app(uri, cfg, sampling, min_side=limits.min_side)
     except ModelSourceError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -62,7 +65,9 @@ def serve(
 
 
 def predict(
-    files: list[Path] = typer.Argument(..., help="PNG/JPEG images and/or videos."),
+    files: list[Path] = typer.Argument(
+        ..., help="Images and/or videos: every type the frames stage reads, any case."
+    ),
     model: str = typer.Option(
         None, "--model", help="models:/<name>@<alias> or an .onnx path [serve.model]."
     ),
@@ -74,8 +79,10 @@ def predict(
     from rich.table import Table
 
     from lusaug.config import load_params
+    from lusaug.export.model_source import resolve_model
+    from lusaug.export.onnx_runtime import ModelSourceError, OnnxClassifier
+    from lusaug.serving.metrics import INTENDED_USE
     from lusaug.serving.predict import predict_files
-    from lusaug.serving.session import ModelSourceError, OnnxClassifier, resolve_model
 
     params = load_params(params_file)
     _use_tracking(params)
@@ -86,17 +93,23 @@ def predict(
     except ModelSourceError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    results = predict_files(
-        clf, list(files), limits, sampling, params.serve.video_types, params.serve.max_batch
-    )
+    results = predict_files(clf, list(files), limits, sampling, params.serve.max_batch)
     if as_json:
         typer.echo(
             json.dumps(
-                {"model": source.uri, "version": source.version, "predictions": results}, indent=2
+                {
+                    "model": source.uri,
+                    "version": source.version,
+                    "intended_use": INTENDED_USE,
+                    "predictions": results,
+                },
+                indent=2,
             )
         )
     else:
-        table = Table(title=f"{source.uri} (version {source.version or '-'})")
+        table = Table(
+            title=f"{source.uri} (version {source.version or '-'})", caption=INTENDED_USE
+        )
         for col in ["file", "label", "prob", *clf.info.classes]:
             table.add_column(col, justify="left" if col in ("file", "label") else "right")
         for r in results:

@@ -1,4 +1,4 @@
-"""Offline batch prediction (``lusaug predict FILES...``) with the server's preprocessing code."""
+"""Offline batch prediction (``lusaug predict FILES...``) with the server's own input path."""
 
 from __future__ import annotations
 
@@ -8,15 +8,29 @@ from typing import Any
 
 import numpy as np
 
+from lusaug.export.model_input import BadInput, ImageLimits
+from lusaug.export.onnx_runtime import OnnxClassifier
 from lusaug.serving.batching import proba_chunked
-from lusaug.serving.preprocess import (
-    BadInput,
-    ImageLimits,
-    VideoSampling,
-    decode_image,
-    decode_video,
-)
-from lusaug.serving.session import OnnxClassifier
+from lusaug.serving.inputs import decode, inspect
+from lusaug.serving.preprocess import VideoSampling
+
+
+def model_frames(
+    clf: OnnxClassifier, path: Path, limits: ImageLimits, sampling: VideoSampling
+) -> tuple[np.ndarray, bool]:
+    """(model frames uint8 (N, S, S), is a video) of one file, as the server makes them.
+
+    Raises:
+        BadInput: the file breaks a limit or cannot be decoded.
+        OSError: the file cannot be read.
+    """
+    spec = clf.info.frame_spec
+    with path.open("rb") as fh:
+        plan = inspect([(str(path), "", fh)], limits, sampling, spec, 0)
+        try:
+            return decode(plan, spec, sampling, 0), plan.video is not None
+        finally:
+            plan.close()
 
 
 def predict_files(
@@ -24,33 +38,33 @@ def predict_files(
     files: Iterable[Path],
     limits: ImageLimits,
     sampling: VideoSampling,
-    video_types: list[str],
     batch_size: int,
 ) -> list[dict[str, Any]]:
     """One record per file: label, prob, per-class probs (videos: mean over sampled frames).
 
-    A file that cannot be read becomes ``{"file", "error"}`` instead of stopping the batch.
+    Every type the ``frames`` stage reads is accepted (suffix, any case). A file that cannot
+    be read becomes ``{"file", "error"}`` instead of stopping the batch.
     """
     classes = clf.info.classes
-    results: list[dict[str, Any]] = []
-    images: list[tuple[Path, np.ndarray]] = []
-    for path in files:
+    files = list(files)
+    results: dict[int, dict[str, Any]] = {}
+    images: list[tuple[int, np.ndarray]] = []
+    for i, path in enumerate(files):
         try:
-            data = path.read_bytes()
-            if path.suffix.lower() in video_types:
-                frames = decode_video(data, path.suffix.lower(), sampling, limits, str(path))
-                x = clf.frames_to_input(list(frames), joint=True)
-                probs = proba_chunked(clf, x, batch_size)
-                results.append(_record(path, classes, probs.mean(axis=0), frames=len(frames)))
-            else:
-                images.append((path, decode_image(data, limits, str(path))))
+            frames, is_video = model_frames(clf, path, limits, sampling)
         except (BadInput, OSError) as exc:
-            results.append({"file": str(path), "error": str(exc)})
+            results[i] = {"file": str(path), "error": str(exc)}
+            continue
+        if is_video:
+            probs = proba_chunked(clf, clf.normalise(frames), batch_size)
+            results[i] = _record(path, classes, probs.mean(axis=0), frames=len(frames))
+        else:
+            images.append((i, frames[0]))
     if images:
-        probs = proba_chunked(clf, clf.frames_to_input([im for _, im in images]), batch_size)
-        results.extend(_record(p, classes, pr) for (p, _), pr in zip(images, probs))
-    order = {str(p): i for i, p in enumerate(files)} if isinstance(files, list) else {}
-    return sorted(results, key=lambda r: order.get(r["file"], 0))
+        x = clf.normalise(np.stack([f for _, f in images]))
+        for (i, _), p in zip(images, proba_chunked(clf, x, batch_size)):
+            results[i] = _record(files[i], classes, p)
+    return [results[i] for i in range(len(files))]
 
 
 def _record(

@@ -1,228 +1,280 @@
-"""The one preprocessing path from image/video bytes to model input, shared by everything.
+"""Videos for the server and ``lusaug predict``: streamed, sampled, and shrunk to model size.
 
-`lusaug serve`, `lusaug predict` and the MLflow pyfunc all call these functions, and the numbers
-they need (image size, mean, std, black-border trimming) come from the ONNX model's metadata
-(:class:`FrameSpec`), so a served model cannot drift from the one that was trained:
+Accepted are the media types the ``frames`` stage reads (``lusaug.data.ingest``'s
+``VIDEO_SUFFIXES`` and ``IMAGE_SUFFIXES``), by file suffix matched case-insensitively, or by the
+part's ``Content-Type`` when the name says nothing. Still images go through
+:mod:`lusaug.export.model_input`; this module handles videos (GIFs included, as in ``frames``).
 
-1. decode: PNG/JPEG bytes -> grey uint8 (H, W) with the ``frames`` stage's own converter
-   (:func:`lusaug.data.frames.pil_to_grey`). The header is read first and an image whose sides or
-   pixel count exceed the limits is refused *before* its pixels are decoded (decompression-bomb
-   guard); truncated or non-image bytes raise :class:`BadInput`.
-2. frame (:func:`prepare_frames`): exactly the ``frames`` stage's geometry, with its functions:
-   trim black borders (``frames.auto_crop_black``, jointly over a video's sampled frames), pad to
-   a square and resize (:func:`lusaug.data.frames.to_square`). A frame that already is
-   ``image_size`` square (a stored training/test frame) passes through untouched, so serving a
-   frame from ``data/frames`` reproduces the evaluation exactly.
-3. normalise: uint8 -> float32 (N, 1, S, S), ``(x / 255 - mean) / std``, as in training.
-
-Videos are written to a temporary file, decoded with OpenCV and sampled at ``frames.sample_fps``
-(or every n-th frame; the first frame at or after each sampling instant, like the ``frames``
-stage), up to a frame cap. No request data is ever unpickled.
+A video is decoded from a temporary file with OpenCV (a GIF OpenCV cannot read falls back to
+Pillow, as in ``frames``), one frame at a time. Sampling keeps the first frame at or after each
+instant k / ``frames.sample_fps`` (or every n-th frame), up to a frame cap. Each kept frame is
+turned into a model frame (trim, pad to square, resize) at once, so memory holds one
+full-resolution frame, the running maximum used for the black-border box, and the small model
+frames, never a full-resolution stack. With black-border trimming the box spans all sampled
+frames (the ``frames`` stage's joint trim), which is known only at the end: a second pass
+re-reads the file when the box is not the whole frame. No request data is ever unpickled.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import math
+import mimetypes
 import os
-import tempfile
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageSequence
 
+from lusaug.data.ingest import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from lusaug.data.pixels import bgr_to_grey, pil_to_grey, to_square, trim_black
+from lusaug.export.model_input import BadInput, FrameSpec, ImageLimits
 
-IMAGE_FORMATS = ("PNG", "JPEG")
-
-
-class BadInput(ValueError):
-    """A request payload that cannot be turned into frames; the message says why (-> HTTP 4xx)."""
-
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    max_side: int = 4096  # longest accepted side (px)
-    max_pixels: int = 16_777_216  # most pixels per image
-
-
-@dataclass(frozen=True)
-class FrameSpec:
-    """How a decoded grey image becomes a model frame (stored in the ONNX metadata)."""
-
-    image_size: int
-    auto_crop_black: bool = False  # frames.auto_crop_black when the model was exported
-    black_threshold: int = 0  # frames.black_threshold
+# Content types of the frames stage's suffixes (from the system's MIME table, not a copy), for
+# parts and raw bodies whose name says nothing (e.g. curl's `-F files=@-`).
+MIME_SUFFIXES: dict[str, str] = {}
+for _suffix in sorted(VIDEO_SUFFIXES | IMAGE_SUFFIXES):
+    _mime = mimetypes.types_map.get(_suffix)
+    if _mime:
+        MIME_SUFFIXES.setdefault(_mime, _suffix)
+# A container reporting no frame rate (0, NaN or absurd): assume the common rate, as `frames`.
+FALLBACK_FPS = 30.0
+MAX_PLAUSIBLE_FPS = 1000.0
+# Tolerance of the fps sampler's time comparison (in frames), as in the frames stage.
+SAMPLING_EPS = 1e-9
+# Working memory of one source pixel while streaming (bytes): the decoded BGR frame, its grey
+# copy and the running maximum for the border box.
+VIDEO_DECODE_BYTES_PER_PIXEL = 5
+# The padded square of a frame is held twice at its peak (padded copy + resize source).
+PADDED_BYTES_PER_PIXEL = 2
 
 
 @dataclass(frozen=True)
 class VideoSampling:
+    """Which frames of a video are kept (the frames stage's rule and a cap)."""
+
     sample_fps: float = 3.0  # frames per second kept (0 = every_n)
     every_n: int = 1  # keep every n-th frame when sample_fps is 0
     max_frames: int = 300  # most frames kept from one video
 
 
-def decode_image(
-    data: bytes, limits: ImageLimits = ImageLimits(), name: str = "image"
-) -> np.ndarray:
-    """PNG/JPEG bytes -> grey uint8 (H, W), refusing oversized images from the header alone."""
-    if not data:
+def media_kind(name: str, content_type: str) -> tuple[str, str]:
+    """("image" | "video", suffix) of an upload, from its suffix first, then its content type.
+
+    Raises:
+        BadInput: a video type the frames stage does not read (415).
+    """
+    suffix = os.path.splitext(name)[1].lower()  # as Path.suffix, without building a Path
+    if suffix in VIDEO_SUFFIXES:
+        return "video", suffix
+    if suffix in IMAGE_SUFFIXES:
+        return "image", suffix
+    mime = content_type.split(";")[0].strip().lower()
+    known = MIME_SUFFIXES.get(mime, "")
+    if known in VIDEO_SUFFIXES:
+        return "video", known
+    if mime.startswith("video/"):
+        raise BadInput(
+            f"{name}: unsupported video type {mime!r} (accepted: {sorted(VIDEO_SUFFIXES)})", 415
+        )
+    return "image", known  # the header decides (PNG, JPEG, ... or a clear 4xx)
+
+
+@dataclass(frozen=True)
+class VideoHeader:
+    """What a video container says before its frames are decoded."""
+
+    name: str
+    width: int
+    height: int
+    fps: float
+    frame_count: int  # as reported; containers lie, so decoding re-checks everything
+    decoder: str  # "opencv" | "pillow"
+
+    @property
+    def padded_pixels(self) -> int:
+        """Pixels of one frame padded to a square."""
+        return max(self.width, self.height) ** 2
+
+    def expected_frames(self, sampling: VideoSampling) -> int:
+        """Frames sampling will keep, from the reported count (0 when the count is unknown)."""
+        if self.frame_count <= 0:
+            return 0
+        if sampling.sample_fps > 0:
+            n = math.ceil(self.frame_count * sampling.sample_fps / self.fps - SAMPLING_EPS)
+        else:
+            n = math.ceil(self.frame_count / max(sampling.every_n, 1))
+        return min(n, sampling.max_frames) if sampling.max_frames > 0 else n
+
+    def decode_bytes(self, sampling: VideoSampling, image_size: int) -> int:
+        """Peak working memory of streaming this video into model frames (upper estimate)."""
+        kept = sampling.max_frames if sampling.max_frames > 0 else self.expected_frames(sampling)
+        return (
+            VIDEO_DECODE_BYTES_PER_PIXEL * self.width * self.height
+            + PADDED_BYTES_PER_PIXEL * self.padded_pixels
+            + kept * image_size * image_size
+        )
+
+
+def _plausible_fps(fps: float) -> bool:
+    return math.isfinite(fps) and 0 < fps <= MAX_PLAUSIBLE_FPS
+
+
+def open_video(path: Path, limits: ImageLimits, name: str) -> VideoHeader:
+    """Read a video's header (size, rate, frame count) and check the frame size limits.
+
+    Raises:
+        BadInput: empty or undecodable (415), frames over the size limits (413) or narrower
+            than ``limits.min_side`` (422).
+    """
+    if path.stat().st_size == 0:
         raise BadInput(f"{name}: empty file")
+    cap = cv2.VideoCapture(str(path))
     try:
-        img = Image.open(io.BytesIO(data))  # lazy: reads the header only
-    except Image.DecompressionBombError as exc:  # PIL's own guard, also from the header
-        raise BadInput(f"{name}: image exceeds the pixel limits ({exc})", status=413) from exc
-    except Exception as exc:  # PIL raises UnidentifiedImageError, SyntaxError, ...
-        raise BadInput(f"{name}: not a PNG or JPEG image ({type(exc).__name__})") from exc
-    if img.format not in IMAGE_FORMATS:
-        raise BadInput(f"{name}: unsupported image format {img.format!r} (send PNG or JPEG)", 415)
-    w, h = img.size
-    if w < 1 or h < 1:
-        raise BadInput(f"{name}: image has no pixels ({w}x{h})")
+        if cap.isOpened():
+            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+            header = VideoHeader(
+                name,
+                int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
+                int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0),
+                fps if _plausible_fps(fps) else FALLBACK_FPS,
+                max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0),
+                "opencv",
+            )
+        else:
+            header = None
+    finally:
+        cap.release()
+    if header is None or header.width < 1:
+        header = _open_gif_pillow(path, name) if path.suffix.lower() == ".gif" else None
+    if header is None:
+        raise BadInput(f"{name}: OpenCV cannot decode this video ({path.suffix})", status=415)
+    w, h = header.width, header.height
     if max(w, h) > limits.max_side or w * h > limits.max_pixels:
         raise BadInput(
-            f"{name}: image {w}x{h} exceeds the limits ({limits.max_side} px per side, "
-            f"{limits.max_pixels} pixels)",
+            f"{name}: video frames {w}x{h} exceed the image limits ({limits.max_side} px per "
+            f"side, {limits.max_pixels} pixels)",
             status=413,
         )
+    if min(w, h) < limits.min_side:
+        raise BadInput(f"{name}: video frames {w}x{h} are narrower than {limits.min_side} px")
+    return header
+
+
+def _open_gif_pillow(path: Path, name: str) -> VideoHeader | None:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img.load()  # decodes pixels; a truncated file raises OSError here
-    except Exception as exc:
-        raise BadInput(f"{name}: corrupt or truncated image ({exc})") from exc
-    return pil_to_grey(img)
-
-
-def prepare_frames(
-    greys: Sequence[np.ndarray], spec: FrameSpec, joint: bool = False
-) -> np.ndarray:
-    """Grey images -> uint8 (N, S, S) with the ``frames`` stage's trim + pad + resize.
-
-    Args:
-        greys: grey uint8 images (any size).
-        spec: the model's frame geometry.
-        joint: one black-border box for all images (the frames of one video, as the ``frames``
-            stage trims a clip); otherwise each image is trimmed on its own.
-    """
-    size = spec.image_size
-    out: list[np.ndarray | None] = [g if g.shape == (size, size) else None for g in greys]
-    todo = [i for i, o in enumerate(out) if o is None]
-    if todo and spec.auto_crop_black:
-        groups = (
-            [todo] if joint and len({greys[i].shape for i in todo}) == 1 else [[i] for i in todo]
-        )
-        cropped: dict[int, np.ndarray] = {}
-        for group in groups:
-            box = trim_black([greys[i] for i in group], spec.black_threshold)
-            if box is None:
-                raise BadInput(f"image is entirely black (nothing above {spec.black_threshold})")
-            t, b, left, r = box
-            cropped.update({i: greys[i][t:b, left:r] for i in group})
-        for i in todo:
-            out[i] = to_square(cropped[i], size)
-    else:
-        for i in todo:
-            out[i] = to_square(greys[i], size)
-    return np.stack(out)
-
-
-def normalise(frames: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """uint8 (N, S, S) -> float32 (N, 1, S, S) with ``(x / 255 - mean) / std`` (training's)."""
-    x = frames.astype(np.float32)[:, None] / 255.0
-    return ((x - np.float32(mean)) / np.float32(std)).astype(np.float32)
-
-
-def decode_base64_image(
-    text: str, limits: ImageLimits = ImageLimits(), name: str = "image"
-) -> np.ndarray:
-    """Base64 (optionally a ``data:`` URL) -> grey uint8 (H, W)."""
-    if "," in text[:64] and text.startswith("data:"):
-        text = text.split(",", 1)[1]
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except Exception as exc:
-        raise BadInput(f"{name}: not valid base64 ({exc})") from exc
-    return decode_image(raw, limits, name)
-
-
-def encode_png_base64(grey: np.ndarray) -> str:
-    """Grey uint8 (H, W) -> base64 PNG (for pyfunc input examples and requests)."""
-    buf = io.BytesIO()
-    Image.fromarray(grey).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+        with Image.open(path) as im:
+            w, h = im.size
+            duration = float(im.info.get("duration") or 0.0)
+    except Exception:  # noqa: BLE001 - not a GIF Pillow can read either
+        return None
+    fps = 1000.0 / duration if duration > 0 else FALLBACK_FPS
+    return VideoHeader(name, w, h, fps if _plausible_fps(fps) else FALLBACK_FPS, 0, "pillow")
 
 
 def decode_video(
-    data: bytes,
-    suffix: str,
-    sampling: VideoSampling = VideoSampling(),
-    limits: ImageLimits = ImageLimits(),
-    name: str = "video",
+    path: Path,
+    header: VideoHeader,
+    sampling: VideoSampling,
+    spec: FrameSpec,
+    max_pixels: int = 0,
 ) -> np.ndarray:
-    """Video bytes -> sampled grey uint8 frames (N, H, W), decoded by OpenCV from a temp file."""
-    import cv2
+    """Stream a video into its sampled model frames, uint8 (N, S, S).
 
-    if not data:
-        raise BadInput(f"{name}: empty file")
-    fd, tmp = tempfile.mkstemp(suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        cap = cv2.VideoCapture(tmp)
-        try:
-            if not cap.isOpened():
-                raise BadInput(f"{name}: OpenCV cannot decode this video ({suffix})", status=415)
-            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-            w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
-            h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
-            if max(w, h) > limits.max_side or w * h > limits.max_pixels:
-                raise BadInput(f"{name}: video frames {w}x{h} exceed the image limits", status=413)
-            frames = _read_sampled(cap, fps, sampling)
-        finally:
-            cap.release()
-    finally:
-        os.unlink(tmp)
-    if not frames:
-        raise BadInput(f"{name}: no decodable frames (unsupported or corrupt video)", status=415)
-    return np.stack(frames)
+    Args:
+        path: the video file.
+        header: what :func:`open_video` read from it.
+        sampling: which frames to keep.
+        spec: the model's frame geometry (size, black-border trimming).
+        max_pixels: the request's budget of kept frames' padded pixels (0 = none); checked as
+            frames come, since the reported frame count may lie.
 
-
-def _read_sampled(cap, fps: float, sampling: VideoSampling) -> list[np.ndarray]:
-    """Read a capture sequentially (frame counts in containers lie) and keep the sampled frames.
-
-    By time: the first frame at or after each instant k / sample_fps, the ``frames`` stage's rule
-    (compared as ``i * rate >= k * fps``); without a usable fps, every n-th frame.
+    Raises:
+        BadInput: no decodable frame (415), over ``max_pixels`` (413), entirely black (422).
     """
-    rate = sampling.sample_fps if sampling.sample_fps > 0 and fps > 0 else 0.0
-    every = max(sampling.every_n, 1)
+    size = spec.image_size
+    trim = spec.auto_crop_black and (header.height, header.width) != (size, size)
+    peak: np.ndarray | None = None
     frames: list[np.ndarray] = []
-    next_k = 0
-    i = 0
-    while sampling.max_frames <= 0 or len(frames) < sampling.max_frames:
-        ok, bgr = cap.read()
-        if not ok:
+    for grey in _sampled(path, header, sampling, max_pixels):
+        if trim:
+            peak = grey.copy() if peak is None else np.maximum(peak, grey, out=peak)
+        frames.append(to_square(grey, size))
+    if not frames:
+        raise BadInput(f"{header.name}: no decodable frames (corrupt video?)", status=415)
+    if not trim:
+        return np.stack(frames)
+    box = trim_black([peak], spec.black_threshold)
+    if box is None:
+        raise BadInput(
+            f"{header.name}: every sampled frame is black (nothing above {spec.black_threshold})"
+        )
+    if box == (0, header.height, 0, header.width):
+        return np.stack(frames)  # nothing to trim: the first pass already made the frames
+    t, b, left, r = box
+    second = [to_square(g[t:b, left:r], size) for g in _sampled(path, header, sampling, 0)]
+    return np.stack(second[: len(frames)])
+
+
+def _sampled(
+    path: Path, header: VideoHeader, sampling: VideoSampling, max_pixels: int
+) -> Iterator[np.ndarray]:
+    """The sampled grey frames of a video, one at a time, with the request's pixel budget."""
+    stream = _cv2_frames(path) if header.decoder == "opencv" else _pillow_frames(path)
+    rate = sampling.sample_fps if sampling.sample_fps > 0 else 0.0
+    every = max(sampling.every_n, 1)
+    kept, next_k, spent = 0, 0, 0
+    for i, retrieve in enumerate(stream):
+        if 0 < sampling.max_frames <= kept:
             break
-        if rate:
-            keep = i * rate + 1e-9 >= next_k * fps
+        if rate:  # the first frame at or after each instant k / rate (i * rate >= k * fps)
+            keep = i * rate + SAMPLING_EPS >= next_k * header.fps
             if keep:
-                next_k = math.floor(i * rate / fps + 1e-9) + 1
+                next_k = math.floor(i * rate / header.fps + SAMPLING_EPS) + 1
         else:
             keep = i % every == 0
-        if keep:
-            frames.append(np.ascontiguousarray(bgr_to_grey(bgr)))
-        i += 1
-    return frames
+        if not keep:
+            continue
+        grey = retrieve()
+        if grey is None or grey.shape != (header.height, header.width):
+            continue  # a damaged frame or a size change mid-stream: the usual frames only
+        spent += header.padded_pixels
+        if max_pixels and spent > max_pixels:
+            raise BadInput(
+                f"{header.name}: its sampled frames exceed the request's budget of "
+                f"{max_pixels} decoded pixels (after padding to square)",
+                status=413,
+            )
+        kept += 1
+        yield grey
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+def _cv2_frames(path: Path) -> Iterator[Callable[[], np.ndarray | None]]:
+    """grab() every frame (cheap), retrieve() only the sampled ones."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        while True:
+            try:
+                if not cap.grab():
+                    return
+            except cv2.error:  # some corrupt streams raise instead of returning False
+                return
+
+            def retrieve() -> np.ndarray | None:
+                ok, frame = cap.retrieve()
+                return bgr_to_grey(frame) if ok and frame is not None else None
+
+            yield retrieve
+    finally:
+        cap.release()
+
+
+def _pillow_frames(path: Path) -> Iterator[Callable[[], np.ndarray | None]]:
+    try:
+        with Image.open(path) as im:
+            for frame in ImageSequence.Iterator(im):
+                yield lambda frame=frame: pil_to_grey(frame)
+    except (OSError, ValueError, EOFError):
+        return  # a damaged GIF frame ends the stream; the frames before it count

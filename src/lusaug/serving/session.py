@@ -1,169 +1,83 @@
-"""An onnxruntime session that knows its own preprocessing, and where a model comes from.
+"""The served model's life: resolve, open, smoke-test, and a download cache kept to what is used.
 
-The ONNX file carries ``lusaug.*`` metadata_props (classes, image size, mean, std, provenance)
-written by :func:`lusaug.export.onnx_export.export_onnx`; :class:`OnnxClassifier` reads them from
-the session, so serving never takes these numbers from anywhere else. :func:`resolve_model` turns
-``models:/<name>@<alias>`` (or ``models:/<name>/<version>``) or a file path into a local .onnx.
+A model is only ever swapped in after :func:`load_model` has opened it and run one frame
+through it, so a broken version never replaces a working one. :func:`prune_cache` deletes the
+downloaded versions that no longer serve (the session of a swapped-out version is in memory:
+requests still running on it do not need its file).
 """
 
 from __future__ import annotations
 
-import json
-import re
-import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from lusaug.errors import LusaugError
-from lusaug.serving.preprocess import FrameSpec, normalise, prepare_frames, softmax
-from lusaug.utils import sha256_file
+from lusaug.export.model_source import ModelSource, resolve_model, version_dir
+from lusaug.export.onnx_runtime import ModelSourceError, OnnxClassifier
 
-META_PREFIX = "lusaug."
-REQUIRED_META = ("classes", "image_size", "mean", "std")
-_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+logger = logging.getLogger(__name__)
 
 
-class ModelSourceError(LusaugError, ValueError):
-    """The requested model cannot be found or is not a lusaug ONNX classifier."""
+class ModelLoadError(ModelSourceError):
+    """A model was found but cannot serve (not loadable, or it fails the smoke test)."""
 
 
 @dataclass(frozen=True)
-class ModelSource:
-    """Where a served model came from (what /metadata reports)."""
+class LoadedModel:
+    """A model ready to serve: where it came from, its session, when it was loaded."""
 
-    path: Path
-    uri: str  # what the user asked for (models:/...@alias or a path)
-    name: str = ""  # registered model name ("" for a plain file)
-    version: str = ""  # registered version ("" for a plain file)
-    alias: str = ""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    classes: list[str]
-    image_size: int
-    mean: float
-    std: float
-    sha256: str
-    metadata: dict[str, str] = field(default_factory=dict)  # every lusaug.* key, as stored
+    source: ModelSource
+    clf: OnnxClassifier
+    loaded_at: str
 
     @property
-    def frame_spec(self) -> FrameSpec:
-        """Frame geometry: size, and black-border trimming as the frames stage did it."""
-        return FrameSpec(
-            self.image_size,
-            self.metadata.get("auto_crop_black", "false").lower() == "true",
-            int(self.metadata.get("black_threshold", "0")),
-        )
+    def name(self) -> str:
+        """Registered name, or the file name for a plain .onnx."""
+        return self.source.name or self.source.path.name
 
-
-def parse_metadata(props: dict[str, str], where: str) -> tuple[list[str], int, float, float]:
-    missing = [k for k in REQUIRED_META if META_PREFIX + k not in props]
-    if missing:
-        raise ModelSourceError(
-            f"{where} lacks the preprocessing metadata {missing}: export it with `lusaug` "
-            "(pipelines/register.py) so size, normalisation and classes travel with the model"
-        )
-    classes = json.loads(props[META_PREFIX + "classes"])
-    return (
-        [str(c) for c in classes],
-        int(props[META_PREFIX + "image_size"]),
-        float(props[META_PREFIX + "mean"]),
-        float(props[META_PREFIX + "std"]),
-    )
-
-
-class OnnxClassifier:
-    """An onnxruntime CPU session plus the preprocessing numbers stored in the model."""
-
-    def __init__(self, path: Path | str, threads: int = 0) -> None:
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ModelSourceError(f"ONNX model {self.path} not found")
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads > 0:
-            opts.intra_op_num_threads = threads
-        # Spinning intra-op threads burn the cores the HTTP side needs (2x slower under load here).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:
-            raise ModelSourceError(f"{self.path} is not a loadable ONNX model: {exc}") from exc
-        self.input_name = self.session.get_inputs()[0].name
-        props = dict(self.session.get_modelmeta().custom_metadata_map)
-        classes, size, mean, std = parse_metadata(props, str(self.path))
-        meta = {
-            k.removeprefix(META_PREFIX): v for k, v in props.items() if k.startswith(META_PREFIX)
-        }
-        self.info = ModelInfo(classes, size, mean, std, sha256_file(self.path), meta)
-
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        """float32 (N, 1, S, S) -> logits (N, C)."""
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})[0]
+    @property
+    def version(self) -> str:
+        """Registered version ("" for a plain file)."""
+        return self.source.version
 
     def proba(self, x: np.ndarray) -> np.ndarray:
-        return softmax(self.logits(x))
-
-    def frames_to_input(self, frames: Sequence[np.ndarray], joint: bool = False) -> np.ndarray:
-        """Grey uint8 images -> model input (this model's geometry and normalisation).
-
-        ``joint``: the frames of one video (one black-border box for all, as in training).
-        """
-        stacked = prepare_frames(frames, self.info.frame_spec, joint)
-        return normalise(stacked, self.info.mean, self.info.std)
+        """Class probabilities (the micro-batcher groups requests by this object)."""
+        return self.clf.proba(x)
 
 
-def resolve_model(uri: str, cache_dir: Path | str | None = None) -> ModelSource:
-    """``models:/name@alias``, ``models:/name/version`` or a path -> a local .onnx file.
+def load_model(uri: str, cache_dir: Path, threads: int) -> LoadedModel:
+    """Resolve, open and smoke-test a model (all before it can be swapped in).
 
-    Registry URIs are resolved against the current MLflow tracking URI (set it first); the
-    version's artifacts are downloaded to ``cache_dir`` (a fresh temp dir by default).
+    Raises:
+        ModelSourceError: the URI names nothing loadable, or the model fails the smoke test.
     """
-    m = _URI.match(uri)
-    if m is None:
-        path = Path(uri)
-        if not path.is_file():
-            raise ModelSourceError(f"model {uri!r} is neither models:/<name>@<alias> nor a file")
-        return ModelSource(path=path.resolve(), uri=uri)
-    from mlflow import MlflowClient
-    from mlflow.artifacts import download_artifacts
-    from mlflow.exceptions import MlflowException
-
-    name, alias, version = m["name"], m["alias"] or "", m["version"] or ""
-    client = MlflowClient()
+    source = resolve_model(uri, cache_dir)
+    clf = OnnxClassifier(source.path, threads=threads)
+    size = clf.info.image_size
     try:
-        mv = (
-            client.get_model_version_by_alias(name, alias)
-            if alias
-            else client.get_model_version(name, version)
+        probs = clf.proba(np.zeros((1, 1, size, size), np.float32))
+    except Exception as exc:  # fail here, not on the first request
+        raise ModelLoadError(f"{uri}: the smoke test (one blank frame) failed: {exc}") from exc
+    if probs.shape != (1, len(clf.info.classes)) or not np.all(np.isfinite(probs)):
+        raise ModelLoadError(
+            f"{uri}: the smoke test gave {probs.shape} outputs for {len(clf.info.classes)} "
+            "classes, or non-finite probabilities"
         )
-    except MlflowException as exc:
-        raise ModelSourceError(f"{uri}: {exc.message}") from exc
-    dst = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="lusaug-model-"))
-    dst = dst / f"{name}-v{mv.version}"
-    dst.mkdir(parents=True, exist_ok=True)
-    local = Path(
-        download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(dst))
-    )
-    found = sorted(p for p in local.rglob("*.onnx") if ".int8." not in p.name)
-    if not found:
-        raise ModelSourceError(f"{uri} (version {mv.version}) holds no .onnx artifact")
-    return ModelSource(path=found[0], uri=uri, name=name, version=str(mv.version), alias=alias)
+    return LoadedModel(source, clf, datetime.now(UTC).isoformat(timespec="seconds"))
 
 
-def current_version(uri: str) -> str | None:
-    """The version an alias URI points to now (None for files and fixed versions)."""
-    m = _URI.match(uri)
-    if m is None or not m["alias"]:
-        return None
-    from mlflow import MlflowClient
-
-    return str(MlflowClient().get_model_version_by_alias(m["name"], m["alias"]).version)
+def prune_cache(cache_dir: Path, keep: list[ModelSource]) -> list[str]:
+    """Delete every downloaded version under ``cache_dir`` but ``keep``; returns what went."""
+    kept = {version_dir(cache_dir, s.name, s.version) for s in keep if s.version}
+    removed = []
+    for entry in sorted(Path(cache_dir).glob("*-v*")):
+        if entry.is_dir() and entry not in kept:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    if removed:
+        logger.info("model cache: removed %s", removed)
+    return removed
