@@ -1,9 +1,11 @@
 """Benchmark: the fixed cost per classifier run, this tree against an older one.
 
-Fixed cost = a run's wall time minus its training epochs (the time from one epoch's first batch
-to the end of its validation, summed from history.csv): process start, imports, MLflow set-up,
-data loading, model building, writing the run's files and logging them. Then the DVC bookkeeping
-per stage item, measured as a no-op ``dvc repro``'s time divided by the number of items.
+Fixed cost (issue 13's definition) = process start to a run's first training batch, plus DVC's
+bookkeeping per stage item, per run. Read from the training log's timestamps: a run's set-up is
+the time from the process start (its first run) or from the previous run's "finished" line to its
+"***** training" line, which is logged just before the first batch. DVC's bookkeeping per item is
+a no-op ``dvc repro`` of an up-to-date repository divided by its items (``--dvc-repo``), spread
+over the runs one item trains. Also printed: the whole wall time and the epochs (history.csv).
 
 - This tree: ``pipelines/train.py`` trains every run of one fold in one process (train@<fold>).
 - ``--old-rev REV`` (e.g. f80ecd2): a git worktree of that revision, whose ``pipelines/train.py``
@@ -21,11 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -35,12 +39,32 @@ from machine import describe  # benchmarks/machine.py (the script folder is on s
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STRATEGIES = ["baseline", "class_weights", "oversample"]
+STAMP = re.compile(r"^.*?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO ")
 
 
 def sh(cmd: list[str], cwd: Path, env: dict | None = None) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True, text=True)
     return time.perf_counter() - t0
+
+
+def logged(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float]:
+    """(wall seconds, set-up seconds before first batches) of one training process."""
+    started = datetime.now()
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    setup, last = 0.0, started
+    for line in (proc.stdout + proc.stderr).splitlines():
+        stamp = STAMP.match(line)
+        if not stamp:
+            continue
+        when = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f")
+        if "***** training" in line:
+            setup += (when - last).total_seconds()
+        elif "INFO lusaug.models.run_files: finished" in line:
+            last = when
+    return wall, setup
 
 
 def copy_tree(src: Path, dest: Path) -> Path:
@@ -103,11 +127,11 @@ def bench_new(repo: Path, runs: int, epochs: int) -> dict:
     sh([str(BIN / "python"), "pipelines/split.py", "data/frames.csv", "data/splits",
         "reports/split.json"], repo, ctx["env"])  # fmt: skip
     out = repo / "models/classifiers/fold-0"
-    wall = sh([str(BIN / "python"), "pipelines/train.py", "data/splits/fold-0.csv", str(out),
-               "--fold", "0"], repo, ctx["env"])  # fmt: skip
+    wall, setup = logged([str(BIN / "python"), "pipelines/train.py", "data/splits/fold-0.csv",
+                          str(out), "--fold", "0"], repo, ctx["env"])  # fmt: skip
     dirs = sorted(p for p in out.iterdir() if (p / "history.csv").exists())
     trained = sum(epoch_seconds(d) for d in dirs)
-    return {"runs": len(dirs), "wall": wall, "epochs": trained}
+    return {"runs": len(dirs), "wall": wall, "epochs": trained, "setup": setup, "items": 1}
 
 
 def bench_old(repo: Path, runs: int, epochs: int) -> dict:
@@ -116,15 +140,17 @@ def bench_old(repo: Path, runs: int, epochs: int) -> dict:
         "reports/split.json"], repo, ctx["env"])  # fmt: skip
     params = yaml.safe_load((repo / "params.yaml").read_text())
     arch = next(iter(params["train"]["architectures"]))
-    wall, trained, n = 0.0, 0.0, 0
+    wall, setup, trained, n = 0.0, 0.0, 0.0, 0
     for s in STRATEGIES:
         for seed in ctx["seeds"]:
             out = repo / "models/classifiers" / f"{s}-{arch}-{seed}"
-            wall += sh([str(BIN / "python"), "pipelines/train.py", "data/splits.csv", str(out),
-                        "--strategy", s, "--arch", arch, "--seed", str(seed)], repo, ctx["env"])  # fmt: skip
+            cmd = [str(BIN / "python"), "pipelines/train.py", "data/splits.csv", str(out),
+                   "--strategy", s, "--arch", arch, "--seed", str(seed)]  # fmt: skip
+            w, su = logged(cmd, repo, ctx["env"])
+            wall, setup = wall + w, setup + su
             trained += epoch_seconds(out)
             n += 1
-    return {"runs": n, "wall": wall, "epochs": trained}
+    return {"runs": n, "wall": wall, "epochs": trained, "setup": setup, "items": n}
 
 
 def dvc_per_item(repo: Path) -> dict:
@@ -161,15 +187,18 @@ def main() -> None:
             finally:
                 subprocess.run(["git", "worktree", "remove", "--force", str(old_dir)], cwd=ROOT,
                                check=False, capture_output=True)  # fmt: skip
-    print("| design | runs | wall s | epochs s | fixed s per run |")
-    print("|---|---|---|---|---|")
+    dvc = dvc_per_item(args.dvc_repo) if args.dvc_repo else None
+    per_item = dvc["per_item"] if dvc else 0.0
+    print("| design | runs | DVC items | wall s | epochs s | set-up s per run | + DVC s per run |")
+    print("|---|---|---|---|---|---|---|")
     for label, r in rows:
-        fixed = (r["wall"] - r["epochs"]) / r["runs"]
-        print(f"| {label} | {r['runs']} | {r['wall']:.1f} | {r['epochs']:.1f} | {fixed:.2f} |")
-    if args.dvc_repo:
-        d = dvc_per_item(args.dvc_repo)
-        print(f"\nno-op dvc repro: {d['wall']:.1f} s over {d['items']} items = "
-              f"{d['per_item']:.2f} s per item")  # fmt: skip
+        setup = r["setup"] / r["runs"]
+        total = setup + per_item * r["items"] / r["runs"]
+        print(f"| {label} | {r['runs']} | {r['items']} | {r['wall']:.1f} | {r['epochs']:.1f} | "
+              f"{setup:.2f} | {total:.2f} |")  # fmt: skip
+    if dvc:
+        print(f"\nno-op dvc repro of {args.dvc_repo}: {dvc['wall']:.1f} s over {dvc['items']} "
+              f"items = {per_item:.2f} s per item")  # fmt: skip
     print(json.dumps({"load_average": os.getloadavg()}))
 
 

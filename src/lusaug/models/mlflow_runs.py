@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lusaug.mlflow_store import data_hash, git_commit, setup_experiment, standard_tags
+from lusaug.mlflow_store import (
+    data_hash,
+    git_commit,
+    setup_experiment,
+    standard_tags,
+    tracking_uri,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +98,34 @@ def find_or_create_parent(
     return winner
 
 
+@dataclass
+class _Session:
+    """What every run of one process shares: the experiment, a client, the parent, base tags."""
+
+    experiment_id: str
+    client: Any
+    parent_run_id: str
+    tags: dict[str, str]
+
+
+# One session per (store, repository, group) and process: a fold's runs pay the experiment
+# look-up, the parent search and the git calls once, not once per run.
+_SESSIONS: dict[tuple[str, str, str], _Session] = {}
+
+
+def _session(tracking: RunTracking) -> _Session:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    key = (tracking_uri(tracking.tracking_uri, tracking.root), str(tracking.root), tracking.group)
+    if key not in _SESSIONS:
+        exp_id = setup_experiment("classifiers", tracking.tracking_uri, tracking.root)
+        parent = find_or_create_parent(exp_id, tracking.group_key(), tracking.root)
+        _SESSIONS[key] = _Session(exp_id, MlflowClient(), parent, standard_tags(tracking.root))
+    mlflow.set_tracking_uri(key[0])  # the model logging and artifact calls use the fluent API
+    return _SESSIONS[key]
+
+
 class TrainTracker:
     """Logs one training run; a disabled tracker (``enabled=False``) does nothing."""
 
@@ -107,11 +141,8 @@ class TrainTracker:
         self.parent_run_id: str | None = None
         if tracking is None:
             return
-        from mlflow.tracking import MlflowClient
-
-        root = tracking.root
-        exp_id = setup_experiment("classifiers", tracking.tracking_uri, root)
-        self.client = MlflowClient()
+        session = _session(tracking)
+        self.client = session.client
         if resume_run_id:
             try:
                 run = self.client.get_run(resume_run_id)
@@ -123,12 +154,12 @@ class TrainTracker:
                     return
             except Exception as exc:  # noqa: BLE001 - a reset store must not stop training
                 logger.warning("cannot resume MLflow run %s (%s): new run", resume_run_id, exc)
-        self.parent_run_id = find_or_create_parent(exp_id, tracking.group_key(), root)
-        all_tags = standard_tags(root, **tags)
+        self.parent_run_id = session.parent_run_id
+        all_tags = {**session.tags, **{k: str(v) for k, v in tags.items()}}
         all_tags["dvc_stage"] = dvc_stage()
         all_tags["mlflow.parentRunId"] = self.parent_run_id
         all_tags[ROLE_TAG] = "train"
-        run = self.client.create_run(exp_id, run_name=run_name, tags=all_tags)
+        run = self.client.create_run(session.experiment_id, run_name=run_name, tags=all_tags)
         self.run_id = run.info.run_id
         self.log_params(tracking.params)
 

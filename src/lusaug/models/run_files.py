@@ -7,6 +7,7 @@ validation results and the model to MLflow and closes the run.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ FILES = {
     "run": "run.json",
     "skipped": "skipped.json",  # a run that must not train, with the reason
 }
+logger = logging.getLogger(__name__)
 EXAMPLE_BATCH = 2  # an input example of batch 1 makes torch.export specialise the batch to 1
 
 
@@ -146,6 +148,7 @@ def finish_run(
     write_json(out_dir / FILES["run"], run_info)
     tracker.finish("FINISHED")
     (out_dir / FILES["last"]).unlink(missing_ok=True)
+    logger.info("finished %s in %.1f s", spec.name, time.perf_counter() - t0)
     return TrainResult(
         spec.name,
         out_dir,
