@@ -4,8 +4,8 @@ Every stage reads its sections through :func:`load_params`; unknown or missing k
 a typo in ``params.yaml`` or a ``dvc exp run -S`` override never goes unnoticed. Profiles
 (``profiles/<name>.yaml``) are partial overlays that ``lusaug profile NAME`` merges into
 ``params.yaml``. The sections live beside the stages that read them: ``data`` (base, phantom,
-import, frames, split, validate), ``training`` (train, evaluate, tune), ``generators`` (generate,
-filter) and ``serving`` (register, export, serve, mlflow).
+import, frames, split, validate), ``training`` (train, evaluate, tune), ``generators`` (base_model,
+generate, filter) and ``serving`` (register, export, serve, mlflow).
 """
 
 from lusaug.config.core import (
@@ -25,17 +25,21 @@ from lusaug.config.data import (
     ValidateParams,
 )
 from lusaug.config.generators import (
+    FINETUNE_METHODS,
     GENERATOR_KINDS,
     SAMPLERS,
     TI_TEMPLATES,
     TRAIN_SETS,
+    BaseModelParams,
     DdpmParams,
     EncoderParams,
     FilterParams,
+    FinetuneParams,
     GenerateParams,
     GeneratorSpec,
     MemorisationParams,
     SamplingParams,
+    SharpnessParams,
     TextualInversionParams,
 )
 from lusaug.config.params import Params, load_params, params_from_dict
@@ -54,6 +58,7 @@ from lusaug.config.training import (
 )
 
 __all__ = [
+    "FINETUNE_METHODS",
     "GENERATOR_KINDS",
     "MODEL_FORMATS",
     "PARAMS_PATH",
@@ -68,6 +73,7 @@ __all__ = [
     "TUNED_STRATEGIES",
     "ArchitectureParams",
     "AugmentParams",
+    "BaseModelParams",
     "BaseParams",
     "ConfigError",
     "DdpmParams",
@@ -75,6 +81,7 @@ __all__ = [
     "EvaluateParams",
     "ExportParams",
     "FilterParams",
+    "FinetuneParams",
     "FramesParams",
     "GenerateParams",
     "GeneratorSpec",
@@ -86,6 +93,7 @@ __all__ = [
     "RegisterParams",
     "SamplingParams",
     "ServeParams",
+    "SharpnessParams",
     "SplitParams",
     "TextualInversionParams",
     "TrainParams",
