@@ -194,4 +194,6 @@ class FilterParams:
     closest_pairs: int  # candidate/training pairs shown in the closest-pairs figure
     grid_size: int  # images per sample grid
     register: bool  # register the best generator per class in the MLflow Model Registry
-    max_memorisation_rate: float  # above this a generator is blocked: not trained on, not registered
+    max_memorisation_rate: (
+        float  # above this a generator is blocked: not trained on, not registered
+    )

@@ -38,6 +38,7 @@ __all__ = ["TrainResult", "fingerprint", "latest_checkpoint", "train_ddpm"]
 # Called with (step, unet holding the EMA weights, losses so far) at every checkpoint.
 CheckpointHook = Callable[[int, torch.nn.Module, list[float]], None]
 
+
 def build_unet(cfg: DdpmParams, num_classes: int | None = None) -> torch.nn.Module:
     """A 1-channel ``UNet2DModel`` with one level per width; attention at the lowest level."""
     from diffusers import UNet2DModel

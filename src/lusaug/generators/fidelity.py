@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lusaug.config import FilterParams
 from lusaug.models.classifier import ClassifierMeta, load_classifier
 from lusaug.models.data import to_input
 
@@ -47,8 +48,11 @@ class FeatureSpace:
     def _run(self, images: np.ndarray, pre_logits: bool) -> np.ndarray:
         out = []
         for i in range(0, len(images), FEATURE_BATCH):
-            x = to_input(torch.from_numpy(np.ascontiguousarray(images[i : i + FEATURE_BATCH])),
-                         self.meta.mean, self.meta.std).unsqueeze(1)
+            x = to_input(
+                torch.from_numpy(np.ascontiguousarray(images[i : i + FEATURE_BATCH])),
+                self.meta.mean,
+                self.meta.std,
+            ).unsqueeze(1)
             feats = self.model.forward_features(x)
             out.append(self.model.forward_head(feats, pre_logits=pre_logits).float().numpy())
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
@@ -220,3 +224,56 @@ def fid_caveat(n_a: int, n_b: int, dims: int) -> str:
         "biased upwards at small n (Chong & Forsyth 2020), comparable only between generators "
         "scored with the same encoder and sample sizes; prefer KID"
     )
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b, or None when either is missing or b is 0."""
+    return None if a is None or b is None or b == 0 else float(a / b)
+
+
+def _kid(a: np.ndarray, b: np.ndarray, cfg: FilterParams, seed: int) -> dict | None:
+    if len(a) < 2 or len(b) < 2:
+        return None
+    return kid(a, b, cfg.kid_subsets, cfg.kid_subset_size, seed).as_dict()
+
+
+def _prdc(real: np.ndarray, fake: np.ndarray, cfg: FilterParams, seed: int) -> dict | None:
+    if len(real) <= cfg.prdc_k or len(fake) <= cfg.prdc_k:
+        return None
+    return prdc(real, fake, cfg.prdc_k, cfg.bootstrap, cfg.ci, seed)
+
+
+def fidelity_report(feats: dict[str, np.ndarray], cfg: FilterParams, seed: int) -> dict[str, Any]:
+    """KID, PRDC and FID of kept samples vs real val frames, beside real train vs real val.
+
+    Args:
+        feats: features of ``kept``, ``cands`` (all candidates), ``train`` and ``val`` (real
+            frames of the rare class).
+        cfg: the ``filter`` section (KID subsets, PRDC k, bootstrap, interval level).
+        seed: seeds the KID subsets and the bootstrap.
+    """
+    kid_kept = _kid(feats["kept"], feats["val"], cfg, seed)
+    kid_ref = _kid(feats["train"], feats["val"], cfg, seed)
+    prdc_kept = _prdc(feats["val"], feats["kept"], cfg, seed)
+    prdc_ref = _prdc(feats["val"], feats["train"], cfg, seed)
+    out: dict[str, Any] = {
+        "kid": kid_kept,
+        "kid_real_reference": kid_ref,
+        "kid_within_reference": None
+        if kid_kept is None or kid_ref is None
+        else bool(kid_kept["mean"] <= kid_ref["high"]),
+        "kid_all_candidates": _kid(feats["cands"], feats["val"], cfg, seed),
+        "prdc": prdc_kept,
+        "prdc_real_reference": prdc_ref,
+        "prdc_note": f"k={cfg.prdc_k}; fakes (or real training frames) against the real "
+        "validation frames of the class",
+    }
+    if prdc_kept and prdc_ref:
+        out["precision_ratio"] = ratio(
+            prdc_kept["precision"]["value"], prdc_ref["precision"]["value"]
+        )
+    n_kept, n_val = len(feats["kept"]), len(feats["val"])
+    if n_kept >= 2 and n_val >= 2:
+        out["fid"] = float(fid(feats["kept"], feats["val"]))
+        out["fid_caveat"] = fid_caveat(n_kept, n_val, feats["val"].shape[1])
+    return out

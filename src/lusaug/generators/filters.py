@@ -81,7 +81,9 @@ def blurred(images: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian-blurred uint8 copies (the sharpness criterion's negative control)."""
     import cv2
 
-    return np.stack([cv2.GaussianBlur(im, (0, 0), sigma) for im in images]) if len(images) else images
+    return (
+        np.stack([cv2.GaussianBlur(im, (0, 0), sigma) for im in images]) if len(images) else images
+    )
 
 
 @dataclass(frozen=True)

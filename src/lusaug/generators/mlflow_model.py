@@ -37,7 +37,10 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         n, seed = int(row["n"]), int(row["seed"])
         if self.generator is None:
             imgs = self.base.sample(
-                [str(row["prompt"])] * n, seed, steps or BASE_STEPS, BASE_GUIDANCE,
+                [str(row["prompt"])] * n,
+                seed,
+                steps or BASE_STEPS,
+                BASE_GUIDANCE,
                 sampler or "dpmsolver++",
             )
             return from_unit(imgs)

@@ -219,9 +219,7 @@ def register_best_generator(
     mv = mlflow.register_model(best["model_uri"], name, tags=tags)
     client.set_registered_model_alias(name, alias, mv.version)
     summary.update(status="registered", version=mv.version, previous_version=previous)
-    logger.info(
-        "registered %s version %s (%s) as @%s", name, mv.version, best["generator"], alias
-    )
+    logger.info("registered %s version %s (%s) as @%s", name, mv.version, best["generator"], alias)
     return summary
 
 

@@ -171,9 +171,7 @@ def loss_figure(losses: Sequence[float], title: str = "") -> Figure:
     return fig
 
 
-def beside_real_figure(
-    real: np.ndarray, samples: np.ndarray, n: int, title: str = ""
-) -> Figure:
+def beside_real_figure(real: np.ndarray, samples: np.ndarray, n: int, title: str = "") -> Figure:
     """Real training frames of the rare class (top rows) above samples (bottom rows)."""
     cols = max(1, min(8, n))
     rows = {

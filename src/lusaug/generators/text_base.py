@@ -45,9 +45,7 @@ class BaseData:
     vocab: dict[str, int]
 
 
-def base_training_data(
-    splits: pd.DataFrame, target_class: str, classes: list[str]
-) -> BaseData:
+def base_training_data(splits: pd.DataFrame, target_class: str, classes: list[str]) -> BaseData:
     """Training-split rows of every class but ``target_class``, their captions and vocabulary."""
     others = [c for c in classes if c != target_class]
     rows = splits[(splits["split"] == "train") & splits["label"].isin(others)]
@@ -133,9 +131,7 @@ def finetune_unet(
     if t2i.vae is not None:
         t2i.vae.requires_grad_(False)
     t2i.unet.requires_grad_(True)
-    loss_fn = caption_loss_fn(
-        t2i, images, texts, cfg.batch_size, hflip, 0.0, cfg.caption_dropout
-    )
+    loss_fn = caption_loss_fn(t2i, images, texts, cfg.batch_size, hflip, 0.0, cfg.caption_dropout)
     result = train_loop(
         {"unet": t2i.unet},
         loss_fn,

@@ -55,9 +55,7 @@ def class_grid(t2i: TextToImage, rows: pd.DataFrame, cfg: BaseModelParams, seed:
     grid = {}
     for label, group in rows.groupby("label", sort=True):
         prompt = caption(group.iloc[0])
-        imgs = t2i.sample(
-            [prompt] * cfg.grid_per_class, seed, SAMPLE_STEPS, cfg.guidance_scale
-        )
+        imgs = t2i.sample([prompt] * cfg.grid_per_class, seed, SAMPLE_STEPS, cfg.guidance_scale)
         grid[f"{label}"] = from_unit(imgs)
     grid["'' (unconditional)"] = from_unit(
         t2i.sample([""] * cfg.grid_per_class, seed, SAMPLE_STEPS, 1.0)
@@ -147,8 +145,15 @@ def run_base_model(
             mlflow.log_figure(fig, "loss.png")
             save_figure(fig, tmp / "loss.png")
             mlflow.log_metrics(
-                {k: float(summary[k]) for k in ("train_seconds", "train_images_per_second",
-                                                "final_loss", "train_steps")}
+                {
+                    k: float(summary[k])
+                    for k in (
+                        "train_seconds",
+                        "train_images_per_second",
+                        "final_loss",
+                        "train_steps",
+                    )
+                }
             )
             if cfg.register:
                 uri = log_base_model(tmp)

@@ -23,7 +23,7 @@ import pandas as pd
 from lusaug.config import BaseParams, FilterParams, GenerateParams, MlflowParams, as_flat_dict
 from lusaug.generators import data as gdata
 from lusaug.generators.ddpm import read_meta
-from lusaug.generators.fidelity import FeatureSpace, fid, fid_caveat, kid, prdc, recognition
+from lusaug.generators.fidelity import FeatureSpace, fidelity_report, ratio, recognition
 from lusaug.generators.filters import (
     FilterThresholds,
     apply_filter,
@@ -65,22 +65,6 @@ logger = logging.getLogger(__name__)
 TRAIN_SET_FILE = "train_set.csv"
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None or b == 0 else float(a / b)
-
-
-def _kid(a: np.ndarray, b: np.ndarray, cfg: FilterParams, seed: int) -> dict | None:
-    if len(a) < 2 or len(b) < 2:
-        return None
-    return kid(a, b, cfg.kid_subsets, cfg.kid_subset_size, seed).as_dict()
-
-
-def _prdc(real: np.ndarray, fake: np.ndarray, cfg: FilterParams, seed: int) -> dict | None:
-    if len(real) <= cfg.prdc_k or len(fake) <= cfg.prdc_k:
-        return None
-    return prdc(real, fake, cfg.prdc_k, cfg.bootstrap, cfg.ci, seed)
-
-
 def _study_pass(images: np.ndarray, cfg: FilterParams) -> float | None:
     if not len(images):
         return None
@@ -90,34 +74,6 @@ def _study_pass(images: np.ndarray, cfg: FilterParams) -> float | None:
 
 def _sharp_pass(values: np.ndarray, threshold: float | None) -> float | None:
     return None if threshold is None or not len(values) else float((values >= threshold).mean())
-
-
-def _fidelity(feats: dict[str, np.ndarray], cfg: FilterParams, seed: int) -> dict[str, Any]:
-    kid_kept = _kid(feats["kept"], feats["val"], cfg, seed)
-    kid_ref = _kid(feats["train"], feats["val"], cfg, seed)
-    prdc_kept = _prdc(feats["val"], feats["kept"], cfg, seed)
-    prdc_ref = _prdc(feats["val"], feats["train"], cfg, seed)
-    out: dict[str, Any] = {
-        "kid": kid_kept,
-        "kid_real_reference": kid_ref,
-        "kid_within_reference": None
-        if kid_kept is None or kid_ref is None
-        else bool(kid_kept["mean"] <= kid_ref["high"]),
-        "kid_all_candidates": _kid(feats["cands"], feats["val"], cfg, seed),
-        "prdc": prdc_kept,
-        "prdc_real_reference": prdc_ref,
-        "prdc_note": f"k={cfg.prdc_k}; fakes (or real training frames) against the real "
-        "validation frames of the class",
-    }
-    if prdc_kept and prdc_ref:
-        out["precision_ratio"] = _ratio(
-            prdc_kept["precision"]["value"], prdc_ref["precision"]["value"]
-        )
-    n_kept, n_val = len(feats["kept"]), len(feats["val"])
-    if n_kept >= 2 and n_val >= 2:
-        out["fid"] = float(fid(feats["kept"], feats["val"]))
-        out["fid_caveat"] = fid_caveat(n_kept, n_val, feats["val"].shape[1])
-    return out
 
 
 def run_filter(
@@ -164,7 +120,9 @@ def run_filter(
     sharp = high_frequency_ratio(cands, cfg.sharpness.cutoff)
     sharp_real = high_frequency_ratio(real, cfg.sharpness.cutoff)
     sharp_val = high_frequency_ratio(real_val, cfg.sharpness.cutoff)
-    sharp_blur = high_frequency_ratio(blurred(real, cfg.sharpness.blur_sigma), cfg.sharpness.cutoff)
+    sharp_blur = high_frequency_ratio(
+        blurred(real, cfg.sharpness.blur_sigma), cfg.sharpness.cutoff
+    )
     min_sharp = None
     if cfg.use_sharpness and len(sharp_real):
         min_sharp = float(np.quantile(sharp_real, cfg.sharpness.real_quantile))
@@ -210,8 +168,12 @@ def run_filter(
     # ---- fidelity against real patients, each beside its real reference ----
     seed = derive_seed(base.seed, f"fidelity-{name}")
     f_kept = f_c[outcome.kept] if not blocked else f_c[outcome.quality_ok & ~mem.memorised]
-    feats = {"kept": f_kept, "cands": f_c, "train": space.features(real),
-             "val": space.features(real_val)}
+    feats = {
+        "kept": f_kept,
+        "cands": f_c,
+        "train": space.features(real),
+        "val": space.features(real_val),
+    }
     target_idx = base.classes.index(target)
     scored = kept if not blocked else cands[outcome.quality_ok & ~mem.memorised]
     rec = recognition(space.predict(scored), target_idx, cfg.ci)
@@ -220,36 +182,53 @@ def run_filter(
     flagged = pd.Series([p for p, m in zip(nn_patient, mem.memorised, strict=True) if m])
     label = label_of(name, spec)
     metrics: dict[str, Any] = {
-        "generator": name, "kind": spec.kind, "target_class": target, "fold": fold,
-        "train_set": spec.train_set, "leaky": leaky,
+        "generator": name,
+        "kind": spec.kind,
+        "target_class": target,
+        "fold": fold,
+        "train_set": spec.train_set,
+        "leaky": leaky,
         "leakage": "LEAKY: the generator saw validation/test frames; never compare it with "
-        "non-leaky results" if leaky else "none: trained on the train split only",
-        "blocked": blocked, "blocked_reason": reason,
-        "candidates": len(cands), "kept": int(outcome.kept.sum()),
+        "non-leaky results"
+        if leaky
+        else "none: trained on the train split only",
+        "blocked": blocked,
+        "blocked_reason": reason,
+        "candidates": len(cands),
+        "kept": int(outcome.kept.sum()),
         "rejected": int((~outcome.kept).sum()),
         "kept_fraction": float(outcome.kept.mean()) if len(cands) else 0.0,
         "rejected_by_reason": outcome.rejected_by_reason(),
         "thresholds": thresholds.as_dict(),
         "study_filter_pass_rate": {
-            "candidates": _study_pass(cands, cfg), "real_train": _study_pass(real, cfg),
+            "candidates": _study_pass(cands, cfg),
+            "real_train": _study_pass(real, cfg),
             "real_val": _study_pass(real_val, cfg),
         },
         "sharpness": {
-            "threshold": min_sharp, "quantile_of_real_train": cfg.sharpness.real_quantile,
-            "pass_rate": {"candidates": _sharp_pass(sharp, min_sharp),
-                          "real_train": _sharp_pass(sharp_real, min_sharp),
-                          "real_val": _sharp_pass(sharp_val, min_sharp),
-                          "real_train_blurred": _sharp_pass(sharp_blur, min_sharp)},
+            "threshold": min_sharp,
+            "quantile_of_real_train": cfg.sharpness.real_quantile,
+            "pass_rate": {
+                "candidates": _sharp_pass(sharp, min_sharp),
+                "real_train": _sharp_pass(sharp_real, min_sharp),
+                "real_val": _sharp_pass(sharp_val, min_sharp),
+                "real_train_blurred": _sharp_pass(sharp_blur, min_sharp),
+            },
             "real_above_own_blur": float((sharp_real > sharp_blur).mean()) if len(real) else None,
-            "median": {"candidates": float(np.median(sharp)) if len(sharp) else None,
-                       "real_train": float(np.median(sharp_real)) if len(real) else None},
+            "median": {
+                "candidates": float(np.median(sharp)) if len(sharp) else None,
+                "real_train": float(np.median(sharp_real)) if len(real) else None,
+            },
         },
-        "recognition": rec, "recognition_real_val": rec_val,
-        "recognition_ratio": _ratio(rec["rate"], rec_val["rate"]),
+        "recognition": rec,
+        "recognition_real_val": rec_val,
+        "recognition_ratio": ratio(rec["rate"], rec_val["rate"]),
         "recognition_note": "scored on the kept images (on the would-be-kept ones if blocked)",
-        **_fidelity(feats, cfg, seed),
+        **fidelity_report(feats, cfg, seed),
         "memorisation": {
-            "rate": mem.rate, "flags": mem.counts(), "training_pool": len(pool),
+            "rate": mem.rate,
+            "flags": mem.counts(),
+            "training_pool": len(pool),
             "copied_patients": {str(k): int(v) for k, v in flagged.value_counts().items()},
             "median_nn_pixel_distance": float(np.median(mem.nn_distance)) if len(cands) else None,
             "real_val_rate": mem_val.rate if mem_val is not None else None,
@@ -262,8 +241,10 @@ def run_filter(
             "num_features": int(f_c.shape[1]) if len(f_c) else None,
             "val_balanced_accuracy": enc_val.get("balanced_accuracy"),
         },
-        "real_train_frames": len(real), "real_val_frames": len(real_val),
-        "train_frames": meta.get("train_frames"), "train_patients": meta.get("train_patients"),
+        "real_train_frames": len(real),
+        "real_val_frames": len(real_val),
+        "train_frames": meta.get("train_frames"),
+        "train_patients": meta.get("train_patients"),
         "train_notes": meta.get("notes", []),
     }
     run_info = read_run_file(model_dir)
@@ -272,11 +253,18 @@ def run_filter(
     metrics["scored_against"] = score_basis(splits_csv, encoder_dir)
 
     order = np.argsort(mem.nn_distance, kind="stable")[: cfg.closest_pairs]
-    pairs = [(int(i), int(mem.nn_index[i]), float(mem.nn_distance[i]), bool(mem.memorised[i]))
-             for i in order]
+    pairs = [
+        (int(i), int(mem.nn_index[i]), float(mem.nn_distance[i]), bool(mem.memorised[i]))
+        for i in order
+    ]
     figures = {
         "filter_scatter.png": filter_scatter_figure(
-            std, entropy, outcome.kept, cfg.min_std, cfg.min_entropy, mem.memorised,
+            std,
+            entropy,
+            outcome.kept,
+            cfg.min_std,
+            cfg.min_entropy,
+            mem.memorised,
             f"{label}: quality filter",
         ),
         "kept_grid.png": grid_figure(kept[: cfg.grid_size], f"{label}: kept ({len(kept)})"),
@@ -285,42 +273,83 @@ def run_filter(
         ),
         "real_grid.png": grid_figure(real[: cfg.grid_size], f"real training frames: {target}"),
         "beside_real.png": beside_real_figure(
-            real, kept if len(kept) else cands, cfg.grid_size // 2,
+            real,
+            kept if len(kept) else cands,
+            cfg.grid_size // 2,
             f"{label}: real {target} training frames (top) and "
             f"{'kept samples' if len(kept) else 'candidates (none kept)'} (bottom)",
         ),
         "sharpness.png": sharpness_figure(
             {"real train": sharp_real, "real train, blurred": sharp_blur, "candidates": sharp},
-            min_sharp, f"{label}: high-frequency energy ratio",
+            min_sharp,
+            f"{label}: high-frequency energy ratio",
         ),
         "closest_pairs.png": closest_pairs_figure(
             cands, pool, pairs, f"{label}: closest candidate / training pairs"
         ),
     }
     if track:
-        metrics["registry"] = _track(name, spec, target, cfg, gen, mlflow_cfg, metrics, figures,
-                                     table_csv, metrics_json, fold)
+        metrics["registry"] = _track(
+            name,
+            spec,
+            target,
+            cfg,
+            gen,
+            mlflow_cfg,
+            metrics,
+            figures,
+            table_csv,
+            metrics_json,
+            fold,
+        )
     with atomic_path(plots_dir, is_dir=True) as tmp:
         for fname, fig in figures.items():
             save_figure(fig, tmp / fname)
     write_json(metrics_json, metrics)
-    logger.info("filter@%s: kept %d of %d (memorised %d)%s", name, metrics["kept"],
-                len(cands), mem.counts()["any"], " BLOCKED" if blocked else "")
+    logger.info(
+        "filter@%s: kept %d of %d (memorised %d)%s",
+        name,
+        metrics["kept"],
+        len(cands),
+        mem.counts()["any"],
+        " BLOCKED" if blocked else "",
+    )
     return metrics
 
 
 HEADLINE = (
-    "candidates", "kept", "kept_fraction", "blocked", "rejected_by_reason", "memorisation",
-    "kid", "kid_real_reference", "prdc", "prdc_real_reference", "recognition",
-    "recognition_real_val", "recognition_ratio", "precision_ratio", "fid",
-    "study_filter_pass_rate", "sharpness",
+    "candidates",
+    "kept",
+    "kept_fraction",
+    "blocked",
+    "rejected_by_reason",
+    "memorisation",
+    "kid",
+    "kid_real_reference",
+    "prdc",
+    "prdc_real_reference",
+    "recognition",
+    "recognition_real_val",
+    "recognition_ratio",
+    "precision_ratio",
+    "fid",
+    "study_filter_pass_rate",
+    "sharpness",
 )
 
 
 def _track(
-    name: str, spec: Any, target: str, cfg: FilterParams, gen: GenerateParams,
-    mlflow_cfg: MlflowParams, metrics: dict[str, Any], figures: dict[str, Any],
-    table_csv: Path | str, metrics_json: Path | str, fold: int | None,
+    name: str,
+    spec: Any,
+    target: str,
+    cfg: FilterParams,
+    gen: GenerateParams,
+    mlflow_cfg: MlflowParams,
+    metrics: dict[str, Any],
+    figures: dict[str, Any],
+    table_csv: Path | str,
+    metrics_json: Path | str,
+    fold: int | None,
 ) -> dict[str, Any]:
     """Log into the generator's run (+ a nested ``filter-<G>`` run), then update the registry.
 
@@ -328,11 +357,13 @@ def _track(
     """
     setup_mlflow(mlflow_cfg)
     run_id = metrics.get("mlflow_run_id")
-    flat = numeric_metrics({k: metrics[k] for k in HEADLINE if metrics.get(k) is not None},
-                           "filter.")
+    flat = numeric_metrics(
+        {k: metrics[k] for k in HEADLINE if metrics.get(k) is not None}, "filter."
+    )
     tags = generator_tags(name, spec, target, fold) | {"blocked": str(metrics["blocked"]).lower()}
-    with mlflow.start_run(run_id=run_id if run_exists(run_id) else None,
-                          run_name=f"generate-{name}"):
+    with mlflow.start_run(
+        run_id=run_id if run_exists(run_id) else None, run_name=f"generate-{name}"
+    ):
         mlflow.set_tags(tags)
         mlflow.log_metrics(flat)
         for fname in ("filter_scatter.png", "beside_real.png"):

@@ -20,7 +20,7 @@ import pandas as pd
 from lusaug.config import BaseParams, GenerateParams, GeneratorSpec, MlflowParams, as_flat_dict
 from lusaug.generators import data as gdata
 from lusaug.generators.captions import captions
-from lusaug.generators.ddpm import save_ddpm, train_ddpm
+from lusaug.generators.ddpm import build_scheduler, save_ddpm, train_ddpm
 from lusaug.generators.diffusion_loop import fingerprint
 from lusaug.generators.generator import PIPELINE_DIR, Generator, write_meta
 from lusaug.generators.mlflow_runs import MetricBuffer, log_generator_model, write_run_file
@@ -67,6 +67,7 @@ def _train_ddpm(ctx: dict[str, Any], out: Path) -> dict[str, float]:
     if conditional:
         labels = np.array([meta["classes"].index(c) for c in ctx["tset"].frames["label"]])
         num_classes = len(meta["classes"])
+    schedule = build_scheduler(cfg).config
     buffer = MetricBuffer(ctx["run_id"])
     logged = {"n": len(buffer.client.get_metric_history(ctx["run_id"], "train_loss"))}
 
@@ -75,8 +76,14 @@ def _train_ddpm(ctx: dict[str, Any], out: Path) -> dict[str, float]:
         logged["n"] = len(losses)
         buffer.flush()
         imgs = sample_ddpm(
-            unet, unet_sched.config, cfg.grid_size, sp.sampler, sp.steps, sp.batch_size,
-            ctx["seed"] + 2, class_label=meta["class_index"] if conditional else None,
+            unet,
+            schedule,
+            cfg.grid_size,
+            sp.sampler,
+            sp.steps,
+            sp.batch_size,
+            ctx["seed"] + 2,
+            class_label=meta["class_index"] if conditional else None,
         )
         fig = grid_figure(
             gdata.resize_batch(gdata.from_unit(imgs), meta["image_size"]),
@@ -86,9 +93,17 @@ def _train_ddpm(ctx: dict[str, Any], out: Path) -> dict[str, float]:
         plt.close(fig)
 
     unet, unet_sched, res = train_ddpm(
-        ctx["images"], cfg, ctx["seed"], labels=labels, num_classes=num_classes,
-        checkpoint_dir=ctx["ckpt_dir"], resume=ctx["resume"], run_fingerprint=ctx["fp"],
-        on_checkpoint=on_checkpoint, progress=ctx["progress"], train_steps=_train_steps(spec, gen),
+        ctx["images"],
+        cfg,
+        ctx["seed"],
+        labels=labels,
+        num_classes=num_classes,
+        checkpoint_dir=ctx["ckpt_dir"],
+        resume=ctx["resume"],
+        run_fingerprint=ctx["fp"],
+        on_checkpoint=on_checkpoint,
+        progress=ctx["progress"],
+        train_steps=_train_steps(spec, gen),
     )
     meta.update(resolution=cfg.resolution, train_steps=res.steps, resumed_from=res.resumed_from)
     save_ddpm(out, unet, unet_sched, meta)
@@ -125,9 +140,13 @@ def _train_text(ctx: dict[str, Any], out: Path) -> dict[str, float]:
         )
         save_embeddings(out / EMBEDDINGS_FILE, cfg.placeholder_token, res.embeddings)
         meta.update(
-            embeddings=EMBEDDINGS_FILE, placeholder_token=cfg.placeholder_token,
-            template=spec.template, num_vectors=cfg.num_vectors, guidance_scale=cfg.guidance_scale,
-            train_steps=len(res.losses), ti_steps_per_second=res.steps_per_second,
+            embeddings=EMBEDDINGS_FILE,
+            placeholder_token=cfg.placeholder_token,
+            template=spec.template,
+            num_vectors=cfg.num_vectors,
+            guidance_scale=cfg.guidance_scale,
+            train_steps=len(res.losses),
+            ti_steps_per_second=res.steps_per_second,
         )
         write_meta(out, meta)
         out_metrics = _finish_training(
@@ -139,12 +158,22 @@ def _train_text(ctx: dict[str, Any], out: Path) -> dict[str, float]:
     cfg = gen.finetune
     texts = captions(ctx["tset"].frames)
     res = finetune_unet(
-        t2i, ctx["images"], texts, cfg, seed, cfg.hflip, checkpoint_dir=ctx["ckpt_dir"],
-        resume=ctx["resume"], run_fingerprint=ctx["fp"], progress=ctx["progress"],
+        t2i,
+        ctx["images"],
+        texts,
+        cfg,
+        seed,
+        cfg.hflip,
+        checkpoint_dir=ctx["ckpt_dir"],
+        resume=ctx["resume"],
+        run_fingerprint=ctx["fp"],
+        progress=ctx["progress"],
     )
     t2i.pipe.save_pretrained(out / PIPELINE_DIR)
     meta.update(
-        captions=sorted(set(texts)), guidance_scale=cfg.guidance_scale, method=cfg.method,
+        captions=sorted(set(texts)),
+        guidance_scale=cfg.guidance_scale,
+        method=cfg.method,
         train_steps=res.steps,
     )
     write_meta(out, meta)
@@ -190,24 +219,36 @@ def run_generate(
     splits = gdata.read_splits(splits_csv)
     target = base.target_class
     seed = derive_seed(base.seed, name)
-    tset = gdata.build_training_set(
-        splits, spec, target, base.classes, gen.mixed_patients, seed
-    )
+    tset = gdata.build_training_set(splits, spec, target, base.classes, gen.mixed_patients, seed)
     images = gdata.load_frames(tset.frames, splits_csv, base.image_size)
     sp = gen.sampling
     meta: dict[str, Any] = {
-        "name": name, "kind": spec.kind, "train_set": spec.train_set, "leaky": spec.leaky,
-        "target_class": target, "class_index": base.classes.index(target),
-        "classes": list(base.classes), "image_size": base.image_size, "seed": seed, "fold": fold,
-        "train_frames": len(images), "train_patients": int(tset.frames["patient_id"].nunique()),
-        "splits_used": tset.splits_used, "notes": tset.notes,
-        "sampler": sp.sampler, "steps": sp.steps, "batch_size": sp.batch_size,
+        "name": name,
+        "kind": spec.kind,
+        "train_set": spec.train_set,
+        "leaky": spec.leaky,
+        "target_class": target,
+        "class_index": base.classes.index(target),
+        "classes": list(base.classes),
+        "image_size": base.image_size,
+        "seed": seed,
+        "fold": fold,
+        "train_frames": len(images),
+        "train_patients": int(tset.frames["patient_id"].nunique()),
+        "splits_used": tset.splits_used,
+        "notes": tset.notes,
+        "sampler": sp.sampler,
+        "steps": sp.steps,
+        "batch_size": sp.batch_size,
     }
-    section = gen.ddpm if spec.kind.startswith("ddpm") else getattr(
-        gen, "ti" if spec.kind == "textual_inversion" else "finetune"
+    section = (
+        gen.ddpm
+        if spec.kind.startswith("ddpm")
+        else getattr(gen, "ti" if spec.kind == "textual_inversion" else "finetune")
     )
-    fp = fingerprint(name, spec, section, base.image_size, str(base_path),
-                     list(tset.frames["path"]))
+    fp = fingerprint(
+        name, spec, section, base.image_size, str(base_path), list(tset.frames["path"])
+    )
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     run_id = prepare_checkpoints(ckpt_dir, resume, fp)
     setup_mlflow(mlflow_cfg)
@@ -221,13 +262,25 @@ def run_generate(
             mlflow.log_params({f"generator.{k}": v for k, v in as_flat_dict(spec).items()})
             mlflow.log_params(as_flat_dict(section, f"{spec.kind}."))
             mlflow.log_params(as_flat_dict(sp, "sampling."))
-            mlflow.log_params({"train_frames": len(images), "seed": seed,
-                               "base": str(base_path or "")})
+            mlflow.log_params(
+                {"train_frames": len(images), "seed": seed, "base": str(base_path or "")}
+            )
         mlflow.log_text(tset.frames.to_csv(index=False), TRAIN_SET_FILE)
-        ctx = {"spec": spec, "gen": gen, "meta": meta, "seed": seed, "images": images,
-               "tset": tset, "ckpt_dir": ckpt_dir, "resume": resume, "fp": fp,
-               "progress": progress, "run_id": run.info.run_id, "label": label,
-               "base_path": base_path}
+        ctx = {
+            "spec": spec,
+            "gen": gen,
+            "meta": meta,
+            "seed": seed,
+            "images": images,
+            "tset": tset,
+            "ckpt_dir": ckpt_dir,
+            "resume": resume,
+            "fp": fp,
+            "progress": progress,
+            "run_id": run.info.run_id,
+            "label": label,
+            "base_path": base_path,
+        }
         with atomic_path(model_dir, is_dir=True) as tmp:
             train = _train_text if spec.kind in TEXT_KINDS else _train_ddpm
             result = train(ctx, tmp)
@@ -245,10 +298,19 @@ def run_generate(
             model_uri = log_generator_model(
                 tmp, base_dir=base_path if spec.kind == "textual_inversion" else None
             )
-            write_run_file(tmp, run_id=run.info.run_id, model_uri=model_uri,
-                           experiment_id=run.info.experiment_id)
+            write_run_file(
+                tmp,
+                run_id=run.info.run_id,
+                model_uri=model_uri,
+                experiment_id=run.info.experiment_id,
+            )
         mlflow.log_metrics({"candidates": float(len(cands)), **result})
     finish_checkpoints(ckpt_dir)
     logger.info("generate@%s: %d candidates from %d frames", name, len(cands), len(images))
-    return {**meta, **result, "candidates": len(cands), "mlflow_run_id": run.info.run_id,
-            "model_uri": model_uri}
+    return {
+        **meta,
+        **result,
+        "candidates": len(cands),
+        "mlflow_run_id": run.info.run_id,
+        "model_uri": model_uri,
+    }
