@@ -165,10 +165,13 @@ class EncoderParams:
 
 @dataclass(frozen=True)
 class MemorisationParams:
+    relative: bool  # apply Carlini's relative test (assumes a diverse pool: not 2 clips at 3 Hz)
     alpha: float  # Carlini et al.: near-copy when d_nn < alpha * mean d to the n nearest
     n_neighbours: int  # n of that mean (capped by the training-set size)
     max_pixel_distance: float  # also a near-copy when the normalised pixel L2 is <= this
     max_feature_distance: float  # also when 1 - cosine to the nearest feature is <= this (0 = off)
+    video_quantile: float  # also when d_nn <= this quantile of the real frames' nearest
+    #                        same-clip neighbour distance: as close as consecutive frames (0 = off)
 
 
 @dataclass(frozen=True)

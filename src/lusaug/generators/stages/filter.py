@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import mlflow
 import numpy as np
 import pandas as pd
 
-from lusaug.config import BaseParams, FilterParams, GenerateParams, MlflowParams, as_flat_dict
+from lusaug.config import BaseParams, FilterParams, GenerateParams, MlflowParams
 from lusaug.generators import data as gdata
 from lusaug.generators.ddpm import read_meta
 from lusaug.generators.fidelity import FeatureSpace, fidelity_report, ratio, recognition
@@ -32,12 +31,9 @@ from lusaug.generators.filters import (
     image_stats,
     pass_mask,
 )
-from lusaug.generators.memorisation import check_memorisation
+from lusaug.generators.memorisation import check_memorisation, video_copy_distance
 from lusaug.generators.mlflow_runs import (
-    numeric_metrics,
     read_run_file,
-    register_best_generator,
-    run_exists,
 )
 from lusaug.generators.plots import (
     beside_real_figure,
@@ -49,14 +45,13 @@ from lusaug.generators.plots import (
 )
 from lusaug.generators.stages.common import (
     derive_seed,
-    generator_tags,
     get_spec,
     label_of,
     score_basis,
     set_threads,
-    setup_mlflow,
 )
 from lusaug.generators.stages.encoder import CHECKPOINT
+from lusaug.generators.stages.filter_tracking import track_filter
 from lusaug.models.train import FILES
 from lusaug.utils import atomic_path, write_json
 
@@ -105,7 +100,9 @@ def run_filter(
     cands, paths = gdata.load_folder(candidates_dir, size)
     train_rows = pd.read_csv(Path(model_dir) / TRAIN_SET_FILE, dtype=str, keep_default_na=False)
     pool = gdata.load_frames(train_rows, splits_csv, size)
-    real = gdata.load_frames(gdata.class_frames(splits, target, "train"), splits_csv, size)
+    real = gdata.load_frames(
+        gdata.class_frames(splits, target, "train"), splits_csv, size
+    )  # sorted
     real_val = gdata.load_frames(gdata.class_frames(splits, target, "val"), splits_csv, size)
     space = FeatureSpace.load(Path(encoder_dir) / CHECKPOINT)
     if space.meta.image_size != size:
@@ -126,8 +123,14 @@ def run_filter(
     min_sharp = None
     if cfg.use_sharpness and len(sharp_real):
         min_sharp = float(np.quantile(sharp_real, cfg.sharpness.real_quantile))
-    mem = check_memorisation(cands, pool, cfg.memorisation, f_c, f_pool)
-    mem_val = check_memorisation(real_val, pool, cfg.memorisation) if len(real_val) else None
+    real_rows = gdata.class_frames(splits, target, "train")
+    copy_d = video_copy_distance(real, real_rows["video_id"], cfg.memorisation.video_quantile)
+    mem = check_memorisation(cands, pool, cfg.memorisation, f_c, f_pool, copy_d)
+    mem_val = (
+        check_memorisation(real_val, pool, cfg.memorisation, copy_distance=copy_d)
+        if len(real_val)
+        else None
+    )
     blocked = mem.rate > cfg.max_memorisation_rate
     reason = (
         f"memorisation rate {mem.rate:.3f} > filter.max_memorisation_rate "
@@ -178,6 +181,7 @@ def run_filter(
     scored = kept if not blocked else cands[outcome.quality_ok & ~mem.memorised]
     rec = recognition(space.predict(scored), target_idx, cfg.ci)
     rec_val = recognition(space.predict(real_val), target_idx, cfg.ci)
+    rec_train = recognition(space.predict(real), target_idx, cfg.ci)  # seen: an upper bound
     enc_val = json.loads((Path(encoder_dir) / FILES["val_metrics"]).read_text())["val"]
     flagged = pd.Series([p for p, m in zip(nn_patient, mem.memorised, strict=True) if m])
     label = label_of(name, spec)
@@ -222,13 +226,18 @@ def run_filter(
         },
         "recognition": rec,
         "recognition_real_val": rec_val,
+        "recognition_real_train": rec_train,
         "recognition_ratio": ratio(rec["rate"], rec_val["rate"]),
-        "recognition_note": "scored on the kept images (on the would-be-kept ones if blocked)",
+        "recognition_note": "scored on the kept images (on the would-be-kept ones if blocked); "
+        "real_val is the reference (unseen patients), real_train an upper bound (seen frames)",
         **fidelity_report(feats, cfg, seed),
         "memorisation": {
             "rate": mem.rate,
             "flags": mem.counts(),
             "training_pool": len(pool),
+            "copy_distance": copy_d,
+            "copy_distance_note": f"{cfg.memorisation.video_quantile} quantile of the real "
+            "training frames' distance to their nearest same-clip neighbour",
             "copied_patients": {str(k): int(v) for k, v in flagged.value_counts().items()},
             "median_nn_pixel_distance": float(np.median(mem.nn_distance)) if len(cands) else None,
             "real_val_rate": mem_val.rate if mem_val is not None else None,
@@ -289,7 +298,7 @@ def run_filter(
         ),
     }
     if track:
-        metrics["registry"] = _track(
+        metrics["registry"] = track_filter(
             name,
             spec,
             target,
@@ -315,84 +324,3 @@ def run_filter(
         " BLOCKED" if blocked else "",
     )
     return metrics
-
-
-HEADLINE = (
-    "candidates",
-    "kept",
-    "kept_fraction",
-    "blocked",
-    "rejected_by_reason",
-    "memorisation",
-    "kid",
-    "kid_real_reference",
-    "prdc",
-    "prdc_real_reference",
-    "recognition",
-    "recognition_real_val",
-    "recognition_ratio",
-    "precision_ratio",
-    "fid",
-    "study_filter_pass_rate",
-    "sharpness",
-)
-
-
-def _track(
-    name: str,
-    spec: Any,
-    target: str,
-    cfg: FilterParams,
-    gen: GenerateParams,
-    mlflow_cfg: MlflowParams,
-    metrics: dict[str, Any],
-    figures: dict[str, Any],
-    table_csv: Path | str,
-    metrics_json: Path | str,
-    fold: int | None,
-) -> dict[str, Any]:
-    """Log into the generator's run (+ a nested ``filter-<G>`` run), then update the registry.
-
-    Thresholds go on the nested run only: a re-filter must not change a logged param.
-    """
-    setup_mlflow(mlflow_cfg)
-    run_id = metrics.get("mlflow_run_id")
-    flat = numeric_metrics(
-        {k: metrics[k] for k in HEADLINE if metrics.get(k) is not None}, "filter."
-    )
-    tags = generator_tags(name, spec, target, fold) | {"blocked": str(metrics["blocked"]).lower()}
-    with mlflow.start_run(
-        run_id=run_id if run_exists(run_id) else None, run_name=f"generate-{name}"
-    ):
-        mlflow.set_tags(tags)
-        mlflow.log_metrics(flat)
-        for fname in ("filter_scatter.png", "beside_real.png"):
-            mlflow.log_figure(figures[fname], f"filter/{fname}")
-        with mlflow.start_run(run_name=f"filter-{name}", nested=True):
-            mlflow.set_tags(tags)
-            mlflow.log_params(as_flat_dict(cfg, "filter."))
-            mlflow.log_metrics(flat)
-            for fname, fig in figures.items():
-                mlflow.log_figure(fig, f"filter/{fname}")
-            mlflow.log_artifact(str(table_csv), "filter")
-            mlflow.log_dict(dict(metrics), "filter/metrics.json")
-    if not cfg.register:
-        return {"status": "disabled (filter.register = false)"}
-    all_metrics, not_comparable = [metrics], {}
-    for g in gen.enabled:
-        path = Path(metrics_json).with_name(f"synthetic_{g}.json")
-        if g == name or not path.exists():
-            continue
-        other = json.loads(path.read_text())
-        # scores compare only on the same split and encoder, and only a generator logged in this
-        # tracking store can be registered (a metrics file from git may describe another run)
-        if other.get("scored_against") != metrics["scored_against"]:
-            not_comparable[g] = "scored on other data or another encoder (stale metrics file)"
-        elif not run_exists(other.get("mlflow_run_id")):
-            not_comparable[g] = "its run is not in this tracking store"
-        else:
-            all_metrics.append(other)
-    summary = register_best_generator(all_metrics, target, cfg.max_memorisation_rate, fold)
-    if not_comparable:
-        summary["not_comparable"] = not_comparable
-    return summary
