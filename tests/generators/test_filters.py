@@ -11,6 +11,7 @@ from lusaug.generators.filters import (
     REASON_BLUR,
     REASON_ENTROPY,
     REASON_MEMORISED,
+    REASON_NOISE,
     REASON_STD,
     FilterThresholds,
     apply_filter,
@@ -116,5 +117,11 @@ def test_sharpness_ranks_real_frames_above_blurred_copies(viral_frames):
     assert (real > soft).all()
     threshold = np.quantile(real, 0.05)
     assert (soft < threshold).mean() > 0.9  # the filter's threshold drops blurred copies
+    noise = np.random.default_rng(0).integers(0, 256, (4, 32, 32), dtype=np.uint8)
+    assert (high_frequency_ratio(noise, cutoff=0.25) > real.max()).all()  # noise: above the band
+    table = {"std": [60.0] * 3, "entropy": [6.0] * 3, "sharpness": [0.01, 0.1, 0.9]}
+    out = apply_filter(table, FilterThresholds(30.0, 4.7, 0.05, max_sharpness=0.5))
+    assert out.kept.tolist() == [False, True, False]
+    assert out.reasons[0] == [REASON_BLUR] and out.reasons[2] == [REASON_NOISE]
     flat = high_frequency_ratio(np.full((1, 32, 32), 100, np.uint8), cutoff=0.25)
     assert flat[0] == 0.0

@@ -178,6 +178,7 @@ class MemorisationParams:
 class SharpnessParams:
     cutoff: float  # radial frequency (share of Nyquist) above which energy counts as detail
     real_quantile: float  # keep a sample whose ratio is >= this quantile of the real frames'
+    real_quantile_high: float  # and <= this quantile (above it: noise, not detail; 1 = off)
     blur_sigma: float  # Gaussian blur (px) of the real-vs-blurred check reported beside it
 
 

@@ -2,10 +2,11 @@
 
 The study kept a candidate when its pixel std and grey-level entropy are high. At 64 px that does
 not measure quality (it passes 44 % of real viral training frames and 94 % of blurred blobs), so
-the filter also asks for detail: the **high-frequency energy ratio** (share of the spectral
-energy of the mean-free frame above ``sharpness.cutoff`` of Nyquist) must reach a low quantile of
-the real training frames' ratios. Blurring removes exactly that energy, so real frames rank above
-blurred copies of themselves.
+the filter also asks for real-like detail: the **high-frequency energy ratio** (share of the
+spectral energy of the mean-free frame above ``sharpness.cutoff`` of Nyquist) must lie between a
+low and a high quantile of the real training frames' ratios. Blurring removes exactly that
+energy, so real frames rank above blurred copies of themselves; an under-trained sampler's
+pixel noise has more of it than any real frame.
 
 Pure functions over arrays and a small :class:`FilterThresholds`, so the tuning stage re-runs the
 filter per trial from ``filter.csv`` alone: :func:`kept_files` is exactly what ``filter@G`` keeps.
@@ -24,6 +25,7 @@ REASON_STD = "low_std"
 REASON_ENTROPY = "low_entropy"
 REASON_MEMORISED = "memorised"
 REASON_BLUR = "blurred"
+REASON_NOISE = "noisy"
 REASON_BLOCKED = "generator_blocked"
 
 
@@ -94,6 +96,7 @@ class FilterThresholds:
     min_entropy: float  # grey entropy (bits) must be above this
     min_sharpness: float | None  # high-frequency ratio must be >= this (None = not used)
     blocked: bool = False  # the generator memorises: nothing of it is kept
+    max_sharpness: float | None = None  # and <= this: more detail than real frames is noise
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +113,8 @@ def pass_mask(table: Any, thresholds: FilterThresholds) -> np.ndarray:
     ok = quality_mask(table["std"], table["entropy"], thresholds.min_std, thresholds.min_entropy)
     if thresholds.min_sharpness is not None:
         ok &= np.asarray(table["sharpness"], float) >= thresholds.min_sharpness
+    if thresholds.max_sharpness is not None:
+        ok &= np.asarray(table["sharpness"], float) <= thresholds.max_sharpness
     return ok
 
 
@@ -125,7 +130,15 @@ class FilterOutcome:
     def rejected_by_reason(self) -> dict[str, int]:
         """Candidates per reason (one candidate can count under several reasons)."""
         counts = dict.fromkeys(
-            (REASON_STD, REASON_ENTROPY, REASON_BLUR, REASON_MEMORISED, REASON_BLOCKED), 0
+            (
+                REASON_STD,
+                REASON_ENTROPY,
+                REASON_BLUR,
+                REASON_NOISE,
+                REASON_MEMORISED,
+                REASON_BLOCKED,
+            ),
+            0,
         )
         for rs in self.reasons:
             for r in rs:
@@ -148,18 +161,21 @@ def apply_filter(
     memorised = np.zeros(n, bool) if memorised is None else np.asarray(memorised, bool)
     low_std = ~(std > thresholds.min_std)
     low_ent = ~(np.asarray(table["entropy"], float) > thresholds.min_entropy)
-    blur = np.zeros(n, bool)
+    blur, noise = np.zeros(n, bool), np.zeros(n, bool)
     if thresholds.min_sharpness is not None:
         blur = ~(np.asarray(table["sharpness"], float) >= thresholds.min_sharpness)
+    if thresholds.max_sharpness is not None:
+        noise = ~(np.asarray(table["sharpness"], float) <= thresholds.max_sharpness)
     flags = [
         (low_std, REASON_STD),
         (low_ent, REASON_ENTROPY),
         (blur, REASON_BLUR),
+        (noise, REASON_NOISE),
         (memorised, REASON_MEMORISED),
         (np.full(n, thresholds.blocked), REASON_BLOCKED),
     ]
     reasons = [[name for mask, name in flags if mask[i]] for i in range(n)]
-    ok = ~(low_std | low_ent | blur)
+    ok = ~(low_std | low_ent | blur | noise)
     return FilterOutcome(
         quality_ok=ok,
         memorised=memorised,

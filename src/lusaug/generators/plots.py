@@ -184,7 +184,10 @@ def beside_real_figure(real: np.ndarray, samples: np.ndarray, n: int, title: str
 
 
 def sharpness_figure(
-    groups: dict[str, np.ndarray], threshold: float | None, title: str = ""
+    groups: dict[str, np.ndarray],
+    threshold: float | None,
+    title: str = "",
+    threshold_high: float | None = None,
 ) -> Figure:
     """Histograms of the high-frequency energy ratio per group, with the filter's threshold."""
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
@@ -196,6 +199,8 @@ def sharpness_figure(
             ax.hist(v, bins=bins, alpha=0.5, label=f"{name} ({len(v)})")
     if threshold is not None:
         ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.4f}")
+    if threshold_high is not None:
+        ax.axvline(threshold_high, color="k", ls=":", lw=1, label=f"upper {threshold_high:.4f}")
     ax.set_xlabel("high-frequency energy ratio")
     ax.set_ylabel("images")
     ax.legend(fontsize=7)

@@ -67,8 +67,14 @@ def _study_pass(images: np.ndarray, cfg: FilterParams) -> float | None:
     return float(((std > cfg.min_std) & (ent > cfg.min_entropy)).mean())
 
 
-def _sharp_pass(values: np.ndarray, threshold: float | None) -> float | None:
-    return None if threshold is None or not len(values) else float((values >= threshold).mean())
+def _sharp_pass(values: np.ndarray, low: float | None, high: float | None) -> float | None:
+    """Share of ``values`` inside [low, high] (None when the sharpness test is off)."""
+    if low is None or not len(values):
+        return None
+    ok = values >= low
+    if high is not None:
+        ok &= values <= high
+    return float(ok.mean())
 
 
 def run_filter(
@@ -120,9 +126,11 @@ def run_filter(
     sharp_blur = high_frequency_ratio(
         blurred(real, cfg.sharpness.blur_sigma), cfg.sharpness.cutoff
     )
-    min_sharp = None
+    min_sharp = max_sharp = None
     if cfg.use_sharpness and len(sharp_real):
         min_sharp = float(np.quantile(sharp_real, cfg.sharpness.real_quantile))
+        if cfg.sharpness.real_quantile_high < 1.0:
+            max_sharp = float(np.quantile(sharp_real, cfg.sharpness.real_quantile_high))
     real_rows = gdata.class_frames(splits, target, "train")
     copy_d = video_copy_distance(real, real_rows["video_id"], cfg.memorisation.video_quantile)
     mem = check_memorisation(cands, pool, cfg.memorisation, f_c, f_pool, copy_d)
@@ -138,7 +146,7 @@ def run_filter(
         if blocked
         else None
     )
-    thresholds = FilterThresholds(cfg.min_std, cfg.min_entropy, min_sharp, blocked)
+    thresholds = FilterThresholds(cfg.min_std, cfg.min_entropy, min_sharp, blocked, max_sharp)
     stats = {"std": std, "entropy": entropy, "sharpness": sharp}
     outcome = apply_filter(stats, thresholds, mem.memorised)
     kept = cands[outcome.kept]
@@ -211,12 +219,13 @@ def run_filter(
         },
         "sharpness": {
             "threshold": min_sharp,
+            "threshold_high": max_sharp,
             "quantile_of_real_train": cfg.sharpness.real_quantile,
             "pass_rate": {
-                "candidates": _sharp_pass(sharp, min_sharp),
-                "real_train": _sharp_pass(sharp_real, min_sharp),
-                "real_val": _sharp_pass(sharp_val, min_sharp),
-                "real_train_blurred": _sharp_pass(sharp_blur, min_sharp),
+                "candidates": _sharp_pass(sharp, min_sharp, max_sharp),
+                "real_train": _sharp_pass(sharp_real, min_sharp, max_sharp),
+                "real_val": _sharp_pass(sharp_val, min_sharp, max_sharp),
+                "real_train_blurred": _sharp_pass(sharp_blur, min_sharp, max_sharp),
             },
             "real_above_own_blur": float((sharp_real > sharp_blur).mean()) if len(real) else None,
             "median": {
@@ -292,6 +301,7 @@ def run_filter(
             {"real train": sharp_real, "real train, blurred": sharp_blur, "candidates": sharp},
             min_sharp,
             f"{label}: high-frequency energy ratio",
+            max_sharp,
         ),
         "closest_pairs.png": closest_pairs_figure(
             cands, pool, pairs, f"{label}: closest candidate / training pairs"
