@@ -1,138 +1,137 @@
-"""Generator benchmark: DDPM training speed and the sampler quality-speed table.
+"""Generator benchmark: base training img/s, TI steps/s, sampling img/s per sampler, quality.
 
-    .venv/bin/python benchmarks/generators.py [--splits data/splits.csv] [--train-steps N]
-        [--n 100] [--ddpm-n 32] [--out FILE.md]
+    .venv/bin/python benchmarks/generators.py --splits data/splits/fold-0.csv \
+        --base models/fold-0/base_model --ddpm models/fold-0/generators/ddpm_all \
+        --metrics metrics/fold-0 [--steps 20] [--n 16] [--out FILE.md]
 
-Trains one DDPM (``generate.ddpm`` from params.yaml, on every training frame of
-``base.target_class``: the ``ddpm_all`` set), then samples it with DDPM-1000, DDIM-50 and
-DPM-Solver++-20 and reports images/s and the KID (domain-encoder space, vs the real training
-frames of the class; mean ± std over subsets and the 2.5-97.5 % interval). Target: a fast sampler
-at least 40x faster than DDPM-1000 with its KID inside DDPM-1000's interval (or below it: lower
-is better).
+- base: ``--steps`` optimiser steps of a fresh base (``base_model`` from params.yaml) on the
+  fold's other-class training frames -> training images/s;
+- TI: ``--steps`` textual-inversion steps on ``--base`` -> steps/s;
+- sampling: ``--n`` images from the ``--ddpm`` generator with DDPM-1000, DDIM-50 and
+  DPM-Solver++-20, and from the base with DPM-Solver++-20 under classifier-free guidance;
+- quality: one row per ``synthetic_<G>.json`` in ``--metrics`` (filter@G's figures beside their
+  real references).
 
-Needs ``data/splits.csv`` + frames (``make run`` or ``dvc repro validate``) and uses
-``models/encoder`` when present (else trains the encoder here). Prints Markdown (command, machine,
-load first); ``--out`` also writes it to a file. Wall times on a shared machine are noisy.
+Prints Markdown (command, machine, load first); ``--out`` also writes it to a file. Wall times on
+a shared machine are noisy.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from machine import describe  # benchmarks/machine.py (the script folder is on sys.path)
 
+from lusaug.config import load_params
+from lusaug.generators import data as gdata
+from lusaug.generators.generator import Generator
+from lusaug.generators.stages.common import set_threads
+from lusaug.generators.text_base import base_training_data, train_base
+from lusaug.generators.text_to_image import TextToImage
+from lusaug.generators.textual_inversion import train_textual_inversion
 
-def _kid_cell(k) -> str:
-    return f"{k.mean:.4f} ± {k.std:.4f} [{k.low:.4f}, {k.high:.4f}]"
+SAMPLERS = [("ddpm", 1000), ("ddim", 50), ("dpmsolver++", 20)]
+
+
+def _f(v, digits=3) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def quality_rows(metrics_dir: Path) -> list[str]:
+    """One Markdown row per generator of a fold."""
+    rows = [
+        (
+            "| generator | kept / cand. | memorised (copy d) | blocked | recognition (real val) "
+            "| KID to val [real train→val interval] | precision / coverage (real ref) "
+            "| study filter pass: samples / real train | sharp pass: samples / real / blurred |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path in sorted(metrics_dir.glob("synthetic_*.json")):
+        m = json.loads(path.read_text())
+        kid, ref = m.get("kid") or {}, m.get("kid_real_reference") or {}
+        p, pr = m.get("prdc") or {}, m.get("prdc_real_reference") or {}
+        sp, st = m["sharpness"]["pass_rate"], m["study_filter_pass_rate"]
+
+        def prc(d):
+            return (
+                f"{_f(d['precision']['value'], 2)} / {_f(d['coverage']['value'], 2)}" if d else "–"
+            )
+
+        rows.append(
+            f"| {m['generator']} | {m['kept']} / {m['candidates']} "
+            f"| {_f(m['memorisation']['rate'], 2)} ({_f(m['memorisation'].get('copy_distance'), 2)}) "
+            f"| {m['blocked']} | {_f(m['recognition']['rate'], 2)} "
+            f"({_f(m['recognition_real_val']['rate'], 2)}) "
+            f"| {_f(kid.get('mean'), 2)} [{_f(ref.get('low'), 2)}, {_f(ref.get('high'), 2)}] "
+            f"| {prc(p)} ({prc(pr)}) | {_f(st['candidates'], 2)} / {_f(st['real_train'], 2)} "
+            f"| {_f(sp['candidates'], 2)} / {_f(sp['real_train'], 2)} / "
+            f"{_f(sp['real_train_blurred'], 2)} |"
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--splits", type=Path, default=Path("data/splits.csv"))
-    ap.add_argument("--encoder", type=Path, default=Path("models/encoder"))
-    ap.add_argument("--train-steps", type=int, default=None, help="default: generate.ddpm")
-    ap.add_argument("--n", type=int, default=100, help="images per fast sampler")
-    ap.add_argument("--ddpm-n", type=int, default=32, help="images for DDPM-1000 (slow)")
-    ap.add_argument("--out", type=Path, default=None, help="also write the Markdown here")
-    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
-
-    import torch
-
-    from lusaug.config import load_params
-    from lusaug.generators import data as gdata
-    from lusaug.generators.ddpm import train_ddpm
-    from lusaug.generators.fidelity import extract_features, kid, load_encoder, train_encoder
-    from lusaug.generators.sampling import sample_ddpm
-    from lusaug.generators.stages import set_threads
-
-    params = load_params()
-    set_threads(params)
-    if not args.splits.exists():
-        raise SystemExit(f"{args.splits} not found: run `make run` (or `dvc repro validate`)")
-    splits = gdata.read_splits(args.splits)
-    size, target = params.base.image_size, params.base.target_class
-    real = gdata.load_frames(gdata.class_frames(splits, target), args.splits, size)
-    if (args.encoder / "encoder.pt").exists():
-        encoder, _ = load_encoder(args.encoder)
-    else:
-        train = splits[splits["split"] == "train"]
-        imgs = gdata.load_frames(train, args.splits, size)
-        labels = np.array([params.base.classes.index(c) for c in train["label"]])
-        encoder, _ = train_encoder(
-            imgs, labels, params.base.classes, params.filter.encoder, params.base.seed
-        )
-    f_real = extract_features(encoder, real)
-    cfg = params.generate.ddpm
-    steps = args.train_steps or cfg.train_steps
-    cfg = dataclasses.replace(cfg, train_steps=steps, checkpoint_every=0)
-    unet, sched, res = train_ddpm(real, cfg, params.base.seed)
-    fk = params.filter
-
-    subset = min(fk.kid_subset_size, args.ddpm_n)  # one subset size: comparable KIDs
-    rows = []
-    for sampler, n_steps, n in [
-        ("ddpm", cfg.num_train_timesteps, args.ddpm_n),
-        ("ddim", 50, args.n),
-        ("dpmsolver++", 20, args.n),
-    ]:
-        t0 = time.perf_counter()
-        imgs = sample_ddpm(
-            unet,
-            sched.config,
-            n,
-            sampler,
-            n_steps,
-            params.generate.sampling.batch_size,
-            seed=1,
-            progress=True,
-        )
-        dt = time.perf_counter() - t0
-        frames = gdata.resize_batch(gdata.from_unit(imgs), size)
-        k = kid(extract_features(encoder, frames), f_real, fk.kid_subsets, subset, 0)
-        rows.append((f"{sampler}-{n_steps}", n, dt, n / dt, k))
-    base_speed = rows[0][3]
-    ddpm_kid = rows[0][4]
-    cmd = " ".join(["python", "benchmarks/generators.py", *(argv or sys.argv[1:])])
-    machine = describe(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    train_line = (
-        f"DDPM training ({cfg.resolution} px, widths {cfg.block_out_channels}, "
-        f"{cfg.prediction_type}, batch {cfg.batch_size}, {steps} steps on {len(real)} "
-        f"{target} training frames): **{res.images_per_second:.1f} images/s** "
-        f"({res.seconds:.1f} s)."
-    )
-    header = (
-        "| sampler | images | seconds | images/s | speed-up vs DDPM-1000 "
-        "| KID ± std [2.5-97.5 %] | inside DDPM-1000 interval | not worse than DDPM-1000 |"
-    )
+    ap.add_argument("--splits", type=Path, required=True)
+    ap.add_argument("--base", type=Path, help="a trained base_model folder")
+    ap.add_argument("--ddpm", type=Path, help="a trained pixel DDPM generator folder")
+    ap.add_argument("--metrics", type=Path, help="a fold's metrics folder (synthetic_*.json)")
+    ap.add_argument("--steps", type=int, default=20, help="training steps timed")
+    ap.add_argument("--n", type=int, default=16, help="images sampled per sampler")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    p = load_params()
+    set_threads(p.generate.threads)
     lines = [
-        "### Generators (benchmarks/generators.py)",
+        f"`python benchmarks/{' '.join([Path(__file__).name, *sys.argv[1:]])}`",
         "",
-        f"`{cmd}` on {machine} (shared machine: times are noisy).",
+        f"Machine: {describe()}",
         "",
-        train_line,
-        "",
-        header,
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for name, n, dt, ips, k in rows:
-        inside = ddpm_kid.low <= k.mean <= ddpm_kid.high
-        not_worse = k.mean <= ddpm_kid.high  # lower KID is better
-        lines.append(
-            f"| {name} | {n} | {dt:.1f} | {ips:.2f} | {ips / base_speed:.0f}x | "
-            f"{_kid_cell(k)} | {'yes' if inside else 'no'} | "
-            f"{'yes' if not_worse else 'no'} |"
-        )
-    real_half = kid(f_real[::2], f_real[1::2], fk.kid_subsets, subset, 0)
-    ref = (
-        f"Reference: KID between two halves of the real frames = {_kid_cell(real_half)} "
-        "(frames of one video are correlated, so this is a floor)."
+    splits = gdata.read_splits(args.splits)
+    data = base_training_data(splits, p.base.target_class, p.base.classes)
+    images = gdata.load_frames(data.rows, args.splits, p.base.image_size)
+    cfg = dataclasses.replace(p.base_model, train_steps=args.steps, checkpoint_every=0)
+    _, res = train_base(images, data, cfg, 0, progress=False)
+    lines.append(
+        f"- base training ({cfg.resolution} px, widths {cfg.block_out_channels}, batch "
+        f"{cfg.batch_size}): {res.images_per_second:.1f} images/s, "
+        f"{res.seconds / args.steps:.2f} s/step"
     )
-    lines += ["", ref]
+    if args.base:
+        rare = gdata.load_frames(
+            gdata.class_frames(splits, p.base.target_class), args.splits, p.base.image_size
+        )
+        t2i = TextToImage.load(args.base)
+        ti = train_textual_inversion(
+            t2i, rare, p.generate.ti, "object", 0, train_steps=args.steps, progress=False
+        )
+        lines.append(
+            f"- textual inversion (batch {p.generate.ti.batch_size}): "
+            f"{ti.steps_per_second:.2f} steps/s"
+        )
+        t0 = time.perf_counter()
+        t2i.sample(["covid lung ultrasound"] * args.n, 0, 20, p.base_model.guidance_scale)
+        lines.append(
+            f"- base sampling, DPM-Solver++-20 with guidance: "
+            f"{args.n / (time.perf_counter() - t0):.2f} images/s"
+        )
+    if args.ddpm:
+        gen = Generator.load(args.ddpm)
+        lines += ["", "| sampler (pixel DDPM) | images/s |", "|---|---|"]
+        for sampler, steps in SAMPLERS:
+            t0 = time.perf_counter()
+            gen.sample(args.n if sampler != "ddpm" else 2, 0, sampler, steps)
+            n = args.n if sampler != "ddpm" else 2
+            lines.append(f"| {sampler}-{steps} | {n / (time.perf_counter() - t0):.2f} |")
+    if args.metrics:
+        lines += ["", *quality_rows(args.metrics)]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -1,36 +1,51 @@
-"""DVC stage `encoder`: the domain encoder that KID/FID and the memorisation check use.
+"""DVC stage `encoder@k`: the fold's real-trained classifier whose features are the fidelity space.
 
-A small CNN trained on the real training frames of every class (shared by all filter@G stages).
-Usage: python pipelines/encoder.py data/splits.csv metrics/validation.json models/encoder \
-    metrics/encoder.json
+Usage: python pipelines/encoder.py data/splits/fold-<k>.csv metrics/validation.json \
+    models/fold-<k>/encoder metrics/fold-<k>/encoder.json [--fold K]
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 from lusaug.config import load_params
-from lusaug.generators.data import GeneratorDataError
-from lusaug.generators.stages import run_encoder
+from lusaug.errors import stage_errors
+from lusaug.generators.stages.encoder import run_encoder
 from lusaug.utils import seed_everything, setup_logging
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("splits_csv", type=Path, help="the fold's splits CSV (train/val/test)")
+    ap.add_argument("validation_json", type=Path, help="metrics/validation.json (must pass)")
+    ap.add_argument("out_dir", type=Path, help="models/fold-<k>/encoder")
+    ap.add_argument("metrics_json", type=Path, help="metrics/fold-<k>/encoder.json")
+    ap.add_argument("--fold", type=int, default=None, help="fold index (MLflow tag)")
+    return ap.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 4:
-        raise SystemExit("usage: encoder.py SPLITS_CSV VALIDATION_JSON OUT_DIR METRICS_JSON")
-    splits_csv, validation_json, out_dir, metrics_json = map(Path, argv)
+    args = parse_args(argv)
     setup_logging()
     params = load_params()
     seed_everything(params.base.seed)
-    try:
-        summary = run_encoder(splits_csv, out_dir, metrics_json, params, validation_json)
-    except (GeneratorDataError, FileNotFoundError) as err:
-        raise SystemExit(f"encoder failed: {err}") from err
+    with stage_errors("encoder"):
+        s = run_encoder(
+            args.splits_csv,
+            args.out_dir,
+            args.metrics_json,
+            params.base,
+            params.train,
+            params.filter.encoder,
+            params.mlflow,
+            threads=params.generate.threads,
+            validation_json=args.validation_json,
+            fold=args.fold,
+        )
     print(
-        f"encoder: {summary['num_features']}-d features; val balanced accuracy "
-        f"{summary['val_balanced_accuracy']}"
+        f"encoder: {s['strategy']}-{s['architecture']}, {s['num_features']}-d features; val "
+        f"balanced accuracy {s['val_balanced_accuracy']}"
     )
 
 

@@ -13,7 +13,6 @@ parity failure, after writing the report.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from lusaug.config import load_params
@@ -23,7 +22,7 @@ from lusaug.mlflow_store import setup_experiment
 from lusaug.utils import setup_logging
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("registered", type=Path, help="models/registered.json (register's output)")
     ap.add_argument("splits_csv", type=Path, help="data/splits.csv (test frames; train for int8)")
@@ -35,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     setup_logging()
     params = load_params()
     setup_experiment("classifiers", params.mlflow.tracking_uri)

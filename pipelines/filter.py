@@ -1,66 +1,68 @@
-"""DVC stage `filter@G`: quality filter, memorisation check, KID/FID, registry of the best.
+"""DVC stage `filter@k-G`: filter, memorisation, fidelity against real patients, blocking, registry.
 
-Usage: python pipelines/filter.py G data/splits.csv metrics/validation.json models/generators/G \
-    data/synthetic/G/candidates models/encoder data/synthetic/G/kept data/synthetic/G/filter.csv \
-    metrics/synthetic_G.json plots/synthetic/G
+Usage: python pipelines/filter.py G data/splits/fold-<k>.csv models/fold-<k>/generators/G \
+    data/synthetic/fold-<k>/G/candidates models/fold-<k>/encoder \
+    data/synthetic/fold-<k>/G/kept data/synthetic/fold-<k>/G/filter.csv \
+    metrics/fold-<k>/synthetic_G.json plots/fold-<k>/synthetic/G [--fold K]
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 from lusaug.config import load_params
-from lusaug.generators.data import GeneratorDataError
-from lusaug.generators.stages import run_filter
+from lusaug.errors import stage_errors
+from lusaug.generators.stages.filter import run_filter
 from lusaug.utils import seed_everything, setup_logging
 
-USAGE = (
-    "usage: filter.py G SPLITS_CSV VALIDATION_JSON MODEL_DIR CANDIDATES_DIR ENCODER_DIR "
-    "KEPT_DIR TABLE_CSV METRICS_JSON PLOTS_DIR"
-)
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("generator", help="a key of generate.generators")
+    for name, what in (
+        ("splits_csv", "the fold's splits CSV"),
+        ("model_dir", "models/fold-<k>/generators/G"),
+        ("candidates_dir", "data/synthetic/fold-<k>/G/candidates"),
+        ("encoder_dir", "models/fold-<k>/encoder"),
+        ("kept_dir", "data/synthetic/fold-<k>/G/kept"),
+        ("table_csv", "data/synthetic/fold-<k>/G/filter.csv"),
+        ("metrics_json", "metrics/fold-<k>/synthetic_G.json"),
+        ("plots_dir", "plots/fold-<k>/synthetic/G"),
+    ):
+        ap.add_argument(name, type=Path, help=what)
+    ap.add_argument("--fold", type=int, default=None, help="fold index (MLflow tag, alias)")
+    return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 10:
-        raise SystemExit(USAGE)
-    name = argv[0]
-    (
-        splits_csv,
-        validation_json,
-        model_dir,
-        candidates_dir,
-        encoder_dir,
-        kept_dir,
-        table_csv,
-        metrics_json,
-        plots_dir,
-    ) = map(Path, argv[1:])
+    args = parse_args(argv)
     setup_logging()
     params = load_params()
     seed_everything(params.base.seed)
-    try:
+    with stage_errors(f"filter@{args.generator}"):
         m = run_filter(
-            name,
-            splits_csv,
-            model_dir,
-            candidates_dir,
-            encoder_dir,
-            kept_dir,
-            table_csv,
-            metrics_json,
-            plots_dir,
-            params,
-            validation_json,
+            args.generator,
+            args.splits_csv,
+            args.model_dir,
+            args.candidates_dir,
+            args.encoder_dir,
+            args.kept_dir,
+            args.table_csv,
+            args.metrics_json,
+            args.plots_dir,
+            params.base,
+            params.filter,
+            params.generate,
+            params.mlflow,
+            fold=args.fold,
         )
-    except (GeneratorDataError, FileNotFoundError) as err:
-        raise SystemExit(f"filter@{name} failed: {err}") from err
-    kid = "n/a" if m["kid"] is None else f"{m['kid']['mean']:.4f} ± {m['kid']['std']:.4f}"
-    leaky = " [LEAKY]" if m["leaky"] else ""
+    kid = "n/a" if m["kid"] is None else f"{m['kid']['mean']:.4f}"
+    rec = m["recognition"]["rate"]
+    state = f" BLOCKED ({m['blocked_reason']})" if m["blocked"] else ""
     print(
-        f"filter@{name}{leaky}: kept {m['kept']}/{m['candidates']}, memorisation rate "
-        f"{m['memorisation']['rate']:.3f}, KID {kid}; registry: {m.get('registry', {})}"
+        f"filter@{args.generator}: kept {m['kept']}/{m['candidates']}, memorisation "
+        f"{m['memorisation']['rate']:.3f}, recognition {rec}, KID to val {kid}{state}"
     )
 
 

@@ -5,29 +5,35 @@ Usage: python pipelines/frames.py data/raw data/frames data/frames.csv reports/i
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
-from lusaug.config import ConfigError, load_params
-from lusaug.data.frames import FramesError, extract_frames
+from lusaug.config import load_params
+from lusaug.data.frames import extract_frames
+from lusaug.errors import stage_errors
 from lusaug.utils import setup_logging
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("raw_dir", type=Path, help="data/raw (clips, images, metadata.csv)")
+    ap.add_argument("frames_dir", type=Path, help="data/frames (PNGs per class)")
+    ap.add_argument("manifest", type=Path, help="data/frames.csv")
+    ap.add_argument("report", type=Path, help="reports/ingest.json (skipped files, reasons)")
+    return ap.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 4:
-        raise SystemExit("usage: frames.py RAW_DIR FRAMES_DIR FRAMES_CSV INGEST_JSON")
-    raw_dir, frames_dir, manifest, report = map(Path, argv)
+    args = parse_args(argv)
     setup_logging()
-    try:
-        params = load_params()
-        summary = extract_frames(raw_dir, frames_dir, manifest, report, params)
-    except (FramesError, ConfigError) as err:
-        raise SystemExit(f"frames failed: {err}") from None
+    with stage_errors("frames"):
+        params = load_params()  # the frames code reads base, import and frames only
+        summary = extract_frames(args.raw_dir, args.frames_dir, args.manifest, args.report, params)
     totals = summary["totals"]
     print(
         f"frames: {totals['frames']} frames from {totals['files_processed']} files "
-        f"({totals['files_skipped']} skipped, see {report}); per class {totals['frames_per_class']}"
+        f"({totals['files_skipped']} skipped, see {args.report}); per class "
+        f"{totals['frames_per_class']}"
     )
 
 

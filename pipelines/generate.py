@@ -1,54 +1,61 @@
-"""DVC stage `generate@G`: train generator G on training frames, write its candidates.
+"""DVC stage `generate@k-G`: train generator G on the fold's training frames, write candidates.
 
-Usage: python pipelines/generate.py G data/splits.csv metrics/validation.json \
-    models/generators/G data/synthetic/G/candidates [--checkpoints DIR] [--resume]
-``--resume`` continues an interrupted training from the newest checkpoint in DIR (ignored when
-the checkpoint was made with other params or data).
+Usage: python pipelines/generate.py G data/splits/fold-<k>.csv metrics/validation.json \
+    models/fold-<k>/base_model models/fold-<k>/generators/G \
+    data/synthetic/fold-<k>/G/candidates [--checkpoints DIR] [--resume] [--fold K]
+Textual inversion and fine-tuning build on the base folder (or generate.base when set).
+``--resume`` continues an interrupted training from the newest checkpoint in DIR.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from lusaug.config import load_params
-from lusaug.generators.data import GeneratorDataError
-from lusaug.generators.stages import run_generate
-from lusaug.generators.textual_inversion import TextualInversionError
+from lusaug.errors import stage_errors
+from lusaug.generators.stages.generate import run_generate
 from lusaug.utils import seed_everything, setup_logging
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("generator")
-    ap.add_argument("splits_csv", type=Path)
-    ap.add_argument("validation_json", type=Path)
-    ap.add_argument("model_dir", type=Path)
-    ap.add_argument("candidates_dir", type=Path)
+    ap.add_argument("generator", help="a key of generate.generators")
+    ap.add_argument("splits_csv", type=Path, help="the fold's splits CSV (train/val/test)")
+    ap.add_argument("validation_json", type=Path, help="metrics/validation.json (must pass)")
+    ap.add_argument("base_dir", type=Path, help="models/fold-<k>/base_model")
+    ap.add_argument("model_dir", type=Path, help="models/fold-<k>/generators/G")
+    ap.add_argument("candidates_dir", type=Path, help="data/synthetic/fold-<k>/G/candidates")
     ap.add_argument("--checkpoints", type=Path, default=None, help="checkpoint folder")
     ap.add_argument("--resume", action="store_true", help="resume from the newest checkpoint")
-    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    ap.add_argument("--fold", type=int, default=None, help="fold index (MLflow tag)")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     setup_logging()
     params = load_params()
     seed_everything(params.base.seed)
-    try:
-        summary = run_generate(
+    with stage_errors(f"generate@{args.generator}"):
+        s = run_generate(
             args.generator,
             args.splits_csv,
+            args.base_dir,
             args.model_dir,
             args.candidates_dir,
-            params,
+            params.base,
+            params.generate,
+            params.mlflow,
             checkpoint_dir=args.checkpoints,
             resume=args.resume,
             validation_json=args.validation_json,
+            fold=args.fold,
         )
-    except (GeneratorDataError, TextualInversionError, FileNotFoundError) as err:
-        raise SystemExit(f"generate@{args.generator} failed: {err}") from err
-    leaky = " [LEAKY]" if summary["leaky"] else ""
+    leaky = " [LEAKY]" if s["leaky"] else ""
     print(
-        f"generate@{args.generator}{leaky}: {summary['candidates']} candidates from "
-        f"{summary['train_frames']} training frames ({summary['train_patients']} patients)"
+        f"generate@{args.generator}{leaky}: {s['candidates']} candidates from "
+        f"{s['train_frames']} training frames ({s['train_patients']} patients)"
     )
 
 

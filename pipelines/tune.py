@@ -6,7 +6,8 @@ with one worker the tuned file is a pure function of the inputs (the same bytes 
 
 Usage:
     python pipelines/tune.py data/splits/fold-K.csv params/tuned/fold-K.yaml plots/tune/fold-K
-        --fold K --synthetic data/synthetic/fold-K [--no-tracking]
+        --fold K --synthetic data/synthetic/fold-K --generator-metrics metrics/fold-K
+        [--no-tracking]
     python pipelines/tune.py data/splits/fold-K.csv --fold K --synthetic data/synthetic/fold-K
         --strategy S --worker       # an extra worker on a shared tune.storage
 """
@@ -32,6 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("plots", type=Path, nargs="?", help="plots/tune/fold-<k> (output folder)")
     ap.add_argument("--fold", type=int, required=True, help="the fold index")
     ap.add_argument("--synthetic", type=Path, help="data/synthetic/fold-<k> (filter tables)")
+    ap.add_argument(
+        "--generator-metrics", type=Path, help="metrics/fold-<k> (the filter's thresholds)"
+    )
     ap.add_argument("--worker", action="store_true", help="only run trials of --strategy")
     ap.add_argument("--strategy", help="worker: the tuned strategy whose study to join")
     ap.add_argument("--no-tracking", action="store_true", help="do not log trials to MLflow")
@@ -48,15 +52,19 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     with stage_errors(f"tune@{args.fold}"):
         params = load_params()
-        inputs = FoldInputs(synthetic_dir=args.synthetic)
+        inputs = FoldInputs(args.synthetic, None, args.generator_metrics)
         sections = (params.train, params.base, params.tune, inputs)
         uri = None if args.no_tracking else tracking_uri(params.mlflow.tracking_uri)
         if args.worker:
             work(args.strategy, args.splits_csv, args.fold, *sections, tracking_uri=uri)
             return
         worker_argv = [str(args.splits_csv), "--fold", str(args.fold)]
-        if args.synthetic is not None:
-            worker_argv += ["--synthetic", str(args.synthetic)]
+        for flag, value in (
+            ("--synthetic", args.synthetic),
+            ("--generator-metrics", args.generator_metrics),
+        ):
+            if value is not None:
+                worker_argv += [flag, str(value)]
         if args.no_tracking:
             worker_argv.append("--no-tracking")
         tuned = tune_fold(
@@ -71,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     metric = params.tune.metric
     for name, entry in tuned.items():
+        if "blocked" in entry:
+            print(f"tune@{args.fold} {name}: not tuned ({entry['blocked']})")
+            continue
         s = entry["study"]
         print(
             f"tune@{args.fold} {name}: best trial {s['best_trial']} of {s['finished_trials']} "

@@ -53,7 +53,10 @@ def test_pocus_profile_runs_every_table3_strategy_on_every_fold(tmp_path):
         "oversample",
         "synthetic-ddpm_3mixed",
         "synthetic-ddpm_all",
-        "synthetic-ddpm_conditional",
+        "synthetic-ti_object",
+        "synthetic-ti_style",
+        "synthetic-finetune",
+        "synthetic_replace-finetune",
     ]:
         assert wanted in strategies
     assert len(p.train.seeds) >= 2

@@ -70,3 +70,17 @@ def mlflow_uri(tmp_path, monkeypatch) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+@pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory, splits_csv, micro_params) -> Path:
+    """Our own text-conditioned base (micro profile), trained 2 steps and saved."""
+    from lusaug.generators.data import load_frames, read_splits
+    from lusaug.generators.text_base import base_training_data, train_base
+
+    cfg = dataclasses.replace(micro_params.base_model, train_steps=2, checkpoint_every=0)
+    data = base_training_data(read_splits(splits_csv), "viral", micro_params.base.classes)
+    t2i, _ = train_base(load_frames(data.rows, splits_csv, 32), data, cfg, 0, progress=False)
+    out = tmp_path_factory.mktemp("base") / "base_model"
+    t2i.pipe.save_pretrained(out)
+    return out

@@ -1,20 +1,11 @@
-"""KID/FID behave; the domain encoder trains, saves and loads."""
+"""KID/FID/PRDC behave; the recognition interval is sane."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import pytest
 
-from lusaug.generators.fidelity import (
-    extract_features,
-    fid,
-    kid,
-    load_encoder,
-    save_encoder,
-    train_encoder,
-)
+from lusaug.generators.fidelity import fid, kid, prdc, recognition, wilson
 
 
 def test_kid_near_zero_for_the_same_distribution_and_larger_for_different_sets():
@@ -45,26 +36,27 @@ def test_fid_zero_for_identical_sets_and_grows_with_a_shift():
     assert fid(a, a + 1.0) == pytest.approx(8.0, rel=1e-6)  # |mu shift|^2 = 8
 
 
-def test_encoder_trains_and_round_trips(splits_csv, micro_params, tmp_path):
-    from lusaug.generators.data import load_frames, read_splits
+def test_prdc_of_a_set_against_itself_is_one_and_drops_for_a_shifted_set():
+    rng = np.random.default_rng(2)
+    real = rng.normal(size=(80, 12))
+    same = prdc(real, real, k=5, bootstrap=100, seed=0)
+    for name in ("precision", "recall", "coverage"):
+        assert same[name]["value"] == 1.0
+    assert same["density"]["value"] == pytest.approx(1.0, abs=0.05)
+    other = prdc(real, rng.normal(size=(80, 12)), k=5)  # a fresh draw of the same law
+    shifted = prdc(real, real + 2.0, k=5, bootstrap=100, seed=0)
+    for name in ("precision", "recall", "density", "coverage"):
+        assert shifted[name]["value"] < 0.5 * other[name]["value"], name
+        assert shifted[name]["low"] <= shifted[name]["value"] <= shifted[name]["high"]
 
-    splits = read_splits(splits_csv)
-    train = splits[splits.split == "train"]
-    classes = micro_params.base.classes
-    imgs = load_frames(train, splits_csv, 32)
-    labels = np.array([classes.index(c) for c in train.label])
-    cfg = dataclasses.replace(
-        micro_params.filter.encoder,
-        width=8,
-        blocks=3,
-        epochs=15,
-        batch_size=16,
-        learning_rate=0.01,
-    )
-    model, meta = train_encoder(imgs, labels, classes, cfg, seed=0, progress=False)
-    assert meta.train_accuracy > 0.5  # 4 classes: chance is 0.25
-    save_encoder(tmp_path, model, meta)
-    loaded, meta2 = load_encoder(tmp_path)
-    assert meta2 == meta
-    np.testing.assert_array_equal(extract_features(model, imgs), extract_features(loaded, imgs))
-    assert extract_features(loaded, imgs).shape == (len(imgs), 8 * 4)
+
+def test_prdc_needs_more_samples_than_neighbours():
+    with pytest.raises(ValueError, match="k=5"):
+        prdc(np.zeros((5, 3)), np.zeros((10, 3)), k=5)
+
+
+def test_recognition_rate_and_its_wilson_interval():
+    r = recognition(np.array([3, 3, 1, 3]), target=3, ci=0.95)
+    assert r["rate"] == 0.75 and r["n"] == 4 and 0.0 < r["low"] < 0.75 < r["high"] <= 1.0
+    lo, hi = wilson(0, 10, 0.95)
+    assert lo == 0.0 and 0.0 < hi < 0.35

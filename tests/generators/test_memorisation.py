@@ -7,7 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lusaug.generators.memorisation import check_memorisation, pixel_distances
+from lusaug.generators.memorisation import (
+    check_memorisation,
+    pixel_distances,
+    video_copy_distance,
+)
 from tests.generators.helpers import synth_frame
 
 
@@ -38,7 +42,9 @@ def test_flags_exact_and_noised_copies_and_passes_a_new_frame(pool_and_candidate
 
 def test_relative_criterion_alone_catches_copies(pool_and_candidates, cfg):
     pool, cands = pool_and_candidates
-    relative_only = dataclasses.replace(cfg, max_pixel_distance=0.0, max_feature_distance=0.0)
+    relative_only = dataclasses.replace(
+        cfg, relative=True, max_pixel_distance=0.0, max_feature_distance=0.0
+    )
     res = check_memorisation(cands, pool, relative_only)
     assert res.flag_relative.tolist() == [True, True, False]
     assert (res.ratio[:2] < 1).all() and res.ratio[2] >= 1
@@ -74,3 +80,19 @@ def test_pixel_distance_ignores_gain_and_offset(viral_frames):
 def test_size_mismatch_is_an_error(viral_frames):
     with pytest.raises(ValueError, match="differ in size"):
         pixel_distances(viral_frames[:1, :16, :16], viral_frames[:2])
+
+
+def test_copy_distance_is_calibrated_on_neighbouring_frames_of_real_clips(cfg):
+    rng = np.random.default_rng(0)
+    clip = [synth_frame("viral", patient=1, idx=i, size=32, rng=rng) for i in range(6)]
+    other = [synth_frame("covid", patient=2, idx=i, size=32, rng=rng) for i in range(6)]
+    frames = np.stack(clip + other)
+    videos = ["a"] * 6 + ["b"] * 6
+    d = video_copy_distance(frames, videos, 0.5)
+    assert d is not None and d > 0
+    assert video_copy_distance(frames, videos, 0.0) is None  # switched off
+    assert video_copy_distance(frames, [str(i) for i in range(12)], 0.5) is None  # no pairs
+    strict = dataclasses.replace(cfg, max_pixel_distance=0.0, relative=False)
+    near = np.clip(clip[0].astype(int) + rng.normal(0, 2, clip[0].shape), 0, 255).astype(np.uint8)
+    res = check_memorisation(np.stack([near, other[0]]), frames[1:6], strict, copy_distance=d)
+    assert res.memorised.tolist() == [True, False]

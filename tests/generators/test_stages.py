@@ -1,41 +1,79 @@
-"""encoder -> generate@G -> filter@G as library calls on a tiny fixture, with a real MLflow."""
+"""encoder -> base_model -> generate@G -> filter@G as library calls on a tiny fixture (MLflow)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lusaug.generators.data import GeneratorDataError, load_folder
-from lusaug.generators.stages import run_encoder, run_filter, run_generate
-from lusaug.generators.textual_inversion import TextualInversionError
+from lusaug.generators.data import GeneratorDataError, load_folder, load_frames, read_splits
+from lusaug.generators.fidelity import FeatureSpace, recognition
+from lusaug.generators.filters import kept_files, load_thresholds
+from lusaug.generators.stages.base_model import run_base_model
+from lusaug.generators.stages.encoder import run_encoder
+from lusaug.generators.stages.filter import run_filter
+from lusaug.generators.stages.generate import run_generate
+from lusaug.generators.text_base import CAPTIONS_FILE
+from lusaug.generators.text_to_image import BaseModelError, LusTextToImagePipeline
 
-GENERATORS = ["ddpm_3mixed", "ddpm_all_leaky", "ti_object"]
+GENERATORS = ["ddpm_3mixed", "ddpm_all_leaky", "ti_object", "finetune"]
+FOLD = 0
+
+
+def _generate_and_filter(root, g, params, splits, val, base_dir="models/base_model"):
+    run_generate(
+        g,
+        splits,
+        root / base_dir,
+        root / f"models/generators/{g}",
+        root / f"data/synthetic/{g}/candidates",
+        params.base,
+        params.generate,
+        params.mlflow,
+        checkpoint_dir=root / f"models/checkpoints/{g}",
+        resume=True,
+        validation_json=val,
+        fold=FOLD,
+        progress=False,
+    )
+    return _filter(root, g, params, splits)
+
+
+def _filter(root, g, params, splits, metrics_dir="metrics", candidates=None):
+    return run_filter(
+        g,
+        splits,
+        root / f"models/generators/{g}",
+        candidates or root / f"data/synthetic/{g}/candidates",
+        root / "models/encoder",
+        root / f"data/synthetic/{g}/kept",
+        root / f"data/synthetic/{g}/filter.csv",
+        root / metrics_dir / f"synthetic_{g}.json",
+        root / f"plots/synthetic/{g}",
+        params.base,
+        params.filter,
+        params.generate,
+        params.mlflow,
+        fold=FOLD,
+    )
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory, frames_root, gen_params, tiny_sd_dir):
-    """Run the three stages for three generators once; tests inspect the outputs."""
+    """Run the stages for four generators once (plus TI on a user-supplied tiny SD)."""
     root = tmp_path_factory.mktemp("ws")
     splits = frames_root / "data" / "splits.csv"
     val = frames_root / "metrics" / "validation.json"
-    ti_cfg = dataclasses.replace(
-        gen_params.generate.ti,
-        checkpoint=str(tiny_sd_dir),
-        resolution=32,
-        train_steps=2,
-        inference_steps=2,
-        guidance_scale=1.0,
-        num_vectors=2,
-        initializer="lung",
-    )
     params = dataclasses.replace(
-        gen_params,
-        generate=dataclasses.replace(gen_params.generate, enabled=GENERATORS, ti=ti_cfg),
+        gen_params, generate=dataclasses.replace(gen_params.generate, enabled=GENERATORS)
+    )
+    sd_params = dataclasses.replace(
+        params, generate=dataclasses.replace(params.generate, base=str(tiny_sd_dir))
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
@@ -44,52 +82,68 @@ def ws(tmp_path_factory, frames_root, gen_params, tiny_sd_dir):
             splits,
             root / "models/encoder",
             root / "metrics/encoder.json",
-            params,
-            val,
+            params.base,
+            params.train,
+            params.filter.encoder,
+            params.mlflow,
+            validation_json=val,
+            fold=FOLD,
             progress=False,
         )
-        gens, filt = {}, {}
-        for g in GENERATORS:
-            gens[g] = run_generate(
-                g,
-                splits,
-                root / f"models/generators/{g}",
-                root / f"data/synthetic/{g}/candidates",
-                params,
-                checkpoint_dir=root / f"models/checkpoints/{g}",
-                resume=True,
-                validation_json=val,
-                progress=False,
-            )
-            filt[g] = run_filter(
-                g,
-                splits,
-                root / f"models/generators/{g}",
-                root / f"data/synthetic/{g}/candidates",
-                root / "models/encoder",
-                root / f"data/synthetic/{g}/kept",
-                root / f"data/synthetic/{g}/filter.csv",
-                root / f"metrics/synthetic_{g}.json",
-                root / f"plots/synthetic/{g}",
-                params,
-                val,
-            )
+        base = run_base_model(
+            splits,
+            root / "models/base_model",
+            params.base,
+            params.base_model,
+            params.mlflow,
+            checkpoint_dir=root / "models/checkpoints/base_model",
+            resume=True,
+            validation_json=val,
+            fold=FOLD,
+            progress=False,
+        )
+        filt = {g: _generate_and_filter(root, g, params, splits, val) for g in GENERATORS}
+        sd = _generate_and_filter(root, "ti_style", sd_params, splits, val, "models/sd_unused")
         yield {
             "root": root,
             "params": params,
             "enc": enc,
-            "gens": gens,
+            "base": base,
             "filt": filt,
+            "sd": sd,
             "uri": f"sqlite:///{root / 'mlflow.db'}",
             "splits": splits,
             "val": val,
         }
 
 
-def test_encoder_outputs(ws):
-    assert (ws["root"] / "models/encoder/encoder.pt").exists()
+def test_encoder_is_the_folds_classifier_with_its_quality(ws):
     saved = json.loads((ws["root"] / "metrics/encoder.json").read_text())
     assert saved["num_features"] == ws["enc"]["num_features"] > 0
+    assert saved["strategy"] == ws["params"].filter.encoder.strategy
+    assert 0.0 <= saved["val_balanced_accuracy"] <= 1.0
+    assert (ws["root"] / "models/encoder/model.pt").exists()
+
+
+def test_base_model_is_a_loadable_pipeline_that_never_saw_the_rare_class(ws):
+    import mlflow
+
+    folder = ws["root"] / "models/base_model"
+    pipe = LusTextToImagePipeline.from_pretrained(folder)
+    assert pipe.unet.config.sample_size == ws["params"].base_model.resolution
+    given = pd.read_csv(folder / CAPTIONS_FILE)
+    assert "viral" not in set(given["label"])
+    assert not given["caption"].str.contains("viral").any()
+    splits = read_splits(ws["splits"])
+    assert set(given["path"]) == set(
+        splits.loc[(splits.split == "train") & (splits.label != "viral"), "path"]
+    )
+    assert (folder / "samples.png").stat().st_size > 0
+    mlflow.set_tracking_uri(ws["uri"])
+    run = mlflow.get_run(ws["base"]["mlflow_run_id"])
+    assert run.data.tags["fold"] == str(FOLD)
+    mv = mlflow.MlflowClient().get_model_version("lus-base", ws["base"]["registry"]["version"])
+    assert mv.tags["fold"] == str(FOLD)
 
 
 def test_generate_writes_a_loadable_model_and_candidates(ws):
@@ -100,7 +154,7 @@ def test_generate_writes_a_loadable_model_and_candidates(ws):
     pipe = DDPMPipeline.from_pretrained(model)
     assert pipe.unet.config.sample_size == params.generate.ddpm.resolution
     meta = json.loads((model / "generator.json").read_text())
-    assert meta["train_set"] == "3mixed" and meta["leaky"] is False
+    assert meta["train_set"] == "3mixed" and meta["leaky"] is False and meta["fold"] == FOLD
     train = pd.read_csv(model / "train_set.csv")
     assert set(train["split"]) == {"train"} and train["patient_id"].nunique() == len(train) == 3
     cands, paths = load_folder(root / "data/synthetic/ddpm_3mixed/candidates")
@@ -109,7 +163,7 @@ def test_generate_writes_a_loadable_model_and_candidates(ws):
     assert not (root / "models/checkpoints/ddpm_3mixed").exists()  # finished: no resume state
 
 
-def test_filter_outputs_agree_with_each_other(ws):
+def test_filter_outputs_agree_with_each_other_and_carry_real_references(ws):
     root = ws["root"]
     for g in GENERATORS:
         m = json.loads((root / f"metrics/synthetic_{g}.json").read_text())
@@ -118,15 +172,33 @@ def test_filter_outputs_agree_with_each_other(ws):
         assert m["candidates"] == len(table) == ws["params"].generate.sampling.candidates
         assert m["kept"] == len(kept) == int(table["kept"].sum())
         assert kept == sorted(table.loc[table["kept"], "file"])
-        assert m["kept"] + m["rejected"] == m["candidates"]
+        assert kept == sorted(
+            kept_files(table, load_thresholds(root / f"metrics/synthetic_{g}.json"))
+        )
+        assert {"std", "entropy", "sharpness", "memorised", "kept", "nn_train_patient"} <= set(
+            table.columns
+        )
         assert m["memorisation"]["rate"] == pytest.approx(table["memorised"].mean())
-        low_std = int((table["std"] <= m["thresholds"]["min_std"]).sum())
-        assert m["rejected_by_reason"]["low_std"] == low_std
-        if m["kept"] >= 2:
-            assert m["kid"]["low"] <= m["kid"]["mean"] <= m["kid"]["high"]
-            assert "FID" in m["fid_caveat"]
-        for fig in ("filter_scatter.png", "kept_grid.png", "closest_pairs.png"):
+        for key in ("candidates", "real_train", "real_val"):
+            assert key in m["study_filter_pass_rate"]
+        assert m["sharpness"]["pass_rate"]["real_train_blurred"] is not None
+        assert m["recognition_real_val"]["n"] > 0 and m["kid_real_reference"] is not None
+        assert isinstance(m["blocked"], bool) and "fold" in m
+        for fig in ("filter_scatter.png", "kept_grid.png", "beside_real.png", "sharpness.png"):
             assert (root / f"plots/synthetic/{g}/{fig}").stat().st_size > 0
+
+
+def test_recognition_rate_uses_the_folds_own_classifier(ws):
+    root, params = ws["root"], ws["params"]
+    m = ws["filt"]["ddpm_3mixed"]
+    space = FeatureSpace.load(root / "models/encoder/model.pt")
+    splits = read_splits(ws["splits"])
+    val = splits[(splits.split == "val") & (splits.label == "viral")].sort_values("path")
+    frames = load_frames(val, ws["splits"], params.base.image_size)
+    expected = recognition(space.predict(frames), params.base.classes.index("viral"), 0.95)
+    assert m["recognition_real_val"] == pytest.approx(expected)
+    enc = json.loads((root / "models/encoder/val_metrics.json").read_text())["val"]
+    assert m["feature_space"]["val_balanced_accuracy"] == enc["balanced_accuracy"]
 
 
 def test_leaky_generator_is_marked_everywhere(ws):
@@ -142,7 +214,7 @@ def test_leaky_generator_is_marked_everywhere(ws):
     assert run.data.tags["leaky"] == "true" and "LEAKY" in run.data.tags["warning"]
 
 
-def test_mlflow_run_has_tags_params_curve_grids_and_scatter(ws):
+def test_mlflow_run_has_fold_tag_params_grids_and_scatter(ws):
     import mlflow
     from mlflow import MlflowClient
 
@@ -153,7 +225,7 @@ def test_mlflow_run_has_tags_params_curve_grids_and_scatter(ws):
     for k, v in {
         "generator": "ddpm_3mixed",
         "target_class": "viral",
-        "train_set": "3mixed",
+        "fold": str(FOLD),
         "leaky": "false",
     }.items():
         assert tags[k] == v
@@ -161,74 +233,91 @@ def test_mlflow_run_has_tags_params_curve_grids_and_scatter(ws):
     assert run.data.params["ddpm.train_steps"] == str(ws["params"].generate.ddpm.train_steps)
     client = MlflowClient()
     hist = client.get_metric_history(run.info.run_id, "train_loss")
-    assert len(hist) == ws["params"].generate.ddpm.train_steps
+    assert len(hist) == ws["params"].generate.ddpm.train_steps_3mixed
     assert "filter.kept" in run.data.metrics
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
     assert any(p.startswith("samples/step_") for p in arts)
-    assert "filter/filter_scatter.png" in {
-        a.path for a in client.list_artifacts(run.info.run_id, "filter")
-    }
     children = mlflow.search_runs(
         experiment_ids=[run.info.experiment_id],
-        filter_string=(f"tags.mlflow.parentRunId = '{run.info.run_id}'"),
+        filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'",
         output_format="list",
     )
     assert children and "filter.min_std" in children[0].data.params
 
 
-def test_best_non_leaky_generator_is_registered_and_samples(ws):
+def test_best_non_leaky_generator_is_registered_for_the_fold_and_samples(ws):
     import mlflow
     from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(ws["uri"])
     root = ws["root"]
     metrics = [json.loads((root / f"metrics/synthetic_{g}.json").read_text()) for g in GENERATORS]
-    bound = ws["params"].filter.max_memorisation_rate
-    eligible = [
-        m for m in metrics if not m["leaky"] and m["kid"] and m["memorisation"]["rate"] <= bound
-    ]
-    mv = MlflowClient().get_model_version_by_alias("lus-generator-viral", "champion")
-    if not eligible:
-        pytest.fail(f"no eligible generator in the fixture run: {metrics}")
+    eligible = [m for m in metrics if not m["leaky"] and not m["blocked"] and m["kid"]]
+    assert eligible, metrics
     best = min(eligible, key=lambda m: m["kid"]["mean"])
-    assert mv.tags["generator"] == best["generator"] and mv.tags["leaky"] == "false"
-    model = mlflow.pyfunc.load_model("models:/lus-generator-viral@champion")
+    mv = MlflowClient().get_model_version_by_alias("lus-generator-viral", f"champion-fold-{FOLD}")
+    assert mv.tags["generator"] == best["generator"] and mv.tags["fold"] == str(FOLD)
+    model = mlflow.pyfunc.load_model(f"models:/lus-generator-viral@champion-fold-{FOLD}")
     imgs = model.predict(pd.DataFrame({"n": [2], "seed": [0]}))
     size = ws["params"].base.image_size
     assert np.asarray(imgs).shape == (2, size, size)
 
 
-def test_textual_inversion_generator_outputs(ws):
+@pytest.mark.parametrize("name", ["ti_object", "ti_style"])
+def test_textual_inversion_outputs_on_our_base_and_on_a_user_supplied_sd(ws, name):
     root = ws["root"]
-    model = root / "models/generators/ti_object"
+    model = root / f"models/generators/{name}"
     emb = model / "learned_embeds.safetensors"
     assert emb.exists() and emb.stat().st_size < 1024 * 1024
-    assert (model / "with_without_token.png").exists()
+    assert (model / "with_without_token.png").stat().st_size > 0
     meta = json.loads((model / "generator.json").read_text())
-    assert meta["template"] == "object" and meta["placeholder_token"] == (
-        "<viral-pneumonia-ultrasound>"
-    )
-    assert (
-        len(list((root / "data/synthetic/ti_object/candidates").glob("*.png")))
-        == ws["params"].generate.sampling.candidates
-    )
+    assert meta["placeholder_token"] == "<viral-pneumonia-ultrasound>"
+    assert meta["latent"] is (name == "ti_style")  # ti_style ran on the tiny SD (generate.base)
+    cands = list((root / f"data/synthetic/{name}/candidates").glob("*.png"))
+    assert len(cands) == ws["params"].generate.sampling.candidates
 
 
-def test_ti_without_checkpoint_fails_before_any_work(ws, tmp_path):
-    params = ws["params"]
-    no_ckpt = dataclasses.replace(
-        params,
-        generate=dataclasses.replace(
-            params.generate, ti=dataclasses.replace(params.generate.ti, checkpoint="")
-        ),
-    )
-    with pytest.raises(TextualInversionError, match="generate.ti.checkpoint"):
+def test_a_generator_that_copies_is_blocked_from_training_and_the_registry(ws, tmp_path):
+    import mlflow
+    from mlflow import MlflowClient
+
+    root, params = ws["root"], ws["params"]
+    g = "finetune"
+    train = pd.read_csv(root / f"models/generators/{g}/train_set.csv")
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for i, p in enumerate(train["path"]):  # candidates that ARE the training frames
+        shutil.copy(ws["splits"].parent / p, copies / f"cand_{i:05d}.png")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", ws["uri"])
+        mp.chdir(root)
+        m = _filter(root, g, params, ws["splits"], metrics_dir="metrics", candidates=copies)
+        mlflow.set_tracking_uri(ws["uri"])
+        champion = MlflowClient().get_model_version_by_alias(
+            "lus-generator-viral", f"champion-fold-{FOLD}"
+        )
+    assert m["blocked"] is True and "memorisation rate" in m["blocked_reason"]
+    assert m["memorisation"]["rate"] == 1.0
+    assert set(m["memorisation"]["copied_patients"]) == set(train["patient_id"])
+    assert m["kept"] == 0 and not list((root / f"data/synthetic/{g}/kept").glob("*.png"))
+    table = pd.read_csv(root / f"data/synthetic/{g}/filter.csv")
+    relaxed = load_thresholds(root / f"metrics/synthetic_{g}.json", min_std=0.0, min_entropy=0.0)
+    assert kept_files(table, relaxed) == []  # tuning cannot bring it back
+    assert champion.tags["generator"] != g
+    assert "blocked" in m["registry"]["not_chosen"][g]
+
+
+def test_text_generators_fail_before_any_work_without_a_base(ws, tmp_path):
+    with pytest.raises(BaseModelError, match="generate.base"):
         run_generate(
-            "ti_style",
+            "ti_object",
             ws["splits"],
+            tmp_path / "no_base",
             tmp_path / "m",
             tmp_path / "c",
-            no_ckpt,
+            ws["params"].base,
+            ws["params"].generate,
+            ws["params"].mlflow,
             validation_json=ws["val"],
         )
     assert not (tmp_path / "m").exists()
@@ -241,61 +330,12 @@ def test_nothing_runs_on_a_split_that_failed_validation(ws, tmp_path):
         run_generate(
             "ddpm_3mixed",
             ws["splits"],
+            None,
             tmp_path / "m",
             tmp_path / "c",
-            ws["params"],
+            ws["params"].base,
+            ws["params"].generate,
+            ws["params"].mlflow,
             validation_json=bad,
         )
     assert not Path(tmp_path / "m").exists()
-
-
-def test_stale_metrics_of_other_generators_are_never_registered(ws, tmp_path):
-    """A metrics file from git or another run (other split, or a run this store lacks) with a
-    better KID must neither win the registry nor crash the filter."""
-    import mlflow
-
-    root, params = ws["root"], ws["params"]
-    mine = json.loads((root / "metrics/synthetic_ddpm_3mixed.json").read_text())
-    metrics_dir = tmp_path / "metrics"
-    metrics_dir.mkdir()
-    better = {"mean": -1.0, "std": 0.0, "low": -1.0, "high": -1.0}
-    other_split = {
-        **mine,
-        "generator": "ti_object",
-        "kid": better,
-        "scored_against": {**mine["scored_against"], "splits_sha256": "0" * 64},
-    }
-    other_store = {
-        **mine,
-        "generator": "ddpm_all_leaky",
-        "leaky": False,
-        "kid": better,
-        "mlflow_run_id": "f" * 32,
-        "model_uri": "models:/m-" + "f" * 32,
-    }
-    (metrics_dir / "synthetic_ti_object.json").write_text(json.dumps(other_split))
-    (metrics_dir / "synthetic_ddpm_all_leaky.json").write_text(json.dumps(other_store))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", ws["uri"])
-        mp.chdir(root)
-        out = run_filter(
-            "ddpm_3mixed",
-            ws["splits"],
-            root / "models/generators/ddpm_3mixed",
-            root / "data/synthetic/ddpm_3mixed/candidates",
-            root / "models/encoder",
-            tmp_path / "kept",
-            tmp_path / "filter.csv",
-            metrics_dir / "synthetic_ddpm_3mixed.json",
-            tmp_path / "plots",
-            params,
-            ws["val"],
-        )
-        mlflow.set_tracking_uri(ws["uri"])
-        champion = mlflow.MlflowClient().get_model_version_by_alias(
-            "lus-generator-viral", "champion"
-        )
-    not_comparable = out["registry"]["not_comparable"]
-    assert "other data" in not_comparable["ti_object"]
-    assert "not in this tracking store" in not_comparable["ddpm_all_leaky"]
-    assert champion.tags["generator"] == "ddpm_3mixed"

@@ -60,7 +60,8 @@ def test_folds_test_every_rare_patient_once(repro_repo):
         assert set(fold["split"]) == {"train", "val", "test"}
     assert all(len(v) == 1 for v in tested.values()) and set(tested) == set(frames["patient_id"])
     rare = frames.loc[frames["label"] == target, "patient_id"].unique()
-    assert len(rare) == len(_folds(repro_repo))  # micro: one viral patient per test fold
+    assert len(rare) >= len(_folds(repro_repo))  # micro: 3 viral patients over 2 test folds
+    assert all(len(tested[p]) == 1 for p in rare)
     final = pd.read_csv(repro_repo / "data/splits/final.csv", dtype=str)
     assert set(final["split"]) == {"train", "val"}
     validation = _json(repro_repo / "metrics/validation.json")
@@ -180,7 +181,9 @@ def test_evaluate_pools_every_setting_and_decides(repro_repo):
         "not estimable",
     }
     rare = _json(repro_repo / "metrics/rare_patients.json")["patients"]
-    assert len(rare) == len(_folds(repro_repo))
+    frames = pd.read_csv(repro_repo / "data/frames.csv", dtype=str)
+    target = params["base"]["target_class"]
+    assert len(rare) == frames.loc[frames["label"] == target, "patient_id"].nunique()
     runs = {f"{n}-{s}" for n in expected for s in train["seeds"]}
     assert set(_json(repro_repo / "metrics/test_runs.json")) == runs
     assert set(_json(repro_repo / "metrics/validation_runs.json")) == runs

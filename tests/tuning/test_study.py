@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 
 import numpy as np
 import optuna
@@ -15,7 +16,7 @@ import yaml
 from mlflow import MlflowClient
 
 from lusaug.config import params_from_dict, parse_strategy
-from lusaug.generators.filters import kept_files
+from lusaug.generators.filters import FilterThresholds, kept_files
 from lusaug.models.strategies import FoldInputs, read_tuned
 from lusaug.models.train import FoldData
 from lusaug.tuning.fold_tuning import objective_settings, study_for, tune_fold
@@ -191,7 +192,17 @@ def _synthetic_candidates(root, generator: str, rng) -> pd.DataFrame:
         }
     )
     table.to_csv(folder.parent / "filter.csv", index=False)
+    metrics = root / "metrics"  # the filter's verdict: the thresholds it used, not blocked
+    metrics.mkdir(exist_ok=True)
+    thresholds = FilterThresholds(30.0, 4.7, None)
+    (metrics / f"synthetic_{generator}.json").write_text(
+        json.dumps({"thresholds": thresholds.as_dict(), "blocked": False})
+    )
     return table
+
+
+def _at(table, min_std: float, min_entropy: float) -> list[str]:
+    return sorted(kept_files(table, FilterThresholds(min_std, min_entropy, None)))
 
 
 def test_tuned_thresholds_are_recorded_with_what_they_keep(workdir, micro_params_dict):
@@ -208,18 +219,18 @@ def test_tuned_thresholds_are_recorded_with_what_they_keep(workdir, micro_params
         min_entropy_range=[2.0, 6.0],
     )
     params = params_from_dict(d)
-    inputs = FoldInputs(synthetic_dir=workdir / "data" / "synthetic")
+    inputs = FoldInputs(workdir / "data" / "synthetic", None, workdir / "metrics")
     out = _tune(params, workdir, inputs=inputs)["synthetic_tuned-g1"]
     f = out["filter"]
     assert 5.0 <= f["min_std"] <= 60.0 and 2.0 <= f["min_entropy"] <= 6.0
-    assert f["kept"] == sorted(kept_files(table, f["min_std"], f["min_entropy"]))
+    assert f["kept"] == _at(table, f["min_std"], f["min_entropy"])
     assert "cand_011.png" not in f["kept"]  # the memorised one
     study = optuna.load_study(
         study_name=out["study"]["name"], storage=make_storage("journal:optuna.journal")
     )
     kept_sets = set()
     for t in study.trials:
-        expected = sorted(kept_files(table, t.params["min_std"], t.params["min_entropy"]))
+        expected = _at(table, t.params["min_std"], t.params["min_entropy"])
         if t.state == optuna.trial.TrialState.COMPLETE:
             assert t.user_attrs["kept_files"] == expected and expected
             kept_sets.add(tuple(expected))
@@ -228,7 +239,7 @@ def test_tuned_thresholds_are_recorded_with_what_they_keep(workdir, micro_params
     )
     assert tuned.kept == f["kept"]
     # other thresholds, other training set: the threshold really decides what is trained on
-    assert kept_files(table, 5.0, 2.0) != kept_files(table, 60.0, 2.0)
+    assert _at(table, 5.0, 2.0) != _at(table, 60.0, 2.0)
 
 
 @pytest.mark.slow

@@ -4,8 +4,8 @@ Every stage reads its sections through :func:`load_params`; unknown or missing k
 a typo in ``params.yaml`` or a ``dvc exp run -S`` override never goes unnoticed. Profiles
 (``profiles/<name>.yaml``) are partial overlays that ``lusaug profile NAME`` merges into
 ``params.yaml``. The sections live beside the stages that read them: ``data`` (base, phantom,
-import, frames, split, validate), ``training`` (train, evaluate, tune), ``generators`` (generate,
-filter) and ``serving`` (register, export, serve, mlflow).
+import, frames, split, validate), ``training`` (train, evaluate, tune), ``generators`` (base_model,
+generate, filter) and ``serving`` (register, export, serve, mlflow).
 """
 
 from lusaug.config.core import (
@@ -25,17 +25,21 @@ from lusaug.config.data import (
     ValidateParams,
 )
 from lusaug.config.generators import (
+    FINETUNE_METHODS,
     GENERATOR_KINDS,
     SAMPLERS,
     TI_TEMPLATES,
     TRAIN_SETS,
+    BaseModelParams,
     DdpmParams,
     EncoderParams,
     FilterParams,
+    FinetuneParams,
     GenerateParams,
     GeneratorSpec,
     MemorisationParams,
     SamplingParams,
+    SharpnessParams,
     TextualInversionParams,
 )
 from lusaug.config.params import Params, load_params, params_from_dict
@@ -58,6 +62,7 @@ from lusaug.config.training import (
 )
 
 __all__ = [
+    "FINETUNE_METHODS",
     "GENERATOR_KINDS",
     "GENERATOR_STRATEGIES",
     "MODEL_FORMATS",
@@ -73,6 +78,7 @@ __all__ = [
     "TUNED_STRATEGIES",
     "ArchitectureParams",
     "AugmentParams",
+    "BaseModelParams",
     "BaseParams",
     "ConfigError",
     "DdpmParams",
@@ -81,6 +87,7 @@ __all__ = [
     "ExportParams",
     "FilterParams",
     "FinalParams",
+    "FinetuneParams",
     "FramesParams",
     "GenerateParams",
     "GeneratorSpec",
@@ -92,6 +99,7 @@ __all__ = [
     "RegisterParams",
     "SamplingParams",
     "ServeParams",
+    "SharpnessParams",
     "SplitParams",
     "Strategy",
     "TextualInversionParams",

@@ -17,7 +17,7 @@ from lusaug.config.data import (
     SplitParams,
     ValidateParams,
 )
-from lusaug.config.generators import FilterParams, GenerateParams
+from lusaug.config.generators import BaseModelParams, FilterParams, GenerateParams
 from lusaug.config.serving import ExportParams, MlflowParams, RegisterParams, ServeParams
 from lusaug.config.training import (
     EvaluateParams,
@@ -41,6 +41,7 @@ class Params:
     mlflow: MlflowParams
     train: TrainParams
     evaluate: EvaluateParams
+    base_model: BaseModelParams
     generate: GenerateParams
     filter: FilterParams
     tune: TuneParams

@@ -1,58 +1,42 @@
-"""Grey-scale DDPMs with diffusers: UNet2DModel + DDPMScheduler, EMA, checkpoints, accelerate.
+"""Grey-scale pixel DDPMs with diffusers: UNet2DModel + DDPMScheduler (the study's generators).
 
-The training loop follows diffusers' ``train_unconditional.py`` (noise-prediction MSE, AdamW with
-warm-up + cosine decay, ``EMAModel`` with warm-up, ``checkpoint-{step}`` folders pruned to
-``checkpoints_total_limit``, resume from the latest) with three changes for this project: the
-batch is drawn with replacement by a seeded generator (training sets can have 3 images, so epochs
-mean little), a checkpoint carries a fingerprint of the config and data and is ignored when they
-differ, and checkpoints are plain tensors loadable with ``torch.load(weights_only=True)``.
-
-Unconditional models are saved as a ``DDPMPipeline`` (``DDPMPipeline.from_pretrained`` loads
-them); class-conditional ones (``num_class_embeds``) as ``unet/`` + ``scheduler/`` folders, since
-``DDPMPipeline`` cannot pass class labels (see sampling.py for the loop that can).
+Training runs in :func:`lusaug.generators.diffusion_loop.train_loop` (EMA, resumable pruned
+checkpoints). Unconditional models are saved as a ``DDPMPipeline`` (``DDPMPipeline.from_pretrained``
+loads them); class-conditional ones (``num_class_embeds``) as ``unet/`` + ``scheduler/``
+folders, since ``DDPMPipeline`` cannot pass class labels (sampling.py has the loop that can).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
-import shutil
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from lusaug.config import DdpmParams
-from lusaug.utils import atomic_path
+from lusaug.generators.data import resize_batch
+from lusaug.generators.diffusion_loop import (
+    TrainResult,
+    draw_batch,
+    fingerprint,
+    latest_checkpoint,
+    noisy_batch,
+    settings_of,
+    train_loop,
+)
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_PREFIX = "checkpoint-"
-STATE_FILE = "state.pt"
 META_FILE = "generator.json"
+__all__ = ["TrainResult", "fingerprint", "latest_checkpoint", "train_ddpm"]
 
 # Called with (step, unet holding the EMA weights, losses so far) at every checkpoint.
 CheckpointHook = Callable[[int, torch.nn.Module, list[float]], None]
-
-
-@dataclass
-class TrainResult:
-    """What a DDPM training run did (logged to MLflow and generator.json)."""
-
-    losses: list[float]  # loss of every optimiser step, from step 1
-    steps: int  # optimiser steps done in total (including resumed ones)
-    resumed_from: int  # step of the checkpoint resumed from (0 = fresh start)
-    seconds: float  # wall time of this process's training
-    images_per_second: float  # training throughput of this process
-    checkpoints: list[int] = field(default_factory=list)  # steps checkpointed by this process
 
 
 def build_unet(cfg: DdpmParams, num_classes: int | None = None) -> torch.nn.Module:
@@ -97,47 +81,8 @@ def build_scheduler(cfg: DdpmParams) -> Any:
 
 def to_model_space(images: np.ndarray, resolution: int) -> torch.Tensor:
     """uint8 (N, H, W) frames -> float (N, 1, r, r) in [-1, 1]."""
-    from lusaug.generators.data import resize_batch
-
     small = resize_batch(images, resolution).astype(np.float32) / 127.5 - 1.0
     return torch.from_numpy(small).unsqueeze(1)
-
-
-def fingerprint(*parts: Any) -> str:
-    """A short stable hash of configs/data ids: a checkpoint resumes only under the same one."""
-
-    def encode(o: Any) -> Any:
-        return asdict(o) if hasattr(o, "__dataclass_fields__") else str(o)
-
-    blob = json.dumps(parts, sort_keys=True, default=encode)
-    return hashlib.sha1(blob.encode()).hexdigest()[:16]
-
-
-def _checkpoints(folder: Path | None) -> list[tuple[int, Path]]:
-    if folder is None or not folder.is_dir():
-        return []
-    found = []
-    for p in folder.glob(f"{CHECKPOINT_PREFIX}*"):
-        suffix = p.name.removeprefix(CHECKPOINT_PREFIX)
-        if suffix.isdigit() and (p / STATE_FILE).exists():
-            found.append((int(suffix), p))
-    return sorted(found)
-
-
-def latest_checkpoint(folder: Path | str | None) -> Path | None:
-    """The newest complete ``checkpoint-<step>`` folder, or None."""
-    found = _checkpoints(Path(folder) if folder is not None else None)
-    return found[-1][1] if found else None
-
-
-def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return f
 
 
 def train_ddpm(
@@ -160,134 +105,49 @@ def train_ddpm(
         cfg: the ``generate.ddpm`` section.
         seed: seeds weights, batches, noise and timesteps.
         labels: class index per frame for a class-conditional model (with ``num_classes``).
+        num_classes: classes of a class-conditional model.
         checkpoint_dir: where ``checkpoint-<step>`` folders go (None = no checkpoints).
         resume: continue from the latest checkpoint whose fingerprint matches.
         run_fingerprint: identifies config + data; a checkpoint with another one is ignored.
         on_checkpoint: hook for sample grids / logging at each checkpoint (EMA weights loaded).
-        train_steps: override ``cfg.train_steps`` (benchmarks, tests).
+        progress: show a progress bar.
+        train_steps: override ``cfg.train_steps`` (3mixed sets, benchmarks, tests).
     """
-    from accelerate import Accelerator
-    from diffusers.training_utils import EMAModel
-
     if len(images) == 0:
         raise ValueError("train_ddpm needs at least one training image")
     if (labels is None) != (num_classes is None):
         raise ValueError("pass labels and num_classes together for a conditional DDPM")
-    total = int(train_steps if train_steps is not None else cfg.train_steps)
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     torch.manual_seed(seed)
     unet = build_unet(cfg, num_classes)
     scheduler = build_scheduler(cfg)
-    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.learning_rate, weight_decay=1e-2)
-    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.lr_warmup_steps, total))
-    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
-    gen = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
-    start = 0
-
-    if resume:
-        ckpt = latest_checkpoint(ckpt_dir)
-        if ckpt is not None:
-            state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
-            if state.get("fingerprint") != run_fingerprint:
-                logger.warning("ignoring %s: it was made with another config or data", ckpt)
-            else:
-                unet.load_state_dict(state["unet"])
-                opt.load_state_dict(state["optimizer"])
-                lr_sched.load_state_dict(state["lr_scheduler"])
-                ema.load_state_dict(state["ema"])
-                gen.set_state(state["generator"])
-                losses = [float(v) for v in state["losses"]]
-                start = int(state["step"])
-                logger.info("resuming from %s (step %d of %d)", ckpt, start, total)
-
-    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
-    unet, opt = acc.prepare(unet, opt)
-    ema.to(acc.device)
     x_all = to_model_space(images, cfg.resolution)
     y_all = torch.as_tensor(labels, dtype=torch.long) if labels is not None else None
-    n_train = cfg.num_train_timesteps
-    v_pred = cfg.prediction_type == "v_prediction"
-    logger.info(
-        "***** DDPM training: %d images at %d px, %d steps x %d, %s *****",
-        len(images),
-        cfg.resolution,
-        total,
-        cfg.batch_size,
-        f"conditional ({num_classes} classes)" if num_classes else "unconditional",
-    )
 
-    def checkpoint(step: int) -> None:
-        raw = acc.unwrap_model(unet)
-        if ckpt_dir is not None:
-            state = {
-                "step": step,
-                "unet": raw.state_dict(),
-                "optimizer": opt.state_dict(),
-                "lr_scheduler": lr_sched.state_dict(),
-                "ema": ema.state_dict(),
-                "generator": gen.get_state(),
-                "losses": torch.tensor(losses, dtype=torch.float64),
-                "fingerprint": run_fingerprint,
-            }
-            with atomic_path(ckpt_dir / f"{CHECKPOINT_PREFIX}{step}", is_dir=True) as tmp:
-                torch.save(state, tmp / STATE_FILE)
-            for _, old in _checkpoints(ckpt_dir)[: -max(1, cfg.checkpoints_total_limit)]:
-                shutil.rmtree(old, ignore_errors=True)
-        result.checkpoints.append(step)
-        if on_checkpoint is not None:
-            ema.store(raw.parameters())
-            ema.copy_to(raw.parameters())
-            raw.eval()
-            try:
-                on_checkpoint(step, raw, list(losses))
-            finally:
-                ema.restore(raw.parameters())
-                raw.train()
+    def loss_fn(gen: torch.Generator) -> torch.Tensor:
+        idx, x0 = draw_batch(x_all, cfg.batch_size, gen, cfg.hflip)
+        noisy, t, target = noisy_batch(scheduler, x0, gen)
+        kwargs = {"class_labels": y_all[idx]} if y_all is not None else {}
+        return F.mse_loss(unet(noisy, t, **kwargs).sample.float(), target)
 
-    result = TrainResult(
-        losses=losses, steps=start, resumed_from=start, seconds=0.0, images_per_second=0.0
+    hook = None
+    if on_checkpoint is not None:
+
+        def hook(step: int, losses: list[float]) -> None:
+            on_checkpoint(step, unet, losses)
+
+    result = train_loop(
+        {"unet": unet},
+        loss_fn,
+        settings_of(cfg, train_steps),
+        seed,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        run_fingerprint=run_fingerprint,
+        on_checkpoint=hook,
+        progress=progress,
+        desc="ddpm",
     )
-    unet.train()
-    t0 = time.perf_counter()
-    bar = tqdm(range(start, total), desc="ddpm", disable=not progress, initial=start, total=total)
-    for step in bar:
-        bs = cfg.batch_size
-        idx = torch.randint(len(x_all), (bs,), generator=gen)
-        x0 = x_all[idx]
-        if cfg.hflip:
-            flip = torch.rand(bs, generator=gen) < 0.5
-            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(0, n_train, (bs,), generator=gen)
-        x0, noise, t = x0.to(acc.device), noise.to(acc.device), t.to(acc.device)
-        noisy = scheduler.add_noise(x0, noise, t)
-        kwargs = {"class_labels": y_all[idx].to(acc.device)} if y_all is not None else {}
-        with acc.autocast():
-            pred = unet(noisy, t, **kwargs).sample
-        target = scheduler.get_velocity(x0, noise, t) if v_pred else noise
-        loss = F.mse_loss(pred.float(), target)
-        acc.backward(loss)
-        acc.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        lr_sched.step()
-        opt.zero_grad(set_to_none=True)
-        ema.step(acc.unwrap_model(unet).parameters())
-        losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        done = step + 1
-        if done == total or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
-            checkpoint(done)
-    bar.close()
-    elapsed = time.perf_counter() - t0
-    result.steps = total
-    result.seconds = elapsed
-    result.images_per_second = (total - start) * cfg.batch_size / elapsed if elapsed > 0 else 0.0
-    raw = acc.unwrap_model(unet)
-    ema.copy_to(raw.parameters())
-    raw.eval()
-    acc.free_memory()
-    return raw, scheduler, result
+    return unet, scheduler, result
 
 
 def save_ddpm(

@@ -1,22 +1,22 @@
-"""KID and FID in a domain feature space, and the small encoder that defines that space.
+"""Fidelity in a feature space that separates the classes: KID, PRDC, recognition, FID.
 
-ImageNet Inception weights cannot be downloaded here, and would be a poor judge of grey
-ultrasound anyway, so the pipeline trains its own encoder (stage ``encoder``): a small CNN
-classifier on the real TRAINING frames of all classes; its penultimate (pooled) features are the
-space where KID, FID and the feature-space memorisation check are computed. One encoder serves
-every generator, so their scores are comparable with each other (not with published FIDs).
+The space is the penultimate layer of the fold's real-trained classifier (stage ``encoder``;
+ImageNet weights cannot be downloaded here and would judge grey ultrasound poorly anyway). Its
+own validation balanced accuracy is reported beside every distance, and the same classifier
+gives the **recognition rate**: the share of images it calls the rare class.
 
-KID (Binkowski et al. 2018): the unbiased MMD^2 estimate with the cubic polynomial kernel
-``k(x, y) = (x.y / d + 1)^3``, averaged over random subsets; reported with its std and the
-2.5/97.5 percentiles over subsets. FID is the Frechet distance of Gaussian fits; with fewer
-samples than feature dimensions the covariance is rank-deficient and FID is biased upwards
-(Chong & Forsyth 2020), which the metrics JSON says next to the number.
+- KID (Binkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel
+  ``k(x, y) = (x.y / d + 1)^3`` over random subsets, with the 2.5/97.5 percentiles over subsets.
+- PRDC (Naeem et al. 2020, k nearest neighbours): precision = share of fakes inside the real
+  manifold (the union of real k-NN balls), recall = share of reals inside the fake manifold,
+  density = mean count of real balls holding a fake / k, coverage = share of real balls holding
+  a fake. Intervals: per-sample indicators bootstrapped (the manifolds held fixed).
+- FID: Frechet distance of Gaussian fits; biased upwards at small n (Chong & Forsyth 2020).
 """
 
 from __future__ import annotations
 
-import logging
-import time
+import math
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,183 +24,114 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-from tqdm.auto import tqdm
 
-from lusaug.config import EncoderParams
-from lusaug.utils import atomic_path
+from lusaug.config import FilterParams
+from lusaug.models.classifier import ClassifierMeta, load_classifier
+from lusaug.models.data import to_input
 
-logger = logging.getLogger(__name__)
-
-ENCODER_FILE = "encoder.pt"
-# Frames in [0, 1] are normalised as (x - mean) / std before the encoder (same as the classifiers).
-_MEAN, _STD = 0.5, 0.25
+FEATURE_BATCH = 256  # frames per forward pass of the feature extractor
 
 
-class DomainEncoder(nn.Module):
-    """Conv-BN-ReLU blocks (2x down-sampling between them), global average pool, linear head."""
+class FeatureSpace:
+    """The fold's classifier as a feature extractor and a recogniser (eval mode, CPU)."""
 
-    def __init__(self, num_classes: int, width: int, blocks: int):
-        super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 1
-        for i in range(blocks):
-            c_out = width * 2**i
-            layers += [
-                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-                nn.BatchNorm2d(c_out),
-                nn.ReLU(inplace=True),
-            ]
-            if i < blocks - 1:
-                layers.append(nn.MaxPool2d(2))
-            c_in = c_out
-        self.body = nn.Sequential(*layers)
-        self.num_features = c_in
-        self.head = nn.Linear(c_in, num_classes)
+    def __init__(self, model: torch.nn.Module, meta: ClassifierMeta):
+        self.model = model.eval()
+        self.meta = meta
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate features (B, num_features)."""
-        return self.body(x).mean(dim=(2, 3))
+    @classmethod
+    def load(cls, checkpoint: Path | str) -> FeatureSpace:
+        model, meta = load_classifier(checkpoint)
+        return cls(model, meta)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+    @torch.no_grad()
+    def _run(self, images: np.ndarray, pre_logits: bool) -> np.ndarray:
+        out = []
+        for i in range(0, len(images), FEATURE_BATCH):
+            x = to_input(
+                torch.from_numpy(np.ascontiguousarray(images[i : i + FEATURE_BATCH])),
+                self.meta.mean,
+                self.meta.std,
+            ).unsqueeze(1)
+            feats = self.model.forward_features(x)
+            out.append(self.model.forward_head(feats, pre_logits=pre_logits).float().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """Penultimate features (N, F) of uint8 (N, H, W) frames."""
+        return self._run(images, pre_logits=True)
 
-@dataclass
-class EncoderMeta:
-    classes: list[str]
-    image_size: int
-    width: int
-    blocks: int
-    num_features: int
-    train_accuracy: float
-    val_accuracy: float | None
-    val_balanced_accuracy: float | None
-    epochs: int
-    seconds: float
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Predicted class index per frame."""
+        logits = self._run(images, pre_logits=False)
+        return logits.argmax(1) if len(logits) else np.zeros(0, int)
 
 
-def _to_input(images: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(np.asarray(images, np.float32) / 255.0).unsqueeze(1)
-    return (x - _MEAN) / _STD
-
-
-def _accuracy(model: DomainEncoder, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    if len(images) == 0:
+def wilson(successes: int, n: int, ci: float) -> tuple[float, float]:
+    """Wilson score interval of a proportion (sensible at 0 and 1 and small n)."""
+    if n == 0:
         return float("nan"), float("nan")
-    pred = predict_classes(model, images)
-    acc = float((pred == labels).mean())
-    recalls = [float((pred[labels == c] == c).mean()) for c in np.unique(labels)]
-    return acc, float(np.mean(recalls))
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + ci / 2))
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def train_encoder(
-    images: np.ndarray,
-    labels: np.ndarray,
-    classes: list[str],
-    cfg: EncoderParams,
-    seed: int,
-    val_images: np.ndarray | None = None,
-    val_labels: np.ndarray | None = None,
-    progress: bool = True,
-) -> tuple[DomainEncoder, EncoderMeta]:
-    """Train the domain encoder on uint8 (N, H, W) frames with class indices ``labels``."""
-    if len(images) == 0:
-        raise ValueError("the encoder needs training frames")
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    model = DomainEncoder(len(classes), cfg.width, cfg.blocks)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
-    y = torch.as_tensor(labels, dtype=torch.long)
-    weight = None
-    if cfg.balanced:
-        counts = torch.bincount(y, minlength=len(classes)).float()
-        inv = counts.sum() / counts.clamp(min=1)
-        weight = torch.where(counts > 0, inv, torch.zeros_like(counts))
-        weight = weight / weight[counts > 0].mean()
-    lossf = nn.CrossEntropyLoss(weight=weight)
-    x = _to_input(images)
-    steps = max(1, -(-len(x) // cfg.batch_size))
-    t0 = time.perf_counter()
-    model.train()
-    bar = tqdm(total=cfg.epochs * steps, desc="encoder", disable=not progress)
-    for _ in range(cfg.epochs):
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(steps):
-            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            xb = x[idx]
-            flip = torch.rand(len(idx), generator=gen) < 0.5  # ultrasound is left-right symmetric
-            xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
-            loss = lossf(model(xb), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
-    model.eval()
-    train_acc, _ = _accuracy(model, images, np.asarray(labels))
-    val_acc = val_bal = None
-    if val_images is not None and val_labels is not None and len(val_images):
-        val_acc, val_bal = _accuracy(model, val_images, np.asarray(val_labels))
-    meta = EncoderMeta(
-        classes=list(classes),
-        image_size=int(images.shape[1]),
-        width=cfg.width,
-        blocks=cfg.blocks,
-        num_features=model.num_features,
-        train_accuracy=train_acc,
-        val_accuracy=val_acc,
-        val_balanced_accuracy=val_bal,
-        epochs=cfg.epochs,
-        seconds=time.perf_counter() - t0,
-    )
-    return model, meta
+def recognition(pred: np.ndarray, target: int, ci: float) -> dict[str, Any]:
+    """Share of frames classified as ``target``, with its Wilson interval."""
+    n = len(pred)
+    hits = int((np.asarray(pred) == target).sum())
+    lo, hi = wilson(hits, n, ci)
+    return {"rate": hits / n if n else None, "low": lo, "high": hi, "n": n}
 
 
-def save_encoder(folder: Path | str, model: DomainEncoder, meta: EncoderMeta) -> Path:
-    """Write ``<folder>/encoder.pt`` (tensors + plain meta: loads with weights_only=True)."""
-    path = Path(folder) / ENCODER_FILE
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": model.state_dict(), "meta": asdict(meta)}, tmp)
-    return path
+def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    sq = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.clip(sq, 0.0, None))
 
 
-def load_encoder(folder: Path | str) -> tuple[DomainEncoder, EncoderMeta]:
-    path = Path(folder) / ENCODER_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run `dvc repro encoder` first")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    meta = EncoderMeta(**ckpt["meta"])
-    model = DomainEncoder(len(meta.classes), meta.width, meta.blocks)
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
-    return model, meta
+def _radii(x: np.ndarray, k: int) -> np.ndarray:
+    """Distance of every row to its k-th nearest other row."""
+    d = _pairwise(x, x)
+    return np.sort(d, axis=1)[:, k]  # column 0 is the row itself
 
 
-@torch.no_grad()
-def extract_features(
-    model: DomainEncoder, images: np.ndarray, batch_size: int = 256
-) -> np.ndarray:
-    """Penultimate features (N, F) of uint8 (N, H, W) frames."""
-    model.eval()
-    if len(images) == 0:
-        return np.zeros((0, model.num_features), np.float32)
-    out = [
-        model.features(_to_input(images[i : i + batch_size])).numpy()
-        for i in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(out)
+def prdc_indicators(real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Per-sample PRDC terms: fakes' precision and density counts, reals' recall and coverage."""
+    real = np.asarray(real, np.float64)
+    fake = np.asarray(fake, np.float64)
+    if len(real) <= k or len(fake) <= k:
+        raise ValueError(f"PRDC with k={k} needs more than {k} real and fake samples")
+    r_real, r_fake = _radii(real, k), _radii(fake, k)
+    d = _pairwise(real, fake)  # (R, F)
+    inside = d < r_real[:, None]
+    return {
+        "precision": inside.any(axis=0).astype(float),
+        "density": inside.sum(axis=0) / k,
+        "recall": (d < r_fake[None, :]).any(axis=1).astype(float),
+        "coverage": (d.min(axis=1) < r_real).astype(float),
+    }
 
 
-@torch.no_grad()
-def predict_classes(model: DomainEncoder, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    model.eval()
-    out = [
-        model(_to_input(images[i : i + batch_size])).argmax(1).numpy()
-        for i in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(out)
+def prdc(
+    real: np.ndarray, fake: np.ndarray, k: int, bootstrap: int = 0, ci: float = 0.95, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """Precision, recall, density, coverage of ``fake`` against ``real`` with intervals."""
+    terms = prdc_indicators(real, fake, k)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, v in terms.items():
+        entry = {"value": float(v.mean()), "low": float("nan"), "high": float("nan")}
+        if bootstrap > 0:
+            means = v[rng.integers(0, len(v), (bootstrap, len(v)))].mean(axis=1)
+            q = (1 - ci) / 2 * 100
+            entry["low"], entry["high"] = (float(x) for x in np.percentile(means, [q, 100 - q]))
+        out[name] = entry
+    return out
 
 
 def _poly_mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
@@ -293,3 +224,56 @@ def fid_caveat(n_a: int, n_b: int, dims: int) -> str:
         "biased upwards at small n (Chong & Forsyth 2020), comparable only between generators "
         "scored with the same encoder and sample sizes; prefer KID"
     )
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b, or None when either is missing or b is 0."""
+    return None if a is None or b is None or b == 0 else float(a / b)
+
+
+def _kid(a: np.ndarray, b: np.ndarray, cfg: FilterParams, seed: int) -> dict | None:
+    if len(a) < 2 or len(b) < 2:
+        return None
+    return kid(a, b, cfg.kid_subsets, cfg.kid_subset_size, seed).as_dict()
+
+
+def _prdc(real: np.ndarray, fake: np.ndarray, cfg: FilterParams, seed: int) -> dict | None:
+    if len(real) <= cfg.prdc_k or len(fake) <= cfg.prdc_k:
+        return None
+    return prdc(real, fake, cfg.prdc_k, cfg.bootstrap, cfg.ci, seed)
+
+
+def fidelity_report(feats: dict[str, np.ndarray], cfg: FilterParams, seed: int) -> dict[str, Any]:
+    """KID, PRDC and FID of kept samples vs real val frames, beside real train vs real val.
+
+    Args:
+        feats: features of ``kept``, ``cands`` (all candidates), ``train`` and ``val`` (real
+            frames of the rare class).
+        cfg: the ``filter`` section (KID subsets, PRDC k, bootstrap, interval level).
+        seed: seeds the KID subsets and the bootstrap.
+    """
+    kid_kept = _kid(feats["kept"], feats["val"], cfg, seed)
+    kid_ref = _kid(feats["train"], feats["val"], cfg, seed)
+    prdc_kept = _prdc(feats["val"], feats["kept"], cfg, seed)
+    prdc_ref = _prdc(feats["val"], feats["train"], cfg, seed)
+    out: dict[str, Any] = {
+        "kid": kid_kept,
+        "kid_real_reference": kid_ref,
+        "kid_within_reference": None
+        if kid_kept is None or kid_ref is None
+        else bool(kid_kept["mean"] <= kid_ref["high"]),
+        "kid_all_candidates": _kid(feats["cands"], feats["val"], cfg, seed),
+        "prdc": prdc_kept,
+        "prdc_real_reference": prdc_ref,
+        "prdc_note": f"k={cfg.prdc_k}; fakes (or real training frames) against the real "
+        "validation frames of the class",
+    }
+    if prdc_kept and prdc_ref:
+        out["precision_ratio"] = ratio(
+            prdc_kept["precision"]["value"], prdc_ref["precision"]["value"]
+        )
+    n_kept, n_val = len(feats["kept"]), len(feats["val"])
+    if n_kept >= 2 and n_val >= 2:
+        out["fid"] = float(fid(feats["kept"], feats["val"]))
+        out["fid_caveat"] = fid_caveat(n_kept, n_val, feats["val"].shape[1])
+    return out

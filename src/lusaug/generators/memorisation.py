@@ -8,10 +8,14 @@ Two distances from each candidate to the generator's training frames:
 
 A candidate is flagged when any of these holds:
 
-1. Carlini et al. (2023, Def. 1 with their CIFAR-10 distance): ``d_nn < alpha * mean(d to the n
-   nearest training frames)``, i.e. much closer to one training frame than to the rest;
-2. ``d_nn <= max_pixel_distance`` (absolute: catches copies when the training set is so small,
-   or so self-similar, that the relative test cannot);
+1. Carlini et al. (2023, Def. 1 with their CIFAR-10 distance; when ``relative``): ``d_nn <
+   alpha * mean(d to the n nearest training frames)``, i.e. much closer to one training frame
+   than to the rest. It assumes a diverse pool; a pool of two clips sampled at 3 Hz makes any
+   sample that resembles one patient more than the other look like a copy;
+2. ``d_nn <= max(max_pixel_distance, copy_distance)``, where ``copy_distance`` is calibrated on
+   real data (:func:`video_copy_distance`): the ``video_quantile`` quantile of the distance from
+   each real training frame to its nearest neighbour in the SAME clip. A sample that close to a
+   training frame is as close as consecutive frames of one real clip are: a copy;
 3. ``1 - cos_nn <= max_feature_distance`` when that is > 0.
 """
 
@@ -54,6 +58,20 @@ def cosine_similarities(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a / np.maximum(na, 1e-12)) @ (b / np.maximum(nb, 1e-12)).T
 
 
+def video_copy_distance(
+    images: np.ndarray, video_ids: np.ndarray | list[str], quantile: float
+) -> float | None:
+    """Quantile of each frame's distance to its nearest other frame of the same clip (or None)."""
+    if quantile <= 0 or len(images) < 2:
+        return None
+    d = pixel_distances(images, images)
+    np.fill_diagonal(d, np.inf)
+    v = np.asarray(video_ids)
+    same = np.where(v[:, None] == v[None, :], d, np.inf).min(axis=1)
+    same = same[np.isfinite(same)]
+    return float(np.quantile(same, quantile)) if len(same) else None
+
+
 @dataclass
 class MemorisationResult:
     """Per-candidate nearest training frames and the near-copy verdict."""
@@ -88,6 +106,7 @@ def check_memorisation(
     cfg: MemorisationParams,
     candidate_features: np.ndarray | None = None,
     train_features: np.ndarray | None = None,
+    copy_distance: float | None = None,
 ) -> MemorisationResult:
     """Flag candidates that are near-copies of a training frame (see the module docstring).
 
@@ -96,6 +115,7 @@ def check_memorisation(
         train: uint8 (Nt, H, W), the frames the generator was trained on (same size).
         cfg: the ``filter.memorisation`` section.
         candidate_features, train_features: optional encoder features (Nc, F) / (Nt, F).
+        copy_distance: the real same-clip neighbour distance (:func:`video_copy_distance`).
     """
     nc = len(candidates)
     if len(train) == 0:
@@ -112,8 +132,8 @@ def check_memorisation(
     k = max(1, min(cfg.n_neighbours, d.shape[1]))
     mean_k = np.take_along_axis(d, order[:, :k], axis=1).mean(axis=1)
     ratio = np.divide(d_nn, cfg.alpha * mean_k, out=np.zeros_like(d_nn), where=mean_k > 0)
-    flag_rel = ratio < 1.0
-    flag_pix = d_nn <= cfg.max_pixel_distance
+    flag_rel = (ratio < 1.0) if cfg.relative else np.zeros(nc, bool)
+    flag_pix = d_nn <= max(cfg.max_pixel_distance, copy_distance or 0.0)
     if candidate_features is not None and train_features is not None:
         cos = cosine_similarities(candidate_features, train_features)
         f_nn = cos.argmax(axis=1)

@@ -169,3 +169,41 @@ def loss_figure(losses: Sequence[float], title: str = "") -> Figure:
     ax.set_title(title or "training loss", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def beside_real_figure(real: np.ndarray, samples: np.ndarray, n: int, title: str = "") -> Figure:
+    """Real training frames of the rare class (top rows) above samples (bottom rows)."""
+    cols = max(1, min(8, n))
+    rows = {
+        "real (train)": real[:cols],
+        "real (train) ": real[cols : 2 * cols],
+        "samples": samples[:cols],
+        "samples ": samples[cols : 2 * cols],
+    }
+    return comparison_grid_figure({k: v for k, v in rows.items() if len(v)}, title)
+
+
+def sharpness_figure(
+    groups: dict[str, np.ndarray],
+    threshold: float | None,
+    title: str = "",
+    threshold_high: float | None = None,
+) -> Figure:
+    """Histograms of the high-frequency energy ratio per group, with the filter's threshold."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    values = [v for v in groups.values() if len(v)]
+    hi = max((float(np.max(v)) for v in values), default=1.0)
+    bins = np.linspace(0.0, hi * 1.05 + 1e-9, 30)
+    for name, v in groups.items():
+        if len(v):
+            ax.hist(v, bins=bins, alpha=0.5, label=f"{name} ({len(v)})")
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.4f}")
+    if threshold_high is not None:
+        ax.axvline(threshold_high, color="k", ls=":", lw=1, label=f"upper {threshold_high:.4f}")
+    ax.set_xlabel("high-frequency energy ratio")
+    ax.set_ylabel("images")
+    ax.legend(fontsize=7)
+    ax.set_title(title or "sharpness", fontsize=9)
+    fig.tight_layout()
+    return fig

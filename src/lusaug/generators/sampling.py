@@ -1,13 +1,13 @@
-"""Batched, seeded sampling with DDPM-1000 and fast samplers (DDIM, DPM-Solver++).
+"""Samplers (DDPM-1000, DDIM, DPM-Solver++) and the batched, seeded loop of the pixel DDPMs.
 
-One loop serves unconditional and class-conditional UNets (``DDPMPipeline`` cannot pass class
-labels). The same seed, count and batch size give the same images.
+:func:`make_scheduler` builds a sampler with a training schedule (text-to-image models use it
+too); :func:`sample_ddpm` serves unconditional and class-conditional UNets (``DDPMPipeline``
+cannot pass class labels). The same seed, count and batch size give the same images.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -101,74 +101,3 @@ def sample_ddpm(
         out.append(((x.clamp(-1, 1) + 1) / 2).squeeze(1).float().cpu().numpy())
     bar.close()
     return np.concatenate(out)
-
-
-class Generator:
-    """A saved generator (DDPM or textual inversion) ready to sample uint8 frames.
-
-    ``Generator.load(models/generators/<G>)`` reads ``generator.json`` to know which kind it is;
-    :meth:`sample` returns uint8 (n, image_size, image_size) frames of the target class.
-    """
-
-    def __init__(self, model_dir: Path | str, meta: dict[str, Any], model: Any, scheduler: Any):
-        self.model_dir = Path(model_dir)
-        self.meta = meta
-        self.model = model
-        self.scheduler = scheduler
-
-    @classmethod
-    def load(cls, model_dir: Path | str) -> Generator:
-        from lusaug.generators.ddpm import load_ddpm, read_meta
-
-        meta = read_meta(model_dir)
-        if meta["kind"] == "textual_inversion":
-            from lusaug.generators.textual_inversion import load_ti_pipeline
-
-            pipe = load_ti_pipeline(
-                meta["checkpoint"], Path(model_dir) / meta["embeddings"], meta["placeholder_token"]
-            )
-            return cls(model_dir, meta, pipe, None)
-        unet, scheduler, meta = load_ddpm(model_dir)
-        return cls(model_dir, meta, unet, scheduler)
-
-    def sample(
-        self,
-        n: int,
-        seed: int,
-        sampler: str | None = None,
-        steps: int | None = None,
-        batch_size: int | None = None,
-        progress: bool = False,
-    ) -> np.ndarray:
-        """``n`` uint8 frames at the pipeline's image size (defaults from generator.json)."""
-        from lusaug.generators.data import from_unit, resize_batch
-
-        m = self.meta
-        batch_size = batch_size or m.get("batch_size", n) or n
-        if m["kind"] == "textual_inversion":
-            from lusaug.generators.textual_inversion import generate_ti
-
-            imgs = generate_ti(
-                self.model,
-                m["placeholder_token"],
-                m["template"],
-                n,
-                seed,
-                resolution=m["resolution"],
-                steps=steps or m["steps"],
-                guidance_scale=m["guidance_scale"],
-                batch_size=batch_size,
-            )
-        else:
-            imgs = sample_ddpm(
-                self.model,
-                self.scheduler.config,
-                n,
-                sampler or m["sampler"],
-                steps or m["steps"],
-                batch_size,
-                seed,
-                class_label=m.get("class_index") if m["kind"] == "ddpm_conditional" else None,
-                progress=progress,
-            )
-        return resize_batch(from_unit(imgs), int(m["image_size"]))

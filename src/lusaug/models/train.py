@@ -167,7 +167,6 @@ def _training_frames(
     """The real training frames as the strategy changes them, and the synthetic files used."""
     if not strategy.generator:
         return data.train, []
-    check_generator(inputs, strategy.generator)
     target = base.classes.index(base.target_class)
     files = synthetic_files(inputs, strategy, tuned)
     synth = load_synthetic(
@@ -211,6 +210,8 @@ def prepare_run(
         raise StrategyError(
             f"unknown architecture {spec.arch!r}; train.architectures has {sorted(cfg.architectures)}"
         )
+    if strategy.generator:  # a blocked generator is never used, tuned or not
+        check_generator(inputs, strategy.generator)
     if strategy.tuned and tuned is None:
         tuned = read_tuned(inputs.tuned, strategy.name, base.classes)
     train, synthetic = _training_frames(strategy, data, base, cfg, inputs, tuned)

@@ -16,9 +16,9 @@ from typing import Any
 
 from lusaug.config import BaseParams, Strategy, TrainParams, TuneParams, parse_strategy
 from lusaug.mlflow_store import standard_tags
-from lusaug.models.strategies import FoldInputs
+from lusaug.models.strategies import GENERATOR_METRICS, FoldInputs
 from lusaug.models.train import FoldData
-from lusaug.tuning.objective import FILTER_TABLE, Objective, TuneError
+from lusaug.tuning.objective import FILTER_TABLE, Objective, TuneError, fold_thresholds
 from lusaug.tuning.optuna_study import (
     MlflowTrialCallback,
     fingerprint,
@@ -63,7 +63,9 @@ def objective_settings(
 def _study_inputs(splits_csv: Path, inputs: FoldInputs, strategy: Strategy) -> list[Path]:
     files = [splits_csv]
     if strategy.kind == "synthetic_tuned":
-        files.append(Path(inputs.synthetic_dir or ".") / strategy.generator / FILTER_TABLE)
+        g = strategy.generator
+        files.append(Path(inputs.synthetic_dir or ".") / g / FILTER_TABLE)
+        files.append(Path(inputs.generator_metrics or ".") / GENERATOR_METRICS.format(generator=g))
     return files
 
 
@@ -119,6 +121,11 @@ def tune_fold(
     data = FoldData.load(splits_csv, base) if strategies else None
     sections: dict[str, Any] = {}
     for strategy in strategies:
+        if strategy.kind == "synthetic_tuned":
+            thresholds = fold_thresholds(inputs, strategy.generator)
+            if thresholds.blocked:  # never trained on, so nothing to tune (train skips it too)
+                sections[strategy.name] = {"blocked": f"generator {strategy.generator} is blocked"}
+                continue
         study = study_for(strategy, splits_csv, fold, train, base, cfg, inputs, root)
         logger.info(
             "fold %d: study %s, %d finished trials", fold, study.study_name, len(study.trials)

@@ -23,8 +23,8 @@ import pandas as pd
 
 from lusaug.config import BaseParams, Strategy, TrainParams, TuneParams
 from lusaug.errors import LusaugError
-from lusaug.generators.filters import kept_files
-from lusaug.models.strategies import FoldInputs, Tuned
+from lusaug.generators.filters import FilterThresholds, kept_files, load_thresholds
+from lusaug.models.strategies import GENERATOR_METRICS, FoldInputs, Tuned
 from lusaug.models.train import FoldData, RunSpec, prepare_run, train_classifier
 
 RECALL_CONSTRAINT = "target_recall_floor"
@@ -66,10 +66,20 @@ def filter_table(inputs: FoldInputs, generator: str) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def kept_at(table: pd.DataFrame, point: dict[str, Any]) -> list[str]:
-    """Candidate files the filter keeps at the point's thresholds (memorised ones never)."""
+def fold_thresholds(inputs: FoldInputs, generator: str) -> FilterThresholds:
+    """The thresholds filter@G used in this fold (the sharpness band, blocked or not)."""
+    path = Path(inputs.generator_metrics or ".") / GENERATOR_METRICS.format(generator=generator)
+    if not path.exists():
+        raise TuneError(f"{path} not found: run `dvc repro` (filter@<fold>-{generator} writes it)")
+    return load_thresholds(path)
+
+
+def kept_at(table: pd.DataFrame, base: FilterThresholds, point: dict[str, Any]) -> list[str]:
+    """Candidate files filter@G keeps at the point's std/entropy thresholds (everything else as
+    the fold's filter had it; memorised ones never)."""
     f = point["filter"]
-    return sorted(kept_files(table, f["min_std"], f["min_entropy"]))
+    thresholds = dataclasses.replace(base, min_std=f["min_std"], min_entropy=f["min_entropy"])
+    return sorted(kept_files(table, thresholds))
 
 
 class Objective:
@@ -92,11 +102,10 @@ class Objective:
             inputs,
         )
         self.train = dataclasses.replace(train, epochs=cfg.epochs or train.epochs)
-        self.table = (
-            filter_table(inputs, strategy.generator)
-            if strategy.kind == "synthetic_tuned"
-            else None
-        )
+        self.table, self.thresholds = None, None
+        if strategy.kind == "synthetic_tuned":
+            self.table = filter_table(inputs, strategy.generator)
+            self.thresholds = fold_thresholds(inputs, strategy.generator)
 
     def __call__(self, trial: optuna.Trial) -> float:
         cfg, classes = self.cfg, self.base.classes
@@ -104,7 +113,7 @@ class Objective:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         kept = None
         if self.table is not None:
-            kept = kept_at(self.table, point)
+            kept = kept_at(self.table, self.thresholds, point)
             trial.set_user_attr("synthetic_kept", len(kept))
             trial.set_user_attr("kept_files", kept)
             if not kept:

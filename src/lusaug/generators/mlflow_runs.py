@@ -1,10 +1,12 @@
-"""MLflow for generators: runs in ``lusaug-generators``, the pyfunc model, the registry.
+"""MLflow for the generator stages: runs in ``lusaug-generators``, pyfunc models, registry.
 
-Registry rule (``lus-generator-<class>``, alias ``champion``): among the enabled generators of
-the class whose ``metrics/synthetic_<G>.json`` exists, are NOT leaky, have a KID and a
-memorisation rate <= ``filter.max_memorisation_rate``, the one with the lowest KID mean. It runs
-at the end of every ``filter@G`` over all such files, so the registry is right once the last
-filter has run, whatever order DVC chose; a no-op when the champion is already that model.
+Registry rule (``lus-generator-<class>``, alias ``champion`` or ``champion-fold-<k>``): among the
+enabled generators of the class whose ``synthetic_<G>.json`` exists beside this one (the same
+fold), are NOT leaky, NOT blocked (memorisation above ``filter.max_memorisation_rate``) and have a
+KID to the real validation frames, the one with the lowest KID mean. It runs at the end of every
+``filter@G``, so the registry is right once the last filter of a fold has run, whatever order DVC
+chose; a no-op when the champion is already that model. The base model of a fold is registered
+as ``lus-base`` with the fold as a tag.
 """
 
 from __future__ import annotations
@@ -25,11 +27,22 @@ logger = logging.getLogger(__name__)
 MODEL_PREFIX = "lus-generator-"
 CHAMPION = "champion"
 RUN_FILE = "run.json"
+BASE_MODEL_NAME = "lus-base"
 _MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 
 
 def registered_name(target_class: str) -> str:
     return f"{MODEL_PREFIX}{target_class}"
+
+
+def champion_alias(fold: int | None) -> str:
+    """``champion`` for a single split, ``champion-fold-<k>`` under cross-validation."""
+    return CHAMPION if fold is None else f"{CHAMPION}-fold-{fold}"
+
+
+def fold_tags(fold: int | None) -> dict[str, str]:
+    """The ``fold`` tag every run of a fold carries (``holdout`` for a single split)."""
+    return {"fold": "holdout" if fold is None else str(fold)}
 
 
 class MetricBuffer:
@@ -66,15 +79,20 @@ def numeric_metrics(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
-def log_generator_model(model_dir: Path | str, name: str = "generator") -> str:
-    """Log a saved generator as a pyfunc (models-from-code); returns its ``models:/`` URI."""
+def log_generator_model(
+    model_dir: Path | str, base_dir: Path | str | None = None, name: str = "generator"
+) -> str:
+    """Log a saved generator (+ the base a TI generator needs) as a pyfunc; its ``models:/`` URI."""
     import mlflow
     import pandas as pd
 
+    artifacts = {"generator": str(model_dir)}
+    if base_dir is not None:
+        artifacts["base"] = str(base_dir)
     info = mlflow.pyfunc.log_model(
         name=name,
         python_model=str(_MODEL_CODE),
-        artifacts={"generator": str(model_dir)},
+        artifacts=artifacts,
         input_example=pd.DataFrame({"n": [1], "seed": [0]}),
         pip_requirements=["lusaug", "torch", "diffusers", "numpy", "pandas"],
     )
@@ -115,6 +133,8 @@ def eligible(metrics: dict[str, Any], max_memorisation_rate: float) -> tuple[boo
     """Whether a generator's metrics allow registration, and why not."""
     if metrics.get("leaky"):
         return False, "leaky (saw validation/test frames)"
+    if metrics.get("blocked"):
+        return False, f"blocked: {metrics.get('blocked_reason')}"
     if not metrics.get("model_uri"):
         return False, "no logged model"
     kid = metrics.get("kid") or {}
@@ -148,7 +168,10 @@ def select_best(
 
 
 def register_best_generator(
-    all_metrics: Sequence[dict[str, Any]], target_class: str, max_memorisation_rate: float
+    all_metrics: Sequence[dict[str, Any]],
+    target_class: str,
+    max_memorisation_rate: float,
+    fold: int | None = None,
 ) -> dict[str, Any]:
     """Register the best generator of ``target_class`` (alias ``champion``); returns a summary."""
     from mlflow import MlflowClient
@@ -156,7 +179,8 @@ def register_best_generator(
 
     name = registered_name(target_class)
     best, why = select_best(all_metrics, target_class, max_memorisation_rate)
-    summary: dict[str, Any] = {"model_name": name, "not_chosen": why}
+    alias = champion_alias(fold)
+    summary: dict[str, Any] = {"model_name": name, "alias": alias, "not_chosen": why}
     if best is None:
         summary["status"] = "no eligible generator"
         logger.warning("%s: nothing registered (%s)", name, why)
@@ -168,7 +192,7 @@ def register_best_generator(
     summary["generator"] = best["generator"]
     previous = None
     try:
-        current = client.get_model_version_by_alias(name, CHAMPION)
+        current = client.get_model_version_by_alias(name, alias)
         previous = current.version
         if current.tags.get("model_uri") == best["model_uri"]:
             summary.update(status="unchanged", version=current.version)
@@ -183,17 +207,43 @@ def register_best_generator(
         "kid_mean": str(best["kid"]["mean"]),
         "memorisation_rate": str(best["memorisation"]["rate"]),
         "leaky": "false",
+        "blocked": "false",
+        **fold_tags(fold),
         "model_uri": best["model_uri"],
         "mlflow_run_id": str(best.get("mlflow_run_id", "")),
         "promoted_by": getpass.getuser(),
         "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "reason": "lowest KID among non-leaky generators under the memorisation bound",
+        "reason": "lowest KID to real validation frames among non-leaky, non-blocked generators",
         "previous_version": str(previous or ""),
     }
     mv = mlflow.register_model(best["model_uri"], name, tags=tags)
-    client.set_registered_model_alias(name, CHAMPION, mv.version)
+    client.set_registered_model_alias(name, alias, mv.version)
     summary.update(status="registered", version=mv.version, previous_version=previous)
-    logger.info(
-        "registered %s version %s (%s) as @%s", name, mv.version, best["generator"], CHAMPION
-    )
+    logger.info("registered %s version %s (%s) as @%s", name, mv.version, best["generator"], alias)
     return summary
+
+
+def log_base_model(base_dir: Path | str, name: str = "base_model") -> str:
+    """Log a base pipeline folder as a pyfunc (prompt, n, seed -> frames); its URI."""
+    import mlflow
+    import pandas as pd
+
+    info = mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(_MODEL_CODE),
+        artifacts={"base": str(base_dir)},
+        input_example=pd.DataFrame({"prompt": ["covid lung ultrasound"], "n": [1], "seed": [0]}),
+        pip_requirements=["lusaug", "torch", "diffusers", "transformers", "numpy", "pandas"],
+    )
+    return info.model_uri
+
+
+def register_base_model(model_uri: str, fold: int | None, run_id: str) -> dict[str, Any]:
+    """Register a fold's base model as a new version of ``lus-base`` tagged with the fold."""
+    import mlflow
+
+    if not registry_supported():
+        return {"status": "registry needs a database-backed tracking store; skipped"}
+    tags = {**fold_tags(fold), "mlflow_run_id": run_id, "model_uri": model_uri}
+    mv = mlflow.register_model(model_uri, BASE_MODEL_NAME, tags=tags)
+    return {"status": "registered", "model_name": BASE_MODEL_NAME, "version": mv.version}

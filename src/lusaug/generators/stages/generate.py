@@ -1,0 +1,316 @@
+"""Stage ``generate@k-G``: train generator G on the fold's rare-class training frames.
+
+Pixel DDPMs train from scratch; textual inversion learns a token on the fold's base (or on the
+Stable Diffusion of ``generate.base``); fine-tuning trains the base's UNet on the rare class with
+its captions. Each writes ``models/.../generators/G`` (``generator.json`` says how to load and
+sample it) and its candidate PNGs, logs to MLflow (tag ``fold``) and resumes from checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import pandas as pd
+
+from lusaug.config import BaseParams, GenerateParams, GeneratorSpec, MlflowParams, as_flat_dict
+from lusaug.generators import data as gdata
+from lusaug.generators.captions import captions
+from lusaug.generators.ddpm import build_scheduler, save_ddpm, train_ddpm
+from lusaug.generators.diffusion_loop import fingerprint
+from lusaug.generators.generator import PIPELINE_DIR, Generator, write_meta
+from lusaug.generators.mlflow_runs import MetricBuffer, log_generator_model, write_run_file
+from lusaug.generators.plots import comparison_grid_figure, grid_figure, loss_figure, save_figure
+from lusaug.generators.sampling import sample_ddpm
+from lusaug.generators.stages.base_model import resolve_base
+from lusaug.generators.stages.common import (
+    derive_seed,
+    finish_checkpoints,
+    generator_tags,
+    get_spec,
+    label_of,
+    prepare_checkpoints,
+    remember_run,
+    set_threads,
+    setup_mlflow,
+)
+from lusaug.generators.text_base import finetune_unet
+from lusaug.generators.text_to_image import TextToImage
+from lusaug.generators.textual_inversion import (
+    EMBEDDINGS_FILE,
+    save_embeddings,
+    train_textual_inversion,
+)
+from lusaug.utils import atomic_path
+
+logger = logging.getLogger(__name__)
+
+TRAIN_SET_FILE = "train_set.csv"
+LOSSES_FILE = "losses.csv"
+CANDIDATE_PREFIX = "cand"
+TEXT_KINDS = ("textual_inversion", "finetune")
+
+
+def _train_steps(spec: GeneratorSpec, gen: GenerateParams) -> int:
+    return gen.ddpm.train_steps_3mixed if spec.train_set == "3mixed" else gen.ddpm.train_steps
+
+
+def _train_ddpm(ctx: dict[str, Any], out: Path) -> dict[str, float]:
+    spec, gen, meta = ctx["spec"], ctx["gen"], ctx["meta"]
+    cfg, sp = gen.ddpm, gen.sampling
+    conditional = spec.kind == "ddpm_conditional"
+    labels = num_classes = None
+    if conditional:
+        labels = np.array([meta["classes"].index(c) for c in ctx["tset"].frames["label"]])
+        num_classes = len(meta["classes"])
+    schedule = build_scheduler(cfg).config
+    buffer = MetricBuffer(ctx["run_id"])
+    logged = {"n": len(buffer.client.get_metric_history(ctx["run_id"], "train_loss"))}
+
+    def on_checkpoint(step: int, unet: Any, losses: list[float]) -> None:
+        buffer.add("train_loss", losses[logged["n"] :], first_step=logged["n"] + 1)
+        logged["n"] = len(losses)
+        buffer.flush()
+        imgs = sample_ddpm(
+            unet,
+            schedule,
+            cfg.grid_size,
+            sp.sampler,
+            sp.steps,
+            sp.batch_size,
+            ctx["seed"] + 2,
+            class_label=meta["class_index"] if conditional else None,
+        )
+        fig = grid_figure(
+            gdata.resize_batch(gdata.from_unit(imgs), meta["image_size"]),
+            f"{ctx['label']}: step {step} (EMA, {sp.sampler}-{sp.steps})",
+        )
+        mlflow.log_figure(fig, f"samples/step_{step:06d}.png")
+        plt.close(fig)
+
+    unet, unet_sched, res = train_ddpm(
+        ctx["images"],
+        cfg,
+        ctx["seed"],
+        labels=labels,
+        num_classes=num_classes,
+        checkpoint_dir=ctx["ckpt_dir"],
+        resume=ctx["resume"],
+        run_fingerprint=ctx["fp"],
+        on_checkpoint=on_checkpoint,
+        progress=ctx["progress"],
+        train_steps=_train_steps(spec, gen),
+    )
+    meta.update(resolution=cfg.resolution, train_steps=res.steps, resumed_from=res.resumed_from)
+    save_ddpm(out, unet, unet_sched, meta)
+    return _finish_training(ctx, out, res.losses, res.seconds, res.images_per_second)
+
+
+def _finish_training(
+    ctx: dict[str, Any], out: Path, losses: list[float], seconds: float, ips: float
+) -> dict[str, float]:
+    pd.DataFrame({"step": np.arange(1, len(losses) + 1), "loss": losses}).to_csv(
+        out / LOSSES_FILE, index=False
+    )
+    fig = loss_figure(losses, f"{ctx['label']}: training loss")
+    mlflow.log_figure(fig, "loss.png")
+    save_figure(fig, out / "loss.png")
+    tail = losses[-max(1, len(losses) // 10) :]
+    return {
+        "train_seconds": seconds,
+        "train_images_per_second": ips,
+        "final_loss": float(np.mean(tail)),
+        "train_steps": float(len(losses)),
+    }
+
+
+def _train_text(ctx: dict[str, Any], out: Path) -> dict[str, float]:
+    """Textual inversion or fine-tuning on the base."""
+    spec, gen, meta, seed = ctx["spec"], ctx["gen"], ctx["meta"], ctx["seed"]
+    t2i = TextToImage.load(ctx["base_path"])
+    meta.update(base=str(ctx["base_path"]), latent=t2i.latent, resolution=t2i.resolution)
+    if spec.kind == "textual_inversion":
+        cfg = gen.ti
+        res = train_textual_inversion(
+            t2i, ctx["images"], cfg, spec.template, seed, cfg.hflip, progress=ctx["progress"]
+        )
+        save_embeddings(out / EMBEDDINGS_FILE, cfg.placeholder_token, res.embeddings)
+        meta.update(
+            embeddings=EMBEDDINGS_FILE,
+            placeholder_token=cfg.placeholder_token,
+            template=spec.template,
+            num_vectors=cfg.num_vectors,
+            guidance_scale=cfg.guidance_scale,
+            train_steps=len(res.losses),
+            ti_steps_per_second=res.steps_per_second,
+        )
+        write_meta(out, meta)
+        out_metrics = _finish_training(
+            ctx, out, res.losses, res.seconds, res.steps_per_second * cfg.batch_size
+        )
+        out_metrics["embeddings_kb"] = (out / EMBEDDINGS_FILE).stat().st_size / 1024
+        out_metrics["ti_steps_per_second"] = res.steps_per_second
+        return out_metrics
+    cfg = gen.finetune
+    texts = captions(ctx["tset"].frames)
+    res = finetune_unet(
+        t2i,
+        ctx["images"],
+        texts,
+        cfg,
+        seed,
+        cfg.hflip,
+        checkpoint_dir=ctx["ckpt_dir"],
+        resume=ctx["resume"],
+        run_fingerprint=ctx["fp"],
+        progress=ctx["progress"],
+    )
+    t2i.pipe.save_pretrained(out / PIPELINE_DIR)
+    meta.update(
+        captions=sorted(set(texts)),
+        guidance_scale=cfg.guidance_scale,
+        method=cfg.method,
+        train_steps=res.steps,
+    )
+    write_meta(out, meta)
+    return _finish_training(ctx, out, res.losses, res.seconds, res.images_per_second)
+
+
+def _comparison_grid(generator: Generator, ctx: dict[str, Any]) -> Any:
+    """The study's figure: the same seeds with the learned token and with plain text."""
+    gen = ctx["gen"]
+    n = gen.ti.comparison_images
+    rows = {
+        "with token": generator.sample(n, ctx["seed"] + 3),
+        f"'{gen.ti.comparison_text}'": generator.sample(
+            n, ctx["seed"] + 3, replace_token_with=gen.ti.comparison_text
+        ),
+    }
+    token = gen.ti.placeholder_token
+    return comparison_grid_figure(rows, f"{ctx['label']}: same seeds with / without {token}")
+
+
+def run_generate(
+    name: str,
+    splits_csv: Path | str,
+    base_dir: Path | str | None,
+    model_dir: Path | str,
+    candidates_dir: Path | str,
+    base: BaseParams,
+    gen: GenerateParams,
+    mlflow_cfg: MlflowParams,
+    checkpoint_dir: Path | str | None = None,
+    resume: bool = False,
+    validation_json: Path | str | None = None,
+    fold: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train generator ``name``, save it, write its candidate PNGs; returns the summary."""
+    spec = get_spec(gen, name)
+    base_path = None
+    if spec.kind in TEXT_KINDS:  # fail before any work when there is no base
+        base_path = resolve_base(base_dir or "", gen.base)
+    gdata.check_validation(validation_json)
+    set_threads(gen.threads)
+    splits = gdata.read_splits(splits_csv)
+    target = base.target_class
+    seed = derive_seed(base.seed, name)
+    tset = gdata.build_training_set(splits, spec, target, base.classes, gen.mixed_patients, seed)
+    images = gdata.load_frames(tset.frames, splits_csv, base.image_size)
+    sp = gen.sampling
+    meta: dict[str, Any] = {
+        "name": name,
+        "kind": spec.kind,
+        "train_set": spec.train_set,
+        "leaky": spec.leaky,
+        "target_class": target,
+        "class_index": base.classes.index(target),
+        "classes": list(base.classes),
+        "image_size": base.image_size,
+        "seed": seed,
+        "fold": fold,
+        "train_frames": len(images),
+        "train_patients": int(tset.frames["patient_id"].nunique()),
+        "splits_used": tset.splits_used,
+        "notes": tset.notes,
+        "sampler": sp.sampler,
+        "steps": sp.steps,
+        "batch_size": sp.batch_size,
+    }
+    section = (
+        gen.ddpm
+        if spec.kind.startswith("ddpm")
+        else getattr(gen, "ti" if spec.kind == "textual_inversion" else "finetune")
+    )
+    fp = fingerprint(
+        name, spec, section, base.image_size, str(base_path), list(tset.frames["path"])
+    )
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    run_id = prepare_checkpoints(ckpt_dir, resume, fp)
+    setup_mlflow(mlflow_cfg)
+    label = label_of(name, spec)
+    with mlflow.start_run(run_id=run_id, run_name=f"generate-{name}") as run:
+        remember_run(ckpt_dir, run.info.run_id, fp)
+        mlflow.set_tags(generator_tags(name, spec, target, fold))
+        if spec.leaky:
+            mlflow.set_tag("warning", "LEAKY: trained on validation/test frames")
+        if run_id is None:
+            mlflow.log_params({f"generator.{k}": v for k, v in as_flat_dict(spec).items()})
+            mlflow.log_params(as_flat_dict(section, f"{spec.kind}."))
+            mlflow.log_params(as_flat_dict(sp, "sampling."))
+            mlflow.log_params(
+                {"train_frames": len(images), "seed": seed, "base": str(base_path or "")}
+            )
+        mlflow.log_text(tset.frames.to_csv(index=False), TRAIN_SET_FILE)
+        ctx = {
+            "spec": spec,
+            "gen": gen,
+            "meta": meta,
+            "seed": seed,
+            "images": images,
+            "tset": tset,
+            "ckpt_dir": ckpt_dir,
+            "resume": resume,
+            "fp": fp,
+            "progress": progress,
+            "run_id": run.info.run_id,
+            "label": label,
+            "base_path": base_path,
+        }
+        with atomic_path(model_dir, is_dir=True) as tmp:
+            train = _train_text if spec.kind in TEXT_KINDS else _train_ddpm
+            result = train(ctx, tmp)
+            tset.frames.to_csv(tmp / TRAIN_SET_FILE, index=False)
+            generator = Generator.load(tmp)
+            cands = generator.sample(sp.candidates, seed + 1, progress=progress)
+            gdata.write_pngs(cands, candidates_dir, CANDIDATE_PREFIX)
+            grid = grid_figure(cands[: gen.ddpm.grid_size], f"{label}: candidates")
+            mlflow.log_figure(grid, "samples/candidates.png")
+            save_figure(grid, tmp / "candidates_grid.png")
+            if spec.kind == "textual_inversion":
+                fig = _comparison_grid(generator, ctx)
+                mlflow.log_figure(fig, "samples/with_without_token.png")
+                save_figure(fig, tmp / "with_without_token.png")
+            model_uri = log_generator_model(
+                tmp, base_dir=base_path if spec.kind == "textual_inversion" else None
+            )
+            write_run_file(
+                tmp,
+                run_id=run.info.run_id,
+                model_uri=model_uri,
+                experiment_id=run.info.experiment_id,
+            )
+        mlflow.log_metrics({"candidates": float(len(cands)), **result})
+    finish_checkpoints(ckpt_dir)
+    logger.info("generate@%s: %d candidates from %d frames", name, len(cands), len(images))
+    return {
+        **meta,
+        **result,
+        "candidates": len(cands),
+        "mlflow_run_id": run.info.run_id,
+        "model_uri": model_uri,
+    }
