@@ -307,6 +307,41 @@ def test_a_generator_that_copies_is_blocked_from_training_and_the_registry(ws, t
     assert "blocked" in m["registry"]["not_chosen"][g]
 
 
+def test_too_few_real_frames_skip_the_sharpness_band_and_say_so(ws, tmp_path):
+    """A quantile band from a handful of real frames excludes the frames themselves: below
+    filter.sharpness.min_real_frames the criterion is skipped, recorded, and nothing is
+    rejected as blurred or noisy."""
+    root, params = ws["root"], ws["params"]
+    g = "ddpm_3mixed"
+    few = dataclasses.replace(
+        params.filter,
+        sharpness=dataclasses.replace(params.filter.sharpness, min_real_frames=10**6),
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", ws["uri"])
+        mp.chdir(root)
+        m = run_filter(
+            g,
+            ws["splits"],
+            root / f"models/generators/{g}",
+            root / f"data/synthetic/{g}/candidates",
+            root / "models/encoder",
+            tmp_path / "kept",
+            tmp_path / "filter.csv",
+            tmp_path / "synthetic.json",
+            tmp_path / "plots",
+            params.base,
+            few,
+            params.generate,
+            params.mlflow,
+            fold=FOLD,
+        )
+    assert "min_real_frames" in m["sharpness"]["skipped"]
+    assert m["thresholds"]["min_sharpness"] is None and m["thresholds"]["max_sharpness"] is None
+    assert m["rejected_by_reason"]["blurred"] == m["rejected_by_reason"]["noisy"] == 0
+    assert ws["filt"][g]["sharpness"]["skipped"] is None  # the fixture's real band applied
+
+
 def test_text_generators_fail_before_any_work_without_a_base(ws, tmp_path):
     with pytest.raises(BaseModelError, match="generate.base"):
         run_generate(

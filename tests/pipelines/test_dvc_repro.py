@@ -13,6 +13,7 @@ import yaml
 from lusaug.config import PROJ_ROOT, deep_merge, parse_strategy
 from lusaug.data.manifest import MANIFEST_COLUMNS
 from tests.pipelines.helpers import (
+    BIN,
     assert_every_stage_wrote_its_outputs,
     micro_repo,
     run,
@@ -291,7 +292,11 @@ def test_kill_9_during_training_then_repro_completes_as_if_uninterrupted(repro_r
     reference = _crash_copy(repro_repo, tmp_path / "reference")
     run(["dvc", "repro", "-s", "train@0"], reference)
     crashed = _crash_copy(repro_repo, tmp_path / "crashed")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{crashed / 'mlflow.db'}"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{crashed / 'mlflow.db'}",
+    }
     proc = subprocess.Popen(
         ["dvc", "repro", "-s", "train@0"], cwd=crashed, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

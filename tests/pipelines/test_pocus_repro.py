@@ -1,7 +1,7 @@
 """End to end on real data: the `pocus` profile, shrunk, through the real `dvc repro`.
 
 A copy of the repository gets ``lusaug profile pocus``, then the micro profile's model, epoch and
-generator sizes on top (the pocus strategy lists stay: 7 strategies x 2 architectures, one seed),
+generator sizes on top (the pocus strategy and generator lists stay; one seed, two folds),
 and ``lusaug import`` of a small POCUS-shaped folder: a few real files per class with the real
 folder layout and ``dataset_metadata.csv``, so patients still come from the metadata.
 """
@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lusaug.config import PROJ_ROOT, load_params
+from lusaug.config import PROJ_ROOT, load_params, parse_strategy
 from lusaug.profiles import apply_profile
 from tests.pipelines.helpers import (
     assert_every_stage_wrote_its_outputs,
@@ -76,11 +76,14 @@ def small_pocus(src: Path, dest: Path) -> Path:
 
 def shrink_overlay() -> dict:
     """The micro profile's sizes (images, frames, nets, DDPM, tuning, bootstrap) without its
-    strategy lists; seeds stay micro's single seed."""
+    strategy lists; seeds stay micro's single seed. Two folds: the subset's 4 viral patients are
+    tested 2 + 2 (the full run has one fold per viral patient)."""
     overlay = yaml.safe_load((PROJ_ROOT / "profiles" / "micro.yaml").read_text())
     overlay.pop("phantom", None)
+    overlay["generate"].pop("enabled", None)
     for key in KEEP_FROM_POCUS:
         overlay["train"].pop(key, None)
+    overlay["split"] = {"folds": [0, 1], "max_folds": 2}
     return overlay
 
 
@@ -104,12 +107,14 @@ def _json(path: Path) -> dict:
 
 
 def test_shrunk_profile_keeps_the_pocus_study(pocus_repo):
-    """All Table 3 strategies x both families, on one seed, at micro sizes."""
+    """Every strategy and generator of the study, on one seed, at micro sizes."""
     params = load_params(pocus_repo / "params.yaml")
     pocus = yaml.safe_load((PROJ_ROOT / "profiles" / "pocus.yaml").read_text())
     for key in KEEP_FROM_POCUS:
-        assert getattr(params.train, key) == pocus["train"][key], key
+        if key in pocus["train"]:
+            assert getattr(params.train, key) == pocus["train"][key], key
     assert params.generate.enabled == pocus["generate"]["enabled"]
+    assert params.split.scheme == "cv" and params.split.folds == [0, 1]
     assert params.train.seeds == [0]
     assert params.base.image_size == 32 and params.train.epochs == 1
 
@@ -128,42 +133,74 @@ def test_every_stage_ran_and_wrote_its_outputs(pocus_repo):
     assert_every_stage_wrote_its_outputs(pocus_repo)
 
 
-def test_split_is_patient_grouped_with_every_class_everywhere(pocus_repo):
-    splits = pd.read_csv(pocus_repo / "data/splits.csv", dtype=str)
-    per_patient = splits.groupby("patient_id")["split"].nunique()
-    assert (per_patient == 1).all(), per_patient[per_patient > 1]
-    cells = splits.groupby(["label", "split"]).size().unstack(fill_value=0)
-    assert set(cells.columns) == {"train", "val", "test"}
-    assert set(cells.index) == set(PATIENTS)
-    assert (cells > 0).all().all(), cells
+def test_every_patient_is_tested_once_and_every_viral_patient_is_tested(pocus_repo):
+    """Cross-validation on real metadata: a patient (both clips of patient 5 too) sits in one
+    split per fold, is tested in exactly one fold, and every viral patient has a verdict."""
+    params = load_params(pocus_repo / "params.yaml")
+    frames = pd.read_csv(pocus_repo / "data/frames.csv", dtype=str)
+    tested: dict[str, int] = {}
+    for k in params.split.folds:
+        fold = pd.read_csv(pocus_repo / f"data/splits/fold-{k}.csv", dtype=str)
+        per_patient = fold.groupby("patient_id")["split"].nunique()
+        assert (per_patient == 1).all(), per_patient[per_patient > 1]
+        assert set(fold["split"]) == {"train", "val", "test"}
+        train_labels = set(fold.loc[fold["split"] == "train", "label"])
+        assert train_labels == set(PATIENTS), (k, train_labels)
+        for pid in fold.loc[fold["split"] == "test", "patient_id"].unique():
+            assert pid not in tested, f"patient {pid} tested in folds {tested[pid]} and {k}"
+            tested[pid] = k
+    assert set(tested) == set(frames["patient_id"])
+    viral = frames.loc[frames["label"] == "viral", "patient_id"].unique()
+    rare = _json(pocus_repo / "metrics/rare_patients.json")["patients"]
+    assert len(rare) == len(viral) == PATIENTS["viral"]
     assert _json(pocus_repo / "metrics/validation.json")["success"] is True
 
 
-def test_every_strategy_trained_and_was_evaluated(pocus_repo):
+def test_every_strategy_trained_in_every_fold_and_was_pooled(pocus_repo):
     params = load_params(pocus_repo / "params.yaml")
     t = params.train
-    names = [*t.strategies, *t.tuned_strategies, *(f"synthetic-{g}" for g in t.generators)]
-    expected = {f"{s}-{a}" for s in names for a in t.architectures}
-    assert len(expected) == 14
+    expected = {f"{s}-{a}" for s in t.strategies for a in t.architectures}
+    assert len(expected) == 2 * len(t.strategies)
     assert set(_json(pocus_repo / "metrics/test.json")["settings"]) == expected
-    for gen in t.generators:
-        kept = list((pocus_repo / "data/synthetic" / gen / "kept").glob("*.png"))
+    for k in params.split.folds:
+        for strategy in t.strategies:
+            gen = parse_strategy(strategy).generator
+            for arch in t.architectures:
+                summary = _json(
+                    pocus_repo / f"models/classifiers/fold-{k}/{strategy}-{arch}-0/val_metrics.json"
+                )
+                if strategy.startswith("synthetic-"):
+                    kept = list((pocus_repo / f"data/synthetic/fold-{k}/{gen}/kept").glob("*.png"))
+                    assert summary["synthetic_frames"] == len(kept), (k, strategy, arch)
+        tuned = yaml.safe_load((pocus_repo / f"params/tuned/fold-{k}.yaml").read_text())
         for arch in t.architectures:
-            run_dir = pocus_repo / "models/classifiers" / f"synthetic-{gen}-{arch}-0"
-            summary = _json(run_dir / "val_metrics.json")
-            assert summary["synthetic_frames"] == len(kept) > 0, (gen, arch)
-    tuned = yaml.safe_load((pocus_repo / "params/tuned.yaml").read_text())["class_weights"]
-    for arch in t.architectures:
-        run_dir = pocus_repo / "models/classifiers" / f"class_weights_tuned-{arch}-0"
-        weights = _json(run_dir / "val_metrics.json")["loss_weights"]
-        assert weights == pytest.approx([tuned[c] for c in params.base.classes])
+            run_dir = pocus_repo / f"models/classifiers/fold-{k}/class_weights_tuned-{arch}-0"
+            weights = _json(run_dir / "val_metrics.json")["loss_weights"]
+            expected_w = [tuned["class_weights_tuned"]["class_weights"][c] for c in params.base.classes]
+            assert weights == pytest.approx(expected_w)
 
 
-def test_registered_and_exported(pocus_repo):
-    """The validation winner is registered; export verified exactly that ONNX file."""
+def test_every_generator_ran_per_fold_on_that_folds_training_patients(pocus_repo):
+    params = load_params(pocus_repo / "params.yaml")
+    for k in params.split.folds:
+        fold = pd.read_csv(pocus_repo / f"data/splits/fold-{k}.csv", dtype=str)
+        train = fold[(fold["split"] == "train") & (fold["label"] == params.base.target_class)]
+        for gen in params.generate.enabled:
+            report = _json(pocus_repo / f"metrics/fold-{k}/synthetic_{gen}.json")
+            assert report["fold"] == k and report["leaky"] is False, (k, gen)
+            assert report["train_splits"] == ["train"], (k, gen, report["train_splits"])
+            assert report["train_patients"] <= train["patient_id"].nunique(), (k, gen)
+            kept = list((pocus_repo / f"data/synthetic/fold-{k}/{gen}/kept").glob("*.png"))
+            assert report["kept"] == len(kept), (k, gen)
+
+
+def test_final_model_registered_and_exported(pocus_repo):
+    """The refit final model is registered with its CV estimate; export verified that file."""
+    final = _json(pocus_repo / "metrics/final.json")
     registered = _json(pocus_repo / "models/registered.json")
     assert registered["name"] == "lus-classifier" and registered["version"]
     assert (pocus_repo / registered["checkpoint"]).is_file()
+    assert final["setting"] in _json(pocus_repo / "metrics/selection.json")["settings"]
     onnx = pocus_repo / "models/onnx/classifier.onnx"
     assert onnx.is_file()
     report = _json(pocus_repo / "reports/onnx_parity.json")

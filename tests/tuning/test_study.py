@@ -242,6 +242,34 @@ def test_tuned_thresholds_are_recorded_with_what_they_keep(workdir, micro_params
     assert _at(table, 5.0, 2.0) != _at(table, 60.0, 2.0)
 
 
+def test_nothing_to_tune_when_no_candidate_passes_even_the_loosest_thresholds(
+    workdir, micro_params_dict
+):
+    """Every candidate flat (or memorised): no trial could train, so the tuned file says why
+    instead of failing the stage, and the strategy's runs are skipped with that reason."""
+    from lusaug.models.strategies import SkipRun
+
+    table = _synthetic_candidates(workdir, "g1", np.random.default_rng(0))
+    table["std"] = 1.0  # below the loosest min_std of the range
+    table.to_csv(workdir / "data/synthetic/g1/filter.csv", index=False)
+    d = _params_dict(
+        micro_params_dict,
+        "journal:optuna.journal",
+        strategies=(TUNED, "synthetic_tuned-g1"),
+        n_trials=2,
+        min_std_range=[5.0, 60.0],
+    )
+    params = params_from_dict(d)
+    inputs = FoldInputs(workdir / "data" / "synthetic", None, workdir / "metrics")
+    out = _tune(params, workdir, inputs=inputs, tracking=False)
+    assert "no candidate of g1 passes" in out["synthetic_tuned-g1"]["skipped"]
+    assert "class_weights" in out[TUNED]  # the other study still ran
+    written = yaml.safe_load((workdir / "params/tuned/fold-0.yaml").read_text())
+    assert written["synthetic_tuned-g1"] == out["synthetic_tuned-g1"]
+    with pytest.raises(SkipRun, match="no candidate of g1"):
+        read_tuned(workdir / "params/tuned/fold-0.yaml", "synthetic_tuned-g1", params.base.classes)
+
+
 @pytest.mark.slow
 def test_two_workers_share_one_sqlite_study(workdir, micro_params_dict):
     """tune.workers=2: this process plus a pipelines/tune.py worker finish one study together."""

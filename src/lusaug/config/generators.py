@@ -180,6 +180,8 @@ class SharpnessParams:
     real_quantile: float  # keep a sample whose ratio is >= this quantile of the real frames'
     real_quantile_high: float  # and <= this quantile (above it: noise, not detail; 1 = off)
     blur_sigma: float  # Gaussian blur (px) of the real-vs-blurred check reported beside it
+    min_real_frames: int  # fewer real training frames than this: no band (quantiles of 2 frames
+    # exclude both), the criterion is skipped and the report says so
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,8 @@ def read_tuned(path: Path | str | None, strategy: str, classes: list[str]) -> Tu
             f"{path} has no section {strategy!r} (it has {sorted(data)}): the tune stage tunes "
             "every tuned strategy listed in train.strategies; run `dvc repro`"
         )
+    if "skipped" in entry:  # tune found nothing to tune (e.g. no candidate passes the filter)
+        raise SkipRun(f"{strategy}: {entry['skipped']}")
     weights = entry.get("class_weights")
     if not isinstance(weights, dict) or any(c not in weights for c in classes):
         raise StrategyError(f"{path}: {strategy}.class_weights must give every class {classes}")

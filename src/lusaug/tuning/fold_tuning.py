@@ -18,7 +18,14 @@ from lusaug.config import BaseParams, Strategy, TrainParams, TuneParams, parse_s
 from lusaug.mlflow_store import standard_tags
 from lusaug.models.strategies import GENERATOR_METRICS, FoldInputs
 from lusaug.models.train import FoldData
-from lusaug.tuning.objective import FILTER_TABLE, Objective, TuneError, fold_thresholds
+from lusaug.tuning.objective import (
+    FILTER_TABLE,
+    Objective,
+    TuneError,
+    filter_table,
+    fold_thresholds,
+    kept_at,
+)
 from lusaug.tuning.optuna_study import (
     MlflowTrialCallback,
     fingerprint,
@@ -125,6 +132,21 @@ def tune_fold(
             thresholds = fold_thresholds(inputs, strategy.generator)
             if thresholds.blocked:  # never trained on, so nothing to tune (train skips it too)
                 sections[strategy.name] = {"blocked": f"generator {strategy.generator} is blocked"}
+                continue
+            loosest = {
+                "filter": {
+                    "min_std": cfg.min_std_range[0],
+                    "min_entropy": cfg.min_entropy_range[0],
+                }
+            }
+            if not kept_at(filter_table(inputs, strategy.generator), thresholds, loosest):
+                # every trial would be pruned: the fixed criteria (sharpness band, memorisation)
+                # already reject every candidate, so there is nothing to tune and nothing to train
+                sections[strategy.name] = {
+                    "skipped": f"no candidate of {strategy.generator} passes the fold's filter "
+                    "even at the loosest tuned std/entropy thresholds"
+                }
+                logger.warning("fold %s: %s", fold, sections[strategy.name]["skipped"])
                 continue
         study = study_for(strategy, splits_csv, fold, train, base, cfg, inputs, root)
         logger.info(

@@ -127,7 +127,14 @@ def run_filter(
         blurred(real, cfg.sharpness.blur_sigma), cfg.sharpness.cutoff
     )
     min_sharp = max_sharp = None
-    if cfg.use_sharpness and len(sharp_real):
+    sharpness_skipped = None
+    if cfg.use_sharpness and len(sharp_real) < cfg.sharpness.min_real_frames:
+        sharpness_skipped = (
+            f"{len(sharp_real)} real training frames < filter.sharpness.min_real_frames "
+            f"{cfg.sharpness.min_real_frames}: too few for a quantile band"
+        )
+        logger.warning("filter@%s: sharpness criterion skipped (%s)", name, sharpness_skipped)
+    elif cfg.use_sharpness:
         min_sharp = float(np.quantile(sharp_real, cfg.sharpness.real_quantile))
         if cfg.sharpness.real_quantile_high < 1.0:
             max_sharp = float(np.quantile(sharp_real, cfg.sharpness.real_quantile_high))
@@ -219,6 +226,7 @@ def run_filter(
         },
         "sharpness": {
             "threshold": min_sharp,
+            "skipped": sharpness_skipped,
             "threshold_high": max_sharp,
             "quantile_of_real_train": cfg.sharpness.real_quantile,
             "pass_rate": {
@@ -263,6 +271,7 @@ def run_filter(
         "real_val_frames": len(real_val),
         "train_frames": meta.get("train_frames"),
         "train_patients": meta.get("train_patients"),
+        "train_splits": meta.get("splits_used"),
         "train_notes": meta.get("notes", []),
     }
     run_info = read_run_file(model_dir)
