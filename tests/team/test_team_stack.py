@@ -214,10 +214,15 @@ def test_mlflow_ui_shows_strategies_datasets_confusion_matrix_and_compare(team, 
     by_name = {r.info.run_name: r for r in runs}
     assert {"baseline-resnet-0", "class_weights-resnet-0"} <= set(by_name)
     with browser.browser_page() as page:
-        # A link to the experiment in the Model training view lands on its runs.
-        page.goto(f"{mlflow_ui}/#/experiments/{exp_id}?{browser.ML_WORKFLOW}")
+        # A new user: experiments list, the "Model training" switch, the experiment -> its runs.
+        page.goto(f"{mlflow_ui}/#/experiments")
+        page.get_by_text("Model training", exact=True).first.click()
+        page.get_by_text(EXPERIMENTS["classifiers"], exact=True).first.click()
         page.get_by_text("matching runs").wait_for()
         assert f"#/experiments/{exp_id}/runs" in page.url, page.url
+        # A link can carry the view as well.
+        page.goto(f"{mlflow_ui}/#/experiments/{exp_id}?{browser.ML_WORKFLOW}")
+        page.wait_for_url(f"**/#/experiments/{exp_id}/runs**")
 
     with browser.browser_page() as page:
         browser.open_runs(page, mlflow_ui, exp_id, search)
@@ -239,7 +244,6 @@ def test_mlflow_ui_shows_strategies_datasets_confusion_matrix_and_compare(team, 
         page.get_by_text("Comparing 2 Runs").wait_for()
         for name in ("baseline-resnet-0", "class_weights-resnet-0"):
             page.get_by_text(name, exact=True).first.wait_for()
-        browser.screenshot(page, "mlflow_compare_runs.png")
 
     with browser.browser_page() as page:
         # The chart view: one bar per strategy for a validation metric.
@@ -265,11 +269,12 @@ def test_mlflow_ui_shows_strategies_datasets_confusion_matrix_and_compare(team, 
         browser.close_assistant(page)
         page.get_by_text("validation", exact=True).first.click()
         page.get_by_text("val_confusion.png", exact=True).click()
-        page.wait_for_function(
-            "() => [...document.images].some(i => i.complete && i.naturalWidth > 100)"
-        )
-        big = [i for i in browser.images_loaded(page) if i["loaded"] and i["width"] > 100]
-        assert big, browser.images_loaded(page)
+        shown = page.wait_for_function(  # the figure decoded and laid out at a readable size
+            """() => { const big = [...document.images].filter(i => i.complete
+                && i.naturalWidth > 100 && i.getBoundingClientRect().width > 100);
+                return big.length ? big.map(i => i.naturalWidth) : null; }"""
+        ).json_value()
+        assert shown, browser.images_loaded(page)
         browser.screenshot(page, "mlflow_run_confusion.png")
 
 
