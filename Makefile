@@ -39,6 +39,7 @@ lint: install ## ruff lint + format check (the rules are in pyproject.toml)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 ui: install ## MLflow UI on 127.0.0.1:5000 over the local store
+	@echo "MLflow UI: http://127.0.0.1:5000 (switch the top-left toggle to 'Model training' to open experiments on their runs)"
 	$(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" --host 127.0.0.1 --port 5000
 
 lock: install ## re-pin requirements.lock from the current venv

@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params()
         tracking = None
         if not args.no_tracking:
-            tracking = RunTracking(params.mlflow.tracking_uri, as_flat_dict(params))
+            tracking = RunTracking(
+                params.mlflow.tracking_uri, as_flat_dict(params), splits_csv=args.splits_csv
+            )
         summary = refit_final(
             args.splits_csv,
             args.selection,

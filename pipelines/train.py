@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params()
         tracking = None
         if not args.no_tracking:
-            tracking = RunTracking(params.mlflow.tracking_uri, as_flat_dict(params))
+            tracking = RunTracking(
+                params.mlflow.tracking_uri, as_flat_dict(params), splits_csv=args.splits_csv
+            )
         outcomes = train_fold(
             args.splits_csv,
             args.out_dir,

@@ -243,6 +243,13 @@ def test_mlflow_run_has_fold_tag_params_grids_and_scatter(ws):
         output_format="list",
     )
     assert children and "filter.min_std" in children[0].data.params
+    # lineage: the generator run names the split file it trained from, by content hash
+    from lusaug.mlflow_store import file_md5
+
+    inputs = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
+    split = [d for d in inputs.values() if d.digest == file_md5(ws["splits"])[: len(d.digest)]]
+    assert split, inputs
+    assert tags["split_hash"] == file_md5(ws["splits"])
 
 
 def test_best_non_leaky_generator_is_registered_for_the_fold_and_samples(ws):

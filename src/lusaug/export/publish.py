@@ -8,6 +8,11 @@ model URI to the registry (:func:`lusaug.tracking.registration.register_version`
 it ``register.alias`` through the audited, crash-safe alias move. The same checkpoint with the
 same exporter settings and frame geometry (:func:`export_key`) reuses its version.
 
+Lineage: the ``register`` run logs its data (``data/raw`` and the split file, digests = their
+DVC hashes) as dataset inputs; the version's run is that run, and its tags name the training
+run, both hashes and the git commit. The model card, written from those tags, is the version's
+description and ``model_card.md`` among the logged model's artifacts (and the run's).
+
 :func:`register_winner` is today's choice of *what* to register: the best run of
 ``metrics/validation_runs.json`` by a validation metric.
 """
@@ -18,7 +23,7 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +32,9 @@ import mlflow
 from lusaug.config import ExportParams, RegisterParams
 from lusaug.export.mlflow_model import log_onnx_pyfunc
 from lusaug.export.onnx_export import export_onnx
-from lusaug.mlflow_store import standard_tags
+from lusaug.mlflow_store import log_data_inputs, standard_tags
 from lusaug.models.classifier import load_checkpoint, load_classifier
-from lusaug.tracking.card import fmt_metric, model_card, split_counts
+from lusaug.tracking.card import CARD_FILE, fmt_metric, model_card, split_counts
 from lusaug.tracking.registration import (
     claim_alias,
     find_version,
@@ -62,9 +67,11 @@ def register_checkpoint(
     run_name: str,
     metrics: Mapping[str, float],
     tags: Mapping[str, str],
-    card: str,
+    card: str | Callable[[Mapping[str, str]], str],
     frame_geometry: Mapping[str, Any] | None = None,
     run_tags: Mapping[str, str] | None = None,
+    root: Path | str = ".",
+    splits_csv: Path | str | None = None,
 ) -> dict[str, Any]:
     """Register ``checkpoint`` as an ONNX pyfunc version of ``cfg.model_name`` with ``cfg.alias``.
 
@@ -76,10 +83,14 @@ def register_checkpoint(
         metrics: Validation metrics with their interval bounds (``val_f1_macro``,
             ``val_f1_macro_lo``, ...): version tags (the gates read them) and run metrics.
         tags: Provenance tags of the version (run, strategy, architecture, git, data hash).
-        card: The model card (Markdown), the version's description.
+        card: The model card (Markdown), or a function of the version's final tags (with the
+            register run id and the data hashes) that writes it: the version's description and
+            its ``model_card.md`` artifact.
         frame_geometry: The frames stage's border trimming (``auto_crop_black``,
             ``black_threshold``); it travels in the ONNX metadata so serving trims alike.
         run_tags: Extra tags of the MLflow ``register`` run (git commit, data hash, ...).
+        root: The repository root (``data.dvc``, git) for the run's dataset inputs.
+        splits_csv: The split file the model was trained on (a dataset input of the run).
 
     Returns:
         ``name``, ``version``, ``alias``, ``reused``, ``model_uri``, ``checkpoint_sha256``,
@@ -104,20 +115,26 @@ def register_checkpoint(
             )  # fmt: skip
             onnx_sha = sha256_file(onnx_path)
             run_tags = {**(run_tags or {}), "run_name": run_name}
-            with mlflow.start_run(run_name="register", tags=run_tags):
+            with mlflow.start_run(run_name="register", tags=run_tags) as active:
+                run_id = active.info.run_id
+                lineage = log_data_inputs(run_id, root, splits_csv)
                 mlflow.log_params({"register.metric": cfg.metric, "winner": run_name})
                 mlflow.log_metrics(dict(metrics))
                 info = log_onnx_pyfunc(onnx_path)
-        version_tags = {
-            **tags,
-            **metric_tags(metrics),
-            "checkpoint_sha256": ckpt_sha,
-            "onnx_sha256": onnx_sha,
-            EXPORT_KEY_TAG: key,
-            PARITY_TAG: "pending",  # the export stage verifies parity and sets passed | failed
-        }
+                version_tags = {
+                    **tags,
+                    **lineage,
+                    "register_run_id": run_id,
+                    **metric_tags(metrics),
+                    "checkpoint_sha256": ckpt_sha,
+                    "onnx_sha256": onnx_sha,
+                    EXPORT_KEY_TAG: key,
+                    PARITY_TAG: "pending",  # the export stage verifies parity: passed | failed
+                }
+                card_text = card(version_tags) if callable(card) else card
+                _log_card(card_text, info.model_id, Path(tmp))
         version = register_version(
-            info.model_uri, cfg.model_name, tags=version_tags, description=card,
+            info.model_uri, cfg.model_name, tags=version_tags, description=card_text,
             alias=cfg.alias, reason=reason,
         )  # fmt: skip
     return {
@@ -129,6 +146,14 @@ def register_checkpoint(
         "checkpoint_sha256": ckpt_sha,
         "onnx_sha256": onnx_sha,
     }
+
+
+def _log_card(card: str, model_id: str, tmp: Path) -> None:
+    """The card as ``model_card.md`` of the logged model (the version's files) and of the run."""
+    path = tmp / CARD_FILE
+    path.write_text(card)
+    mlflow.MlflowClient().log_model_artifact(model_id, str(path))
+    mlflow.log_artifact(str(path))
 
 
 def register_winner(
@@ -158,11 +183,15 @@ def register_winner(
     std = standard_tags(root, dvc_stage="register")
     tags = provenance_tags(winner, cfg, std)
     classes = classes or list(load_checkpoint(ckpt)["meta"]["classes"])
-    card = model_card(winner, cfg, split_counts(splits_csv), classes, tags)
+    counts = split_counts(splits_csv)
+
+    def card(version_tags: Mapping[str, str]) -> str:
+        return model_card(winner, cfg, counts, classes, dict(version_tags))
+
     reg = register_checkpoint(
         ckpt, cfg, export_cfg, run_name=winner.name, metrics=winner.validation_metrics(),
-        tags=tags, card=card,
-        frame_geometry=frame_geometry, run_tags=std,
+        tags=tags, card=card, frame_geometry=frame_geometry, run_tags=std, root=root,
+        splits_csv=splits_csv,
     )  # fmt: skip
     lo, hi = winner.interval(cfg.metric)
     return {

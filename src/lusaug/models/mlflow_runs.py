@@ -6,7 +6,8 @@ git commit, the whole params.yaml and the data hash, so every fold's runs of one
 one parent and the MLflow UI compare view lines strategies up side by side (filter on
 ``tags.fold``). ``LUSAUG_MLFLOW_GROUP`` overrides the key (e.g. to group runs of several
 commits). The client API with explicit run ids is used throughout, so nothing depends on a global
-"active run".
+"active run". Every run logs the data it read as MLflow dataset inputs (``data/raw`` and its
+split file, digests = their DVC hashes: :func:`lusaug.mlflow_store.log_data_inputs`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from lusaug.mlflow_store import (
     data_hash,
     git_commit,
+    log_data_inputs,
     setup_experiment,
     standard_tags,
     tracking_uri,
@@ -61,6 +63,7 @@ class RunTracking:
     params: dict[str, Any] = field(default_factory=dict)  # flattened params logged on each run
     group: str = ""  # parent group key ("" = group_key(params))
     root: Path = Path(".")  # repository root (default store, git commit, data hash)
+    splits_csv: Path | None = None  # the split file the runs read (logged as a dataset input)
 
     def group_key(self) -> str:
         return self.group or group_key(self.params, self.root)
@@ -151,6 +154,7 @@ class TrainTracker:
                     self.parent_run_id = run.data.tags.get("mlflow.parentRunId")
                     self.client.update_run(resume_run_id, status="RUNNING")
                     logger.info("resuming MLflow run %s", resume_run_id)
+                    log_data_inputs(resume_run_id, tracking.root, tracking.splits_csv)
                     return
             except Exception as exc:  # noqa: BLE001 - a reset store must not stop training
                 logger.warning("cannot resume MLflow run %s (%s): new run", resume_run_id, exc)
@@ -161,6 +165,7 @@ class TrainTracker:
         all_tags[ROLE_TAG] = "train"
         run = self.client.create_run(session.experiment_id, run_name=run_name, tags=all_tags)
         self.run_id = run.info.run_id
+        log_data_inputs(self.run_id, tracking.root, tracking.splits_csv)
         self.log_params(tracking.params)
 
     def log_params(self, values: dict[str, Any]) -> None:

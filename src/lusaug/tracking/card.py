@@ -1,4 +1,9 @@
-"""The model card: the registered version's description (data, split, metrics, use, limits)."""
+"""The model card: the registered version's description and a Markdown artifact of its model.
+
+It covers the data and the split (with their DVC hashes), the cross-validated estimate with its
+intervals, the decision record, the lineage (runs, data hashes, git commit), intended use and
+limitations.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from lusaug.tracking.history import HISTORY_PREFIX
 from lusaug.tracking.selection import RunSummary
 
 CARD_EXTRA_METRICS = ("val_accuracy", "val_balanced_accuracy", "val_recall_macro")
+CARD_FILE = "model_card.md"  # the card's artifact name (logged model and register run)
+INTENDED_USE = "research tool; not for clinical use"
 
 
 def fmt_metric(run: RunSummary, metric: str) -> str:
@@ -62,6 +69,25 @@ def cross_validated_section(cv: dict | None, classes: list[str]) -> list[str]:
     ]
 
 
+def lineage_section(tags: dict[str, str]) -> list[str]:
+    """Which runs, data and code the version comes from (the version's tags)."""
+    rows = [
+        ("registered by MLflow run", "register_run_id"),
+        ("trained in MLflow run", "train_run_id"),
+        ("data/raw DVC hash", "data_hash"),
+        ("split file", "split_file"),
+        ("split file DVC hash", "split_hash"),
+        ("git commit", "git_commit"),
+    ]
+    lines = ["", "## Lineage"]
+    lines += [f"- {label}: `{tags[key]}`" for label, key in rows if tags.get(key)]
+    lines.append(
+        "- Both runs list `data/raw` and the split file as MLflow dataset inputs whose digests "
+        "are these DVC hashes (content addresses in the DVC cache and remote: `dvc pull`)."
+    )
+    return lines
+
+
 def model_card(
     run: RunSummary,
     cfg: RegisterParams,
@@ -76,7 +102,7 @@ def model_card(
         cfg: The ``register`` section (model name, selection metric, aliases).
         split_counts: Frames per split and class (:func:`split_counts`).
         classes: Class names in model output order.
-        tags: The version's tags (``data_hash``, ``git_commit``).
+        tags: The version's tags (``data_hash``, ``split_hash``, ``git_commit``, run ids).
     """
     metrics = [
         m
@@ -97,6 +123,11 @@ def model_card(
         (
             f"- Frames from data/raw (DVC data hash `{tags.get('data_hash', 'unknown')}`), "
             f"code at git `{tags.get('git_commit', 'unknown')}`."
+        ),
+        *(
+            [f"- Split file `{tags['split_file']}` (DVC hash `{tags.get('split_hash', '?')}`)."]
+            if tags.get("split_file")
+            else []
         ),
         (
             "- Split by patient (no patient, video or near-identical frame in two splits; "
@@ -124,12 +155,13 @@ def model_card(
             f"gates) is kept append-only in its registered-model tags `{HISTORY_PREFIX}<n>`; "
             "`lusaug models --history` prints it."
         ),
+        *lineage_section(tags),
         "",
         "## Intended use",
         (
-            "Research on whether synthetic rare-class images help a small, imbalanced ultrasound "
-            "classifier; a demonstrator of the MLOps pipeline. Input: one grey ultrasound frame "
-            "(or a clip, averaged over sampled frames)."
+            f"A {INTENDED_USE}. Research on whether synthetic rare-class images help a small, "
+            "imbalanced ultrasound classifier; a demonstrator of the MLOps pipeline. Input: one "
+            "grey ultrasound frame (or a clip, averaged over sampled frames)."
         ),
         "",
         "## Limitations",

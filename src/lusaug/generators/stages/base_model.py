@@ -35,6 +35,7 @@ from lusaug.generators.stages.common import (
 )
 from lusaug.generators.text_base import CAPTIONS_FILE, base_training_data, train_base
 from lusaug.generators.text_to_image import TextToImage, pipeline_class
+from lusaug.mlflow_store import log_data_inputs
 from lusaug.utils import atomic_path, write_json
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ def run_base_model(
     with mlflow.start_run(run_id=run_id, run_name="base_model") as run:
         remember_run(ckpt_dir, run.info.run_id, fp)
         mlflow.set_tags(tags(fold, stage="base_model", target_class=base.target_class))
+        log_data_inputs(run.info.run_id, ".", splits_csv)  # lineage: data + fold split
         if run_id is None:
             mlflow.log_params(as_flat_dict(cfg, "base_model."))
             mlflow.log_params({"train_frames": len(images), "seed": seed})

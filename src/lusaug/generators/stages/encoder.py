@@ -19,6 +19,7 @@ from lusaug.config import BaseParams, EncoderParams, MlflowParams, TrainParams
 from lusaug.generators.data import check_validation, class_frames, load_frames, read_splits
 from lusaug.generators.fidelity import FeatureSpace, recognition
 from lusaug.generators.stages.common import set_threads, setup_mlflow, tags
+from lusaug.mlflow_store import log_data_inputs
 from lusaug.models.run_files import FILES
 from lusaug.models.train import FoldData, RunSpec, prepare_run, train_classifier
 from lusaug.utils import write_json
@@ -88,8 +89,9 @@ def run_encoder(
         "split only (the test split is never read)",
     }
     setup_mlflow(mlflow_cfg)
-    with mlflow.start_run(run_name="encoder"):
+    with mlflow.start_run(run_name="encoder") as run:
         mlflow.set_tags(tags(fold, stage="encoder", strategy=encoder.strategy))
+        log_data_inputs(run.info.run_id, ".", splits_csv)  # lineage: data + fold split
         mlflow.log_params({"strategy": encoder.strategy, "architecture": encoder.architecture})
         mlflow.log_metrics(
             {k: float(v) for k, v in summary.items() if isinstance(v, float) and np.isfinite(v)}

@@ -45,6 +45,7 @@ from lusaug.generators.textual_inversion import (
     save_embeddings,
     train_textual_inversion,
 )
+from lusaug.mlflow_store import log_data_inputs
 from lusaug.utils import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -256,6 +257,7 @@ def run_generate(
     with mlflow.start_run(run_id=run_id, run_name=f"generate-{name}") as run:
         remember_run(ckpt_dir, run.info.run_id, fp)
         mlflow.set_tags(generator_tags(name, spec, target, fold))
+        log_data_inputs(run.info.run_id, ".", splits_csv)  # lineage: data + fold split
         if spec.leaky:
             mlflow.set_tag("warning", "LEAKY: trained on validation/test frames")
         if run_id is None:
