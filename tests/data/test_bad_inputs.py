@@ -60,6 +60,45 @@ def test_undecodable_files_are_skipped_with_reason(tmp_path, raw, params, rel, c
     assert report["totals"]["files_processed"] == 4  # the valid clips are unaffected
 
 
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR announces width x height grey pixels, followed by a tiny IDAT: a few
+    bytes on disk that would take width * height bytes to decode."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+
+
+@pytest.mark.parametrize("side", [5000, 20000])  # above the cap; 20000 also above Pillow's own
+def test_image_whose_header_announces_too_many_pixels_is_skipped_undecoded(
+    tmp_path, raw, params, side
+):
+    rel = f"pocus_images/convex/Reg_bomb_{side}.png"
+    (raw / rel).parent.mkdir(parents=True, exist_ok=True)
+    (raw / rel).write_bytes(_png_header_only(side, side))
+    capped = small_params(params, max_pixels=16_777_216)
+    report = _run(raw, tmp_path / "out", capped)
+    reason = _skip_reason(report, rel)
+    assert "pixels" in reason or "too large" in reason, reason
+    if side == 5000:  # under Pillow's bomb limit: only our cap stops it, before decoding
+        assert f"{side}x{side}" in reason and "frames.max_pixels" in reason
+    assert report["totals"]["files_processed"] == 4
+
+
+def test_video_whose_header_announces_too_many_pixels_is_skipped(tmp_path, raw, params):
+    rel = "pocus_videos/convex/Cov_wide.avi"
+    write_video(raw / rel, 6, size=(128, 96))  # larger than the fixture's clips
+    report = _run(raw, tmp_path / "out", small_params(params, max_pixels=128 * 96 - 1))
+    assert "video header announces 128x96" in _skip_reason(report, rel)
+    assert report["totals"]["files_processed"] == 4
+
+
 def test_truncated_mp4_without_index_is_skipped(tmp_path, raw, params):
     full = write_video(tmp_path / "src.mp4", 30, fourcc="mp4v")
     data = full.read_bytes()

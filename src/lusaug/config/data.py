@@ -51,6 +51,7 @@ class FramesParams:
     min_mean: float  # drop frames with a lower mean grey level (near-black); validate checks it
     max_mean: float  # drop frames brighter than this mean grey level (saturated); validate too
     min_std: float  # drop frames flatter than this grey-level std (blank); validate checks it too
+    max_pixels: int  # a file whose header announces more pixels per frame is skipped undecoded
 
 
 @dataclass(frozen=True)

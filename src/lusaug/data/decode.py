@@ -56,6 +56,16 @@ class FrameSettings:
     min_mean: float = 0.0
     max_mean: float = 255.0
     min_std: float = 0.0
+    max_pixels: int = 0  # 0 = no cap (settings built by hand); from_params sets frames.max_pixels
+
+    def check_pixels(self, width: int, height: int, what: str) -> None:
+        """Refuse a file whose header announces more than ``max_pixels`` per frame, before any
+        pixel is decoded (a 20000x20000 PNG of a few kB would otherwise take 400 MB)."""
+        if self.max_pixels and width * height > self.max_pixels:
+            raise SkipFile(
+                f"{what} header announces {width}x{height} = {width * height:,} pixels per frame "
+                f"> frames.max_pixels {self.max_pixels:,}: not decoded"
+            )
 
     @classmethod
     def from_params(cls, params: Params) -> FrameSettings:
@@ -71,6 +81,7 @@ class FrameSettings:
             min_mean=fp.min_mean,
             max_mean=fp.max_mean,
             min_std=fp.min_std,
+            max_pixels=fp.max_pixels,
         )
 
 
@@ -237,6 +248,11 @@ def decode_video_cv2(
     try:
         if not cap.isOpened():
             raise SkipFile("OpenCV cannot open it as a video (not a video, or damaged)")
+        settings.check_pixels(
+            int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
+            int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0),
+            "video",
+        )
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         reported = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         if not _plausible_fps(fps):
@@ -264,6 +280,7 @@ def decode_gif_pil(
     frames: list[np.ndarray] = []
     try:
         with Image.open(path) as im:
+            settings.check_pixels(*im.size, "GIF")
             for frame in ImageSequence.Iterator(im):
                 durations.append(float(frame.info.get("duration") or 0.0))
                 frames.append(pil_to_grey(frame))
@@ -282,10 +299,15 @@ def decode_gif_pil(
     return picked
 
 
-def decode_image(path: Path, crop: CropSpec | None, info: dict) -> list[tuple[int, np.ndarray]]:
-    """A still image as one grey frame (index 0), EXIF-oriented and cropped when asked."""
+def decode_image(
+    path: Path, crop: CropSpec | None, info: dict, settings: FrameSettings | None = None
+) -> list[tuple[int, np.ndarray]]:
+    """A still image as one grey frame (index 0), EXIF-oriented and cropped when asked; refused
+    undecoded when its header announces more than ``settings.max_pixels``."""
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only
+            if settings is not None:
+                settings.check_pixels(*im.size, "image")
             im.load()
             info.update(decoder="pillow", mode=im.mode, frames_decoded=1)
             try:

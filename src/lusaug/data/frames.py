@@ -95,7 +95,7 @@ def _decode(task: FileTask, settings: FrameSettings, notes: list[str], info: dic
     if size == 0:
         raise SkipFile("empty file (0 bytes)")
     if task.kind == "image":
-        return decode_image(path, task.crop, info)
+        return decode_image(path, task.crop, info, settings)
     is_gif = path.suffix.lower() == ".gif"
     try:
         picked = decode_video_cv2(path, settings, task.crop, notes, info)
