@@ -10,6 +10,10 @@ from tests.reporting.helpers import build, p1, read, row, section, table, write
 TARGETS_HEADER = "| Generator | Fold | recognition |"
 
 
+def _line(text: str, start: str) -> str:
+    return next(x for x in text.splitlines() if x.startswith(start))
+
+
 def _fixed(x, digits):
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -55,6 +59,8 @@ def test_targets_rows_are_computed_from_the_fold_metrics(cv_run):
             targets = generator_targets(m, params.filter.max_memorisation_rate)
             got = row(table(part, TARGETS_HEADER), f"`{g}`", str(k))
             assert got[2:] == [t.cell() for t in targets]
+            met = sum(t.status == "met" for t in targets)
+            assert f"fold {k}: {met} of {len(targets)}" in _line(part, f"- `{g}`: targets met: ")
 
 
 def test_a_zero_reference_reads_not_assessable_and_a_copying_generator_is_blocked(cv_run):

@@ -210,8 +210,8 @@ def targets_table(run: RunOutputs, doc: Doc) -> None:
         met_count.setdefault(g, []).append((k, sum(t.status == MET for t in targets)))
     doc.table(["Generator", "Fold", *TARGET_NAMES], rows)
     summary = [
-        f"`{g}`: targets met (of {len(TARGET_NAMES)}): "
-        + ", ".join(f"fold {k} {n}" for k, n in per_fold)
+        f"`{g}`: targets met: "
+        + ", ".join(f"fold {k}: {n} of {len(TARGET_NAMES)}" for k, n in per_fold)
         for g, per_fold in met_count.items()
     ]
     if summary:
