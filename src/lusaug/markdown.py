@@ -1,19 +1,65 @@
-"""A tiny document model rendered to Markdown and to self-contained HTML (images inlined).
+"""A tiny document model rendered to Markdown and to self-contained HTML (images inlined), and
+the number formats of every Markdown report.
 
 The comparison report is written twice from the same blocks: ``comparison.md`` (images linked
 relative to the report) and ``comparison.html`` (images embedded as base64, so it opens offline
-and can be attached to MLflow as one file).
+and can be attached to MLflow as one file). The study write-up (``lusaug report``) uses the same
+blocks and formats.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lusaug.utils import write_text
+
+NA = "n/a"  # how every report writes an absent or undefined number
+
+
+def finite(x: Any) -> bool:
+    """A real number that is not NaN or infinite (bools and None are not numbers here)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def pct(x: Any) -> str:
+    """A fraction as a percentage with one decimal (``n/a`` when absent, never ``-0.0``)."""
+    if not finite(x):
+        return NA
+    s = f"{100 * x:.1f}"
+    return "0.0" if s == "-0.0" else s
+
+
+def signed_pct(x: Any) -> str:
+    """A difference of fractions in percentage points, signed (``+1.2``, ``-0.5``, ``0.0``)."""
+    if not finite(x):
+        return NA
+    s = f"{100 * x:+.1f}"
+    return "0.0" if s in ("+0.0", "-0.0") else s
+
+
+def interval(value: Any, lo: Any, hi: Any, *, signed: bool = False) -> str:
+    """``value [lo, hi]`` in percent (the value signed for differences); no brackets when a
+    bound is absent."""
+    head = signed_pct(value) if signed else pct(value)
+    if not (finite(lo) and finite(hi)):
+        return head
+    return f"{head} [{pct(lo)}, {pct(hi)}]"
+
+
+def fixed(x: Any, digits: int) -> str:
+    """A number with ``digits`` decimals (``n/a`` when absent)."""
+    return f"{x:.{digits}f}" if finite(x) else NA
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 patient``, ``2 patients``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @dataclass
@@ -34,6 +80,10 @@ class Doc:
 
     def image(self, path: Path, alt: str) -> None:
         self.blocks.append(("img", Path(path), alt))
+
+    def raw(self, text: str) -> None:
+        """Markdown included verbatim (a hand-written conclusion); HTML shows it as text."""
+        self.blocks.append(("raw", text))
 
 
 def _md_cell(text: str) -> str:
@@ -59,6 +109,8 @@ def render_markdown(doc: Doc, report_path: Path) -> str:
         elif kind == "img":
             rel = os.path.relpath(block[1].resolve(), report_path.resolve().parent)
             out.append(f"![{block[2]}]({Path(rel).as_posix()})\n")
+        elif kind == "raw":
+            out.append(block[1].rstrip("\n") + "\n")
     return "\n".join(out)
 
 
@@ -76,6 +128,8 @@ def render_html(doc: Doc, title: str) -> str:
             body.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
         elif kind == "p":
             body.append(f"<p>{html.escape(block[1])}</p>")
+        elif kind == "raw":
+            body.append(f"<pre>{html.escape(block[1])}</pre>")
         elif kind == "ul":
             items = "".join(f"<li>{html.escape(i)}</li>" for i in block[1])
             body.append(f"<ul>{items}</ul>")

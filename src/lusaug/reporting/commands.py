@@ -31,10 +31,17 @@ def report(
         None, "--conclusion", help="Markdown file with the written conclusion (included verbatim)."
     ),
 ) -> None:
-    """Write the study write-up (Table 3 with intervals, the study's numbers, figures, costs).
+    """Write the study write-up of a finished cross-validated run.
 
-    Reads REPO's params.yaml, metrics/, reports/, models/registered.json, params/tuned.yaml and
-    plots/. Only metrics/test.json is required; the text names any other missing input.
+    Sections: the folds and their validation, Table 3 on pooled out-of-fold predictions (with
+    patient-bootstrap intervals, paired differences, seed spread and the study's numbers), recall
+    per rare-class patient, the decision per strategy and family with the minimum detectable
+    difference, the generators per fold (fidelity beside real references, targets met, figures),
+    tuning per fold, the final model (registry, ONNX parity, int8), costs and the conclusion.
+
+    Reads REPO's params.yaml, metrics/ (and metrics/fold-<k>/), reports/, params/tuned/,
+    models/registered.json and plots/. Only params.yaml and metrics/test.json are required; the
+    text names any other missing input. Exits 2 on a missing or unreadable required input.
     """
     import logging
 
