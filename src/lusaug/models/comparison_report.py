@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from lusaug.config import EvaluateParams
-from lusaug.markdown import Doc, write_report
+from lusaug.markdown import Doc, interval, pct, plural, signed_pct, write_report
 
 # Columns of the study's Table 3 (per architecture), in order.
 TABLE3 = (("accuracy", "Acc"), ("f1_macro", "F1"), ("precision_macro", "Prec"))
@@ -16,20 +14,11 @@ MORE = ("balanced_accuracy", "f1_weighted", "recall_macro", "roc_auc_macro", "vi
 
 
 def fmt(v: Any, lo: Any = None, hi: Any = None, signed: bool = False) -> str:
-    """Percentage points with one decimal, ``n/a`` for undefined values; an optional interval."""
-
-    def one(x: Any) -> str:
-        if x is None or not np.isfinite(x):
-            return "n/a"
-        return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
-
+    """Percentage points with one decimal, ``n/a`` for undefined values; an optional interval
+    (the report's own formats, :mod:`lusaug.markdown`)."""
     if lo is None:
-        return one(v)
-    return f"{one(v)} [{one(lo)}, {one(hi)}]"
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+        return signed_pct(v) if signed else pct(v)
+    return interval(v, lo, hi, signed=signed)
 
 
 def _table3(doc: Doc, agg: dict[str, dict]) -> None:
@@ -113,7 +102,7 @@ def _decision(doc: Doc, comparison: dict, mdd: dict, target: str, cfg: EvaluateP
     rare_needed = mdd.get(f"{target}_patients_needed_for_reference_gain")
     doc.p(
         f"What this design can rule out ({mdd['patients']} patients, "
-        f"{_n(mdd[f'{target}_patients'], target + ' patient')}; power {mdd['power']:.0%}): "
+        f"{plural(mdd[f'{target}_patients'], target + ' patient')}; power {mdd['power']:.0%}): "
         f"differences smaller than about {fmt(mdd['accuracy'])} accuracy points, "
         f"{fmt(mdd['f1_macro'])} macro-F1 points and {fmt(mdd[f'recall_{target}'])} "
         f"{target}-recall points are indistinguishable from noise (median minimum detectable "
@@ -162,7 +151,7 @@ def write_comparison_report(
     doc.p(
         f"{info['folds']} folds; every frame is predicted once, by the model of the fold that "
         f"tests it: {info['frames']} frames, {info['videos']} videos, {info['patients']} "
-        f"patients ({_n(info[f'{target}_patients'], target + ' patient')}, each tested "
+        f"patients ({plural(info[f'{target}_patients'], target + ' patient')}, each tested "
         f"once). Every setting is the mean over its seeds; brackets are {pct}% intervals from "
         f"{cfg.bootstrap} bootstrap resamples of patients"
         f"{' within each class' if cfg.stratify else ''} (frames of a patient are not independent)."
