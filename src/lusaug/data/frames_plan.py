@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from lusaug.config import Params
+from lusaug.config import BaseParams, FramesParams, ImportParams
 from lusaug.data.decode import CropSpec
 from lusaug.data.ingest import (
     UNCERTAIN_DIR,
@@ -93,17 +93,23 @@ def _video_ids(rels: list[str]) -> dict[str, str]:
     return ids
 
 
-def plan_tasks(raw_dir: Path, params: Params) -> tuple[list[FileTask], list[dict[str, str]]]:
-    """Scan ``raw_dir``: files to decode (with label/patient/crop) and files skipped up front."""
-    classes = params.base.classes
+def plan_tasks(
+    raw_dir: Path, base: BaseParams, import_: ImportParams, frames: FramesParams
+) -> tuple[list[FileTask], list[dict[str, str]]]:
+    """Scan ``raw_dir``: files to decode (with label/patient/crop) and files skipped up front.
+
+    Reads ``base.classes``, the ``import`` section (class prefixes, metadata and crop file names,
+    ``include_uncertain``) and ``frames.use_crop_json``.
+    """
+    classes = base.classes
     meta_path = raw_dir / RAW_METADATA_NAME
     meta = _read_raw_metadata(meta_path) if meta_path.is_file() else {}
-    crop_name = params.import_.crop_json
+    crop_name = import_.crop_json
     crops: dict[str, Any] = {}
-    if params.frames.use_crop_json and crop_name and (raw_dir / crop_name).is_file():
+    if frames.use_crop_json and crop_name and (raw_dir / crop_name).is_file():
         crops = _read_crop_json(raw_dir / crop_name)
     crops_lower = {k.lower(): v for k, v in crops.items()}
-    ignorable = tuple(n for n in (RAW_METADATA_NAME, crop_name, params.import_.metadata_csv) if n)
+    ignorable = tuple(n for n in (RAW_METADATA_NAME, crop_name, import_.metadata_csv) if n)
 
     skipped: list[dict[str, str]] = []
     media: list[Path] = []
@@ -144,12 +150,12 @@ def plan_tasks(raw_dir: Path, params: Params) -> tuple[list[FileTask], list[dict
                 "license": row["license"],
             }
         else:
-            if UNCERTAIN_DIR in Path(rel).parts[:-1] and not params.import_.include_uncertain:
+            if UNCERTAIN_DIR in Path(rel).parts[:-1] and not import_.include_uncertain:
                 skipped.append({"file": rel, "reason": f"in {UNCERTAIN_DIR}/ (label unsure)"})
                 continue
-            label = class_from_filename(path.name, params.import_.prefixes)
+            label = class_from_filename(path.name, import_.prefixes)
             if label is None:
-                known = ", ".join(sorted(params.import_.prefixes))
+                known = ", ".join(sorted(import_.prefixes))
                 skipped.append({"file": rel, "reason": f"unknown class prefix (known: {known})"})
                 continue
             if label not in classes:
