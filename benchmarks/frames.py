@@ -59,7 +59,13 @@ def main(argv: list[str] | None = None) -> None:
             out = tmp / f"w{workers}"
             t0 = time.perf_counter()
             report = extract_frames(
-                tmp / "raw", out / "frames", out / "frames.csv", out / "ingest.json", p
+                tmp / "raw",
+                out / "frames",
+                out / "frames.csv",
+                out / "ingest.json",
+                p.base,
+                p.import_,
+                p.frames,
             )
             wall = time.perf_counter() - t0
             tot = report["totals"]

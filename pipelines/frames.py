@@ -27,8 +27,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
     with stage_errors("frames"):
-        params = load_params()  # the frames code reads base, import and frames only
-        summary = extract_frames(args.raw_dir, args.frames_dir, args.manifest, args.report, params)
+        params = load_params()
+        summary = extract_frames(
+            args.raw_dir,
+            args.frames_dir,
+            args.manifest,
+            args.report,
+            params.base,
+            params.import_,
+            params.frames,
+        )
     totals = summary["totals"]
     print(
         f"frames: {totals['frames']} frames from {totals['files_processed']} files "

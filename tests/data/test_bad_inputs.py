@@ -17,7 +17,8 @@ from tests.data.media_helpers import make_raw, small_params, write_video
 
 
 def _run(raw: Path, out: Path, params) -> dict:
-    return extract_frames(raw, out / "frames", out / "frames.csv", out / "ingest.json", params)
+    paths = (out / "frames", out / "frames.csv", out / "ingest.json")
+    return extract_frames(raw, *paths, params.base, params.import_, params.frames)
 
 
 @pytest.fixture

@@ -31,7 +31,8 @@ from tests.data.media_helpers import (
 
 
 def _run(raw: Path, out: Path, params):
-    return extract_frames(raw, out / "frames", out / "frames.csv", out / "ingest.json", params)
+    paths = (out / "frames", out / "frames.csv", out / "ingest.json")
+    return extract_frames(raw, *paths, params.base, params.import_, params.frames)
 
 
 def _file_report(report: dict, rel: str) -> dict:

@@ -33,7 +33,13 @@ def real_frames(pocus_dir, params, tmp_path_factory):
         frames=replace(params.frames, max_per_video=3),
     )
     report = extract_frames(
-        out / "raw", out / "frames", out / "frames.csv", out / "ingest.json", p
+        out / "raw",
+        out / "frames",
+        out / "frames.csv",
+        out / "ingest.json",
+        p.base,
+        p.import_,
+        p.frames,
     )
     manifest = pd.read_csv(out / "frames.csv", dtype=str, keep_default_na=False)
     return summary, report, manifest, pocus_dir

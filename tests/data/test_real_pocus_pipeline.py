@@ -37,7 +37,13 @@ def real(pocus_dir, params, tmp_path_factory):
     )
     import_folder(pocus_dir, data / "raw", p, dvc_commit=False)
     ingest = extract_frames(
-        data / "raw", data / "frames", data / "frames.csv", reports / "ingest.json", p
+        data / "raw",
+        data / "frames",
+        data / "frames.csv",
+        reports / "ingest.json",
+        p.base,
+        p.import_,
+        p.frames,
     )
     folds, summary = split_frames(
         read_manifest(data / "frames.csv"), data, p.split, p.validate, p.base.classes, p.base.seed

@@ -167,7 +167,8 @@ def test_every_strategy_trained_in_every_fold_and_was_pooled(pocus_repo):
             gen = parse_strategy(strategy).generator
             for arch in t.architectures:
                 summary = _json(
-                    pocus_repo / f"models/classifiers/fold-{k}/{strategy}-{arch}-0/val_metrics.json"
+                    pocus_repo
+                    / f"models/classifiers/fold-{k}/{strategy}-{arch}-0/val_metrics.json"
                 )
                 if strategy.startswith("synthetic-"):
                     kept = list((pocus_repo / f"data/synthetic/fold-{k}/{gen}/kept").glob("*.png"))
@@ -176,7 +177,9 @@ def test_every_strategy_trained_in_every_fold_and_was_pooled(pocus_repo):
         for arch in t.architectures:
             run_dir = pocus_repo / f"models/classifiers/fold-{k}/class_weights_tuned-{arch}-0"
             weights = _json(run_dir / "val_metrics.json")["loss_weights"]
-            expected_w = [tuned["class_weights_tuned"]["class_weights"][c] for c in params.base.classes]
+            expected_w = [
+                tuned["class_weights_tuned"]["class_weights"][c] for c in params.base.classes
+            ]
             assert weights == pytest.approx(expected_w)
 
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
-from lusaug.config import Params
+from lusaug.config import BaseParams, FramesParams
 from lusaug.data.pixels import bgr_to_grey, pil_to_grey
 
 # Frame rate assumed when a container reports none (0, NaN or absurd): the common video rate.
@@ -68,20 +68,19 @@ class FrameSettings:
             )
 
     @classmethod
-    def from_params(cls, params: Params) -> FrameSettings:
-        fp = params.frames
+    def from_params(cls, base: BaseParams, frames: FramesParams) -> FrameSettings:
         return cls(
-            image_size=params.base.image_size,
-            sample_fps=fp.sample_fps,
-            every_n=fp.every_n,
-            max_per_video=fp.max_per_video,
-            auto_crop_black=fp.auto_crop_black,
-            black_threshold=fp.black_threshold,
-            min_side=fp.min_side,
-            min_mean=fp.min_mean,
-            max_mean=fp.max_mean,
-            min_std=fp.min_std,
-            max_pixels=fp.max_pixels,
+            image_size=base.image_size,
+            sample_fps=frames.sample_fps,
+            every_n=frames.every_n,
+            max_per_video=frames.max_per_video,
+            auto_crop_black=frames.auto_crop_black,
+            black_threshold=frames.black_threshold,
+            min_side=frames.min_side,
+            min_mean=frames.min_mean,
+            max_mean=frames.max_mean,
+            min_std=frames.min_std,
+            max_pixels=frames.max_pixels,
         )
 
 

@@ -14,8 +14,9 @@ and every skipped file with the reason. All three outputs are written to tempora
 renamed, so a failing run leaves the previous outputs as they were.
 
 This module holds the per-file worker and the stage runner; decoding and sampling are in
-:mod:`lusaug.data.decode`, the pixel conversions in :mod:`lusaug.data.pixels` and the scan of
-``data/raw`` in :mod:`lusaug.data.frames_plan`.
+:mod:`lusaug.data.decode`, the pixel conversions in :mod:`lusaug.data.pixels`, the scan of
+``data/raw`` in :mod:`lusaug.data.frames_plan` and the ingest report in
+:mod:`lusaug.data.frames_report`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import os
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from lusaug.config import Params
+from lusaug.config import BaseParams, FramesParams, ImportParams
 from lusaug.data.decode import (
     FrameSettings,
     SkipFile,
@@ -45,7 +46,7 @@ from lusaug.data.decode import (
     decode_video_cv2,
 )
 from lusaug.data.frames_plan import FileTask, FramesError, plan_tasks
-from lusaug.data.ingest import class_from_filename
+from lusaug.data.frames_report import ingest_report, log_summary, missing_classes
 from lusaug.data.manifest import MANIFEST_COLUMNS
 from lusaug.data.pixels import to_square, trim_black
 from lusaug.utils import atomic_path, write_json
@@ -210,19 +211,18 @@ def _run_task(args: tuple[FileTask, FrameSettings, str, str]) -> FileResult:
 # --- the stage --------------------------------------------------------------------------------
 
 
-def _check_settings(params: Params) -> None:
-    fp = params.frames
+def _check_settings(base: BaseParams, fp: FramesParams) -> None:
     problems = []
-    if params.base.image_size < 1:
-        problems.append(f"base.image_size must be >= 1, got {params.base.image_size}")
+    if base.image_size < 1:
+        problems.append(f"base.image_size must be >= 1, got {base.image_size}")
     if fp.sample_fps < 0:
         problems.append(f"frames.sample_fps must be >= 0, got {fp.sample_fps}")
     if fp.sample_fps == 0 and fp.every_n < 1:
         problems.append(f"frames.every_n must be >= 1 when sample_fps is 0, got {fp.every_n}")
     if fp.max_per_video < 0:
         problems.append(f"frames.max_per_video must be >= 0, got {fp.max_per_video}")
-    if params.base.workers < 1:
-        problems.append(f"base.workers must be >= 1, got {params.base.workers}")
+    if base.workers < 1:
+        problems.append(f"base.workers must be >= 1, got {base.workers}")
     if not 0 <= fp.min_mean <= fp.max_mean <= 255:
         problems.append(
             f"need 0 <= frames.min_mean <= frames.max_mean <= 255, got {fp.min_mean}, "
@@ -232,6 +232,16 @@ def _check_settings(params: Params) -> None:
         problems.append(f"frames.min_std must be >= 0, got {fp.min_std}")
     if problems:
         raise FramesError("; ".join(problems))
+
+
+def _check_raw_dir(raw_dir: Path) -> None:
+    if not raw_dir.is_dir():
+        raise FramesError(
+            f"raw folder {raw_dir} does not exist; fill it with `lusaug phantom --out {raw_dir}` "
+            f"or `lusaug import PATH`"
+        )
+    if not any(p.is_file() for p in raw_dir.rglob("*")):
+        raise FramesError(f"raw folder {raw_dir} is empty")
 
 
 def _run(
@@ -273,7 +283,13 @@ def _run(
 
 
 def extract_frames(
-    raw_dir: Path, frames_dir: Path, manifest_path: Path, report_path: Path, params: Params
+    raw_dir: Path,
+    frames_dir: Path,
+    manifest_path: Path,
+    report_path: Path,
+    base: BaseParams,
+    import_: ImportParams,
+    frames: FramesParams,
 ) -> dict[str, Any]:
     """Run the frames stage: ``raw_dir`` -> PNGs in ``frames_dir``, manifest, ingest report.
 
@@ -282,7 +298,9 @@ def extract_frames(
         frames_dir: ``data/frames``; replaced as a whole on success.
         manifest_path: ``data/frames.csv`` (paths inside are relative to its folder).
         report_path: ``reports/ingest.json``.
-        params: Typed config (``base``, ``import.prefixes``, ``frames``).
+        base: The base section (classes, image size, workers).
+        import_: The import section (class prefixes, metadata and crop file names).
+        frames: The frames section (sampling, cropping, dropped-frame rules).
 
     Returns:
         The report (also written to ``report_path``).
@@ -294,115 +312,38 @@ def extract_frames(
     """
     raw_dir, frames_dir = Path(raw_dir), Path(frames_dir)
     manifest_path, report_path = Path(manifest_path), Path(report_path)
-    _check_settings(params)
-    if not raw_dir.is_dir():
-        raise FramesError(
-            f"raw folder {raw_dir} does not exist; fill it with `lusaug phantom --out {raw_dir}` "
-            f"or `lusaug import PATH`"
-        )
-    if not any(p.is_file() for p in raw_dir.rglob("*")):
-        raise FramesError(f"raw folder {raw_dir} is empty")
-    tasks, skipped = plan_tasks(raw_dir, params)
+    _check_settings(base, frames)
+    _check_raw_dir(raw_dir)
+    tasks, skipped = plan_tasks(raw_dir, base, import_, frames)
     if not tasks:
         reasons = Counter(s["reason"] for s in skipped)
         raise FramesError(f"no usable video or image in {raw_dir} (skipped: {dict(reasons)})")
 
-    settings = FrameSettings.from_params(params)
+    settings = FrameSettings.from_params(base, frames)
     rel_prefix = Path(os.path.relpath(frames_dir.resolve(), manifest_path.resolve().parent))
-    classes = params.base.classes
-    logger.info(
-        "frames: %d files from %s with %d worker(s)", len(tasks), raw_dir, params.base.workers
-    )
+    logger.info("frames: %d files from %s with %d worker(s)", len(tasks), raw_dir, base.workers)
 
     with atomic_path(frames_dir, is_dir=True) as tmp_frames:
-        results = _run(tasks, settings, tmp_frames, rel_prefix.as_posix(), params.base.workers)
-        rows = [row for res in results for row in res.rows]
-        processed = [r for r in results if r.skipped is None]
-        skipped += [{"file": r.rel, "reason": r.skipped} for r in results if r.skipped is not None]
-        skipped.sort(key=lambda s: s["file"])
-        frames_per_class = Counter(r["label"] for r in rows)
-        files_per_class = Counter(r.label for r in processed)
-        # Frames dropped by the pixel-statistics rule, from files that still gave frames (a file
-        # that lost every frame is in `skipped` instead).
-        dropped = [
-            {
-                "file": r.rel,
-                "video_id": r.video_id,
-                "reason": reason,
-                "count": len(idx),
-                "frame_indices": idx,
-            }
-            for r in processed
-            for reason, idx in r.dropped.items()
-        ]
-        dropped_by_reason: Counter[str] = Counter()
-        for d in dropped:
-            dropped_by_reason[d["reason"]] += d["count"]
-        report = {
-            "raw_dir": str(raw_dir),
-            "frames_dir": str(frames_dir),
-            "manifest": str(manifest_path),
-            "settings": {**asdict(settings), "use_crop_json": params.frames.use_crop_json},
-            "totals": {
-                "files_processed": len(processed),
-                "files_skipped": len(skipped),
-                "frames": len(rows),
-                "frames_dropped": sum(dropped_by_reason.values()),
-                "frames_dropped_by_reason": dict(sorted(dropped_by_reason.items())),
-                "frames_per_class": {c: frames_per_class.get(c, 0) for c in classes},
-                "files_per_class": {c: files_per_class.get(c, 0) for c in classes},
-                "patients": len({r["patient_id"] for r in rows}),
-            },
-            "files": [
-                {
-                    "file": r.rel,
-                    "label": r.label,
-                    "video_id": r.video_id,
-                    "frames": len(r.rows),
-                    "frames_dropped": {k: len(v) for k, v in r.dropped.items()},
-                    **r.info,
-                    "notes": r.notes,
-                }
-                for r in processed
-            ],
-            "dropped_frames": dropped,
-            "skipped": skipped,
-        }
-        empty = [c for c in classes if frames_per_class.get(c, 0) == 0]
-        if empty:
-            label_of = {t.rel: t.label for t in tasks}
-            prefixes = params.import_.prefixes
-            why = []
-            for c in empty:
-                lost = [
-                    s
-                    for s in skipped
-                    if label_of.get(s["file"], class_from_filename(Path(s["file"]).name, prefixes))
-                    == c
-                ]
-                why.append(f"{c!r} ({len(lost)} file(s) of it skipped)")
-            msg = (
-                f"no frames for class(es) {', '.join(why)}; every class in base.classes needs "
-                f"at least one usable file. See {report_path} for the skipped files and reasons"
-            )
-            report["error"] = msg
+        results = _run(tasks, settings, tmp_frames, rel_prefix.as_posix(), base.workers)
+        report = ingest_report(
+            raw_dir,
+            frames_dir,
+            manifest_path,
+            settings,
+            frames.use_crop_json,
+            base.classes,
+            results,
+            skipped,
+        )
+        error = missing_classes(report, tasks, import_.prefixes, report_path)
+        if error is not None:
+            report["error"] = error
             write_json(report_path, report)
-            raise FramesError(msg)
+            raise FramesError(error)
+        rows = [row for res in results for row in res.rows]
         df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).sort_values("path", kind="stable")
         with atomic_path(manifest_path) as tmp_csv:
             df.to_csv(tmp_csv, index=False)
         write_json(report_path, report)
-    for res in processed:
-        if res.notes:
-            logger.info("%s: %s", res.rel, "; ".join(res.notes))
-    for d in dropped:
-        logger.info("%s: dropped %d frame(s), %s", d["file"], d["count"], d["reason"])
-    logger.info(
-        "frames: %d frames from %d files (%d skipped, %d frames dropped): %s",
-        len(rows),
-        len(processed),
-        len(skipped),
-        report["totals"]["frames_dropped"],
-        dict(report["totals"]["frames_per_class"]),
-    )
+    log_summary(results, report)
     return report

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from lusaug.config import Params
+from lusaug.config import BaseParams, FramesParams, ImportParams
 from lusaug.data.decode import CropSpec
 from lusaug.data.ingest import (
     UNCERTAIN_DIR,
@@ -93,18 +93,11 @@ def _video_ids(rels: list[str]) -> dict[str, str]:
     return ids
 
 
-def plan_tasks(raw_dir: Path, params: Params) -> tuple[list[FileTask], list[dict[str, str]]]:
-    """Scan ``raw_dir``: files to decode (with label/patient/crop) and files skipped up front."""
-    classes = params.base.classes
-    meta_path = raw_dir / RAW_METADATA_NAME
-    meta = _read_raw_metadata(meta_path) if meta_path.is_file() else {}
-    crop_name = params.import_.crop_json
-    crops: dict[str, Any] = {}
-    if params.frames.use_crop_json and crop_name and (raw_dir / crop_name).is_file():
-        crops = _read_crop_json(raw_dir / crop_name)
-    crops_lower = {k.lower(): v for k, v in crops.items()}
-    ignorable = tuple(n for n in (RAW_METADATA_NAME, crop_name, params.import_.metadata_csv) if n)
-
+def _scan(
+    raw_dir: Path, meta: dict[str, dict[str, str]], ignorable: tuple[str, ...]
+) -> tuple[list[Path], list[dict[str, str]]]:
+    """The media files under ``raw_dir`` (hidden ones left out), and the files skipped: not a
+    video or image, or listed in the metadata but missing."""
     skipped: list[dict[str, str]] = []
     media: list[Path] = []
     for path in sorted(p for p in raw_dir.rglob("*") if p.is_file()):
@@ -120,51 +113,76 @@ def plan_tasks(raw_dir: Path, params: Params) -> tuple[list[FileTask], list[dict
     present = {p.relative_to(raw_dir).as_posix() for p in media}
     for rel in sorted(set(meta) - present):
         skipped.append({"file": rel, "reason": f"listed in {RAW_METADATA_NAME} but not found"})
+    return media, skipped
+
+
+def _file_info(
+    path: Path,
+    rel: str,
+    row: dict[str, str] | None,
+    classes: list[str],
+    import_: ImportParams,
+) -> dict[str, str] | str:
+    """Label, patient, probe, source and license of one media file (from its ``metadata.csv``
+    row, else from its name and folder), or the reason it is skipped."""
+    if row is not None:
+        label = row["label"]
+        if label not in classes:
+            return f"label {label!r} in {RAW_METADATA_NAME} is not one of base.classes {classes}"
+        info = {
+            "label": label,
+            "patient_id": normalise_patient_id(row["patient_id"]),
+            "probe": row["probe"] or probe_from_path(Path(rel)),
+            "source": row["source"],
+            "license": row["license"],
+        }
+    else:
+        if UNCERTAIN_DIR in Path(rel).parts[:-1] and not import_.include_uncertain:
+            return f"in {UNCERTAIN_DIR}/ (label unsure)"
+        label = class_from_filename(path.name, import_.prefixes)
+        if label is None:
+            known = ", ".join(sorted(import_.prefixes))
+            return f"unknown class prefix (known: {known})"
+        if label not in classes:
+            return f"class {label!r} not in base.classes"
+        info = {
+            "label": label,
+            "patient_id": "",
+            "probe": probe_from_path(Path(rel)),
+            "source": "",
+            "license": "",
+        }
+    if not info["patient_id"]:
+        info["patient_id"] = f"file:{path.stem}"
+    return info
+
+
+def plan_tasks(
+    raw_dir: Path, base: BaseParams, import_: ImportParams, frames: FramesParams
+) -> tuple[list[FileTask], list[dict[str, str]]]:
+    """Scan ``raw_dir``: files to decode (with label/patient/crop) and files skipped up front.
+
+    Reads ``base.classes``, the ``import`` section (class prefixes, metadata and crop file names,
+    ``include_uncertain``) and ``frames.use_crop_json``.
+    """
+    meta_path = raw_dir / RAW_METADATA_NAME
+    meta = _read_raw_metadata(meta_path) if meta_path.is_file() else {}
+    crop_name = import_.crop_json
+    crops: dict[str, Any] = {}
+    if frames.use_crop_json and crop_name and (raw_dir / crop_name).is_file():
+        crops = _read_crop_json(raw_dir / crop_name)
+    crops_lower = {k.lower(): v for k, v in crops.items()}
+    ignorable = tuple(n for n in (RAW_METADATA_NAME, crop_name, import_.metadata_csv) if n)
+    media, skipped = _scan(raw_dir, meta, ignorable)
 
     candidates: list[tuple[Path, str, dict[str, str]]] = []
     for path in media:
         rel = path.relative_to(raw_dir).as_posix()
-        row = meta.get(rel)
-        if row is not None:
-            label = row["label"]
-            if label not in classes:
-                skipped.append(
-                    {
-                        "file": rel,
-                        "reason": f"label {label!r} in {RAW_METADATA_NAME} is not one of "
-                        f"base.classes {classes}",
-                    }
-                )
-                continue
-            info = {
-                "label": label,
-                "patient_id": normalise_patient_id(row["patient_id"]),
-                "probe": row["probe"] or probe_from_path(Path(rel)),
-                "source": row["source"],
-                "license": row["license"],
-            }
+        info = _file_info(path, rel, meta.get(rel), base.classes, import_)
+        if isinstance(info, str):
+            skipped.append({"file": rel, "reason": info})
         else:
-            if UNCERTAIN_DIR in Path(rel).parts[:-1] and not params.import_.include_uncertain:
-                skipped.append({"file": rel, "reason": f"in {UNCERTAIN_DIR}/ (label unsure)"})
-                continue
-            label = class_from_filename(path.name, params.import_.prefixes)
-            if label is None:
-                known = ", ".join(sorted(params.import_.prefixes))
-                skipped.append({"file": rel, "reason": f"unknown class prefix (known: {known})"})
-                continue
-            if label not in classes:
-                skipped.append({"file": rel, "reason": f"class {label!r} not in base.classes"})
-                continue
-            info = {
-                "label": label,
-                "patient_id": "",
-                "probe": probe_from_path(Path(rel)),
-                "source": "",
-                "license": "",
-            }
-        if not info["patient_id"]:
-            info["patient_id"] = f"file:{path.stem}"
-        candidates.append((path, rel, info))
+            candidates.append((path, rel, info))
 
     ids = _video_ids([rel for _, rel, _ in candidates])
     tasks = []

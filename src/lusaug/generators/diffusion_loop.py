@@ -113,6 +113,106 @@ def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
     return f
 
 
+@dataclass
+class _Trainables:
+    """What a checkpoint holds besides its step: the modules, optimiser, schedule, EMA, the
+    batch generator and the losses so far."""
+
+    modules: dict[str, torch.nn.Module]
+    params: list[torch.nn.Parameter]  # the modules' trainable parameters
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    ema: Any  # diffusers.training_utils.EMAModel
+    gen: torch.Generator  # every random draw of loss_fn
+    losses: list[float] = field(default_factory=list)
+
+    def train(self, mode: bool = True) -> None:
+        for m in self.modules.values():
+            m.train(mode)
+
+
+def _trainables(
+    modules: dict[str, torch.nn.Module],
+    params: list[torch.nn.Parameter],
+    cfg: LoopSettings,
+    total: int,
+    seed: int,
+) -> _Trainables:
+    from diffusers.training_utils import EMAModel
+
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=WEIGHT_DECAY)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.lr_warmup_steps, total))
+    ema = EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=True, power=EMA_POWER)
+    gen = torch.Generator().manual_seed(seed)
+    return _Trainables(modules, params, opt, sched, ema, gen)
+
+
+def _restore(t: _Trainables, ckpt_dir: Path | None, run_fingerprint: str, total: int) -> int:
+    """Load the latest checkpoint made with ``run_fingerprint``; returns its step (0 = none)."""
+    ckpt = latest_checkpoint(ckpt_dir)
+    if ckpt is None:
+        return 0
+    state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+    if state.get("fingerprint") != run_fingerprint:
+        logger.warning("ignoring %s: it was made with another config or data", ckpt)
+        return 0
+    for name, m in t.modules.items():
+        m.load_state_dict(state["modules"][name])
+    t.opt.load_state_dict(state["optimizer"])
+    t.sched.load_state_dict(state["lr_scheduler"])
+    t.ema.load_state_dict(state["ema"])
+    t.gen.set_state(state["generator"])
+    t.losses = [float(v) for v in state["losses"]]
+    start = int(state["step"])
+    logger.info("resuming from %s (step %d of %d)", ckpt, start, total)
+    return start
+
+
+def _save_checkpoint(
+    t: _Trainables, ckpt_dir: Path, step: int, run_fingerprint: str, keep: int
+) -> None:
+    """Write ``checkpoint-<step>`` atomically, then prune all but the newest ``keep``."""
+    state = {
+        "step": step,
+        "modules": {n: m.state_dict() for n, m in t.modules.items()},
+        "optimizer": t.opt.state_dict(),
+        "lr_scheduler": t.sched.state_dict(),
+        "ema": t.ema.state_dict(),
+        "generator": t.gen.get_state(),
+        "losses": torch.tensor(t.losses, dtype=torch.float64),
+        "fingerprint": run_fingerprint,
+    }
+    with atomic_path(ckpt_dir / f"{CHECKPOINT_PREFIX}{step}", is_dir=True) as tmp:
+        torch.save(state, tmp / STATE_FILE)
+    for _, old in _checkpoints(ckpt_dir)[: -max(1, keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _call_with_ema(t: _Trainables, hook: CheckpointHook, step: int) -> None:
+    """Run ``hook`` with the EMA weights loaded and the modules in eval mode, then switch back."""
+    t.ema.store(t.params)
+    t.ema.copy_to(t.params)
+    t.train(False)
+    try:
+        hook(step, list(t.losses))
+    finally:
+        t.ema.restore(t.params)
+        t.train()
+
+
+def _step(t: _Trainables, acc: Any, loss_fn: Callable[[torch.Generator], torch.Tensor]) -> float:
+    """One optimiser step (clipped), the schedule and the EMA; returns the loss."""
+    with acc.autocast():
+        loss = loss_fn(t.gen)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(t.params, GRAD_CLIP)
+    t.opt.step()
+    t.sched.step()
+    t.opt.zero_grad(set_to_none=True)
+    t.ema.step(t.params)
+    return float(loss.detach())
+
+
 def train_loop(
     modules: dict[str, torch.nn.Module],
     loss_fn: Callable[[torch.Generator], torch.Tensor],
@@ -141,68 +241,17 @@ def train_loop(
         desc: the progress bar's label.
     """
     from accelerate import Accelerator
-    from diffusers.training_utils import EMAModel
 
     params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     if not params:
         raise ValueError("train_loop: no trainable parameters")
     total = int(cfg.train_steps)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=WEIGHT_DECAY)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.lr_warmup_steps, total))
-    ema = EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=True, power=EMA_POWER)
-    gen = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
-    start = 0
-    if resume:
-        ckpt = latest_checkpoint(ckpt_dir)
-        if ckpt is not None:
-            state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
-            if state.get("fingerprint") != run_fingerprint:
-                logger.warning("ignoring %s: it was made with another config or data", ckpt)
-            else:
-                for name, m in modules.items():
-                    m.load_state_dict(state["modules"][name])
-                opt.load_state_dict(state["optimizer"])
-                sched.load_state_dict(state["lr_scheduler"])
-                ema.load_state_dict(state["ema"])
-                gen.set_state(state["generator"])
-                losses = [float(v) for v in state["losses"]]
-                start = int(state["step"])
-                logger.info("resuming from %s (step %d of %d)", ckpt, start, total)
+    t = _trainables(modules, params, cfg, total, seed)
+    start = _restore(t, ckpt_dir, run_fingerprint, total) if resume else 0
     acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
-    ema.to(acc.device)
-    result = TrainResult(losses, start, start, 0.0, 0.0)
-
-    def checkpoint(step: int) -> None:
-        if ckpt_dir is not None:
-            state = {
-                "step": step,
-                "modules": {n: m.state_dict() for n, m in modules.items()},
-                "optimizer": opt.state_dict(),
-                "lr_scheduler": sched.state_dict(),
-                "ema": ema.state_dict(),
-                "generator": gen.get_state(),
-                "losses": torch.tensor(losses, dtype=torch.float64),
-                "fingerprint": run_fingerprint,
-            }
-            with atomic_path(ckpt_dir / f"{CHECKPOINT_PREFIX}{step}", is_dir=True) as tmp:
-                torch.save(state, tmp / STATE_FILE)
-            for _, old in _checkpoints(ckpt_dir)[: -max(1, cfg.checkpoints_total_limit)]:
-                shutil.rmtree(old, ignore_errors=True)
-        result.checkpoints.append(step)
-        if on_checkpoint is not None:
-            ema.store(params)
-            ema.copy_to(params)
-            for m in modules.values():
-                m.eval()
-            try:
-                on_checkpoint(step, list(losses))
-            finally:
-                ema.restore(params)
-                for m in modules.values():
-                    m.train()
-
+    t.ema.to(acc.device)
+    result = TrainResult(t.losses, start, start, 0.0, 0.0)
     logger.info(
         "***** %s training: %d steps x %d, lr %g, %d trainable parameters *****",
         desc,
@@ -211,32 +260,26 @@ def train_loop(
         cfg.learning_rate,
         sum(p.numel() for p in params),
     )
-    for m in modules.values():
-        m.train()
+    t.train()
     t0 = time.perf_counter()
     bar = tqdm(range(start, total), desc=desc, disable=not progress, initial=start, total=total)
     for step in bar:
-        with acc.autocast():
-            loss = loss_fn(gen)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        ema.step(params)
-        losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        t.losses.append(_step(t, acc, loss_fn))
+        bar.set_postfix(loss=f"{t.losses[-1]:.4f}")
         done = step + 1
         if done == total or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
-            checkpoint(done)
+            if ckpt_dir is not None:
+                _save_checkpoint(t, ckpt_dir, done, run_fingerprint, cfg.checkpoints_total_limit)
+            result.checkpoints.append(done)
+            if on_checkpoint is not None:
+                _call_with_ema(t, on_checkpoint, done)
     bar.close()
     elapsed = time.perf_counter() - t0
     result.steps = total
     result.seconds = elapsed
     result.images_per_second = (total - start) * cfg.batch_size / elapsed if elapsed > 0 else 0.0
-    ema.copy_to(params)
-    for m in modules.values():
-        m.eval()
+    t.ema.copy_to(params)
+    t.train(False)
     return result
 
 

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from lusaug.config import TrainParams, as_flat_dict
 from lusaug.models import plots
 from lusaug.models.classifier import load_checkpoint
-from lusaug.models.data import predict_proba, to_input
+from lusaug.models.data import FrameSet, predict_proba, to_input
 from lusaug.models.metrics import point_metrics
 from lusaug.utils import atomic_path, write_json
 
@@ -60,6 +61,66 @@ def write_csv(df: pd.DataFrame, path: Path) -> None:
         df.to_csv(tmp, index=False)
 
 
+def _val_predictions(
+    val: FrameSet, prob: np.ndarray, pred: np.ndarray, classes: list[str]
+) -> pd.DataFrame:
+    """``val_predictions.csv``: each validation frame, its predicted class and probabilities."""
+    preds = val.frames[["path", "video_id", "patient_id", "label"]].copy()
+    preds["predicted"] = [classes[i] for i in pred]
+    for k, c in enumerate(classes):
+        preds[f"prob_{c}"] = prob[:, k]
+    return preds
+
+
+def _val_summary(
+    setup: RunSetup,
+    cfg: TrainParams,
+    classes: list[str],
+    epochs_run: int,
+    best_epoch: int,
+    seconds: float,
+    metrics: dict[str, float],
+) -> dict[str, Any]:
+    """``val_metrics.json``: the run, what it trained on and its best weights' validation."""
+    spec, plan = setup.spec, setup.plan
+    return {
+        "run": spec.name,
+        "strategy": setup.strategy.name,
+        "architecture": spec.arch,
+        "seed": spec.seed,
+        "fold": spec.fold,
+        "best_epoch": best_epoch,
+        "epochs_run": epochs_run,
+        "seconds": round(seconds, 2),
+        "train_frames": dict(zip(classes, setup.counts.tolist(), strict=True)),
+        "synthetic_frames": setup.n_synthetic,
+        "loss_weights": plan.loss_weights,
+        "oversample": plan.oversample,
+        "lr": plan.lr if plan.lr is not None else cfg.lr,
+        "tuned_on": setup.tuned_on,
+        "val": metrics,
+    }
+
+
+def _run_info(
+    setup: RunSetup, cfg: TrainParams, summary: dict[str, Any], tracker: TrainTracker
+) -> dict[str, Any]:
+    """``run.json``: what was run, the fingerprint and the MLflow ids."""
+    return {
+        **{k: summary[k] for k in ("run", "strategy", "architecture", "seed", "fold")},
+        "best_epoch": summary["best_epoch"],
+        "model": setup.meta.model,
+        "kwargs": setup.meta.kwargs,
+        "checkpoint": FILES["checkpoint"],
+        "mlflow_run_id": tracker.run_id,
+        "mlflow_parent_run_id": tracker.parent_run_id,
+        "fingerprint": setup.fingerprint,
+        "params": {
+            k: v for k, v in as_flat_dict(cfg).items() if not k.startswith("architectures.")
+        },
+    }
+
+
 def finish_run(
     accelerator: Any,
     model: torch.nn.Module,
@@ -75,7 +136,7 @@ def finish_run(
     """Best weights on validation -> the run's files, MLflow results; returns the result."""
     from sklearn.metrics import classification_report, confusion_matrix
 
-    spec, meta, plan, val = setup.spec, setup.meta, setup.plan, setup.val
+    spec, meta, val = setup.spec, setup.meta, setup.val
     ckpt_path = out_dir / FILES["checkpoint"]
     net = accelerator.unwrap_model(model)
     net.load_state_dict(load_checkpoint(ckpt_path)["state_dict"])
@@ -88,29 +149,10 @@ def finish_run(
     prob = predict_proba(net, val.images, meta.mean, meta.std, cfg.eval_batch_size)
     y = val.labels.numpy()
     pred = prob.argmax(1)
-    preds = val.frames[["path", "video_id", "patient_id", "label"]].copy()
-    preds["predicted"] = [classes[i] for i in pred]
-    for k, c in enumerate(classes):
-        preds[f"prob_{c}"] = prob[:, k]
+    preds = _val_predictions(val, prob, pred, classes)
     metrics = point_metrics(y, prob, classes, val.frames["video_id"].to_numpy())
     seconds = time.perf_counter() - t0
-    summary = {
-        "run": spec.name,
-        "strategy": setup.strategy.name,
-        "architecture": spec.arch,
-        "seed": spec.seed,
-        "fold": spec.fold,
-        "best_epoch": best_epoch,
-        "epochs_run": len(history),
-        "seconds": round(seconds, 2),
-        "train_frames": dict(zip(classes, setup.counts.tolist(), strict=True)),
-        "synthetic_frames": setup.n_synthetic,
-        "loss_weights": plan.loss_weights,
-        "oversample": plan.oversample,
-        "lr": plan.lr if plan.lr is not None else cfg.lr,
-        "tuned_on": setup.tuned_on,
-        "val": metrics,
-    }
+    summary = _val_summary(setup, cfg, classes, len(history), best_epoch, seconds, metrics)
     report = classification_report(
         y, pred, labels=list(range(len(classes))), target_names=classes, zero_division=0, digits=3
     )
@@ -132,20 +174,7 @@ def finish_run(
     if cfg.log_model:
         example = to_input(val.images[:EXAMPLE_BATCH], meta.mean, meta.std).numpy()
         tracker.log_model(net, example, cfg.log_model_format)
-    run_info = {
-        **{k: summary[k] for k in ("run", "strategy", "architecture", "seed", "fold")},
-        "best_epoch": best_epoch,
-        "model": meta.model,
-        "kwargs": meta.kwargs,
-        "checkpoint": FILES["checkpoint"],
-        "mlflow_run_id": tracker.run_id,
-        "mlflow_parent_run_id": tracker.parent_run_id,
-        "fingerprint": setup.fingerprint,
-        "params": {
-            k: v for k, v in as_flat_dict(cfg).items() if not k.startswith("architectures.")
-        },
-    }
-    write_json(out_dir / FILES["run"], run_info)
+    write_json(out_dir / FILES["run"], _run_info(setup, cfg, summary, tracker))
     tracker.finish("FINISHED")
     (out_dir / FILES["last"]).unlink(missing_ok=True)
     logger.info("finished %s in %.1f s", spec.name, time.perf_counter() - t0)

@@ -9,8 +9,9 @@ optimizer, scheduler, epoch, early-stopping counters, history, RNG state) are wr
 
 A run has three phases, as timm's ``main`` hands off to ``train_one_epoch`` / ``validate``:
 :func:`prepare_run` (frames, strategy, fingerprint: cheap, so a finished run can be recognised
-and skipped), :func:`train_classifier` (the epochs, :mod:`lusaug.models.epochs`) and
-:func:`lusaug.models.run_files.finish_run` (best weights on validation, the run's files).
+and skipped), :func:`train_classifier` (the epochs: set-up, resume, one epoch and its checkpoint
+are the pieces of :mod:`lusaug.models.train_loop`, an epoch's work is :mod:`lusaug.models.epochs`)
+and :func:`lusaug.models.run_files.finish_run` (best weights on validation, the run's files).
 
 Outputs in ``out_dir`` (a finished run has no ``last.pt``): ``model.pt`` (best weights,
 :func:`lusaug.models.classifier.load_classifier` reads it), ``history.csv``,
@@ -28,35 +29,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from lusaug.config import BaseParams, Strategy, TrainParams, parse_strategy
-from lusaug.models.classifier import (
-    ClassifierMeta,
-    build_classifier,
-    load_checkpoint,
-    save_checkpoint,
-)
-from lusaug.models.data import (
-    FrameSet,
-    IndexedFrames,
-    concat,
-    load_split,
-    load_synthetic,
-    without_label,
-)
-from lusaug.models.epochs import (
-    EpochSampler,
-    lr_lambda,
-    make_accelerator,
-    seed_epoch,
-    train_one_epoch,
-    validate,
-)
-from lusaug.models.mlflow_runs import RunTracking, TrainTracker
+from lusaug.models.classifier import ClassifierMeta
+from lusaug.models.data import FrameSet, concat, load_split, load_synthetic, without_label
+from lusaug.models.epochs import make_accelerator, train_one_epoch, validate
+from lusaug.models.mlflow_runs import RunTracking
 from lusaug.models.run_files import FILES, TrainResult, finish_run
 from lusaug.models.strategies import (
     FoldInputs,
@@ -66,9 +47,33 @@ from lusaug.models.strategies import (
     check_generator,
     plan_for,
     read_tuned,
-    sample_weights,
     synthetic_files,
 )
+from lusaug.models.train_loop import (
+    Progress,
+    build_loop,
+    checkpoint_epoch,
+    restore,
+    resume_state,
+    run_epoch,
+    start_tracking,
+)
+
+__all__ = [  # the loop's building blocks and run files are re-exported for callers of this module
+    "FILES",
+    "FoldData",
+    "RunSetup",
+    "RunSpec",
+    "TrainResult",
+    "file_digest",
+    "is_finished",
+    "make_accelerator",
+    "parse_run_name",
+    "prepare_run",
+    "train_classifier",
+    "train_one_epoch",
+    "validate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -263,16 +268,6 @@ def _clean(out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
-def _resume_state(last: Path, fingerprint: str, resume: bool) -> dict[str, Any] | None:
-    if not (resume and last.exists()):
-        return None
-    state = load_checkpoint(last)
-    if state.get("fingerprint") == fingerprint:
-        return state
-    logger.warning("%s belongs to a different run (params or data changed): fresh start", last)
-    return None
-
-
 def train_classifier(
     setup: RunSetup,
     out_dir: Path | str,
@@ -298,174 +293,41 @@ def train_classifier(
         progress: Show a progress bar.
     """
     t0 = time.perf_counter()
-    spec, plan, meta = setup.spec, setup.plan, setup.meta
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    last = out_dir / FILES["last"]
-    state = _resume_state(last, setup.fingerprint, resume)
+    state = resume_state(out_dir / FILES["last"], setup.fingerprint, resume)
     if state is None:
         _clean(out_dir)
-
-    accelerator = make_accelerator(cfg.precision)
-    torch.manual_seed(spec.seed)
-    model = build_classifier(meta)
-    lr = plan.lr if plan.lr is not None else cfg.lr
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-    train = setup.train
-    sampler = EpochSampler(
-        len(train),
-        spec.seed,
-        sample_weights(train.labels.numpy(), len(classes)) if plan.oversample else None,
-    )
-    loader = torch.utils.data.DataLoader(
-        IndexedFrames(train),
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        num_workers=cfg.num_workers,
-        # a last batch of one frame breaks BatchNorm where the feature map is 1x1 (32 px ResNet)
-        drop_last=len(train) % cfg.batch_size == 1,
-    )
-    model, optimizer = accelerator.prepare(model, optimizer)
-    # batches stay on the CPU for augmentation (its generator lives there), then move
-    loader = accelerator.prepare_data_loader(loader, device_placement=False)
-    steps = max(len(loader), 1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lr_lambda(cfg.epochs * steps, round(cfg.warmup_epochs * steps), cfg.min_lr_ratio),
-    )
-    weight = None if plan.loss_weights is None else torch.tensor(plan.loss_weights)
-    loss_fn = torch.nn.CrossEntropyLoss(
-        weight=weight.float().to(accelerator.device) if weight is not None else None
-    )
-
-    start, best_f1, best_epoch, bad_epochs = 0, -1.0, 0, 0
-    history: list[dict[str, float]] = []
-    resume_run_id = None
-    if state is not None:
-        accelerator.unwrap_model(model).load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start, best_f1 = int(state["epoch"]), float(state["best_f1"])
-        best_epoch, bad_epochs = int(state["best_epoch"]), int(state["bad_epochs"])
-        history = [dict(h) for h in state["history"]]
-        resume_run_id = state.get("mlflow_run_id")
-        torch.set_rng_state(state["rng_state"])
-        logger.info(
-            "resuming %s after epoch %d (best val macro-F1 %.3f)", spec.name, start, best_f1
-        )
-
-    tags = {
-        "strategy": setup.strategy.name,
-        "architecture": spec.arch,
-        "seed": spec.seed,
-        "model": meta.model,
-        "run": spec.name,
-        "fold": "" if spec.fold is None else spec.fold,
-        "tuned_on": setup.tuned_on,
-    }
-    main = accelerator.is_main_process
-    tracker = TrainTracker(tracking if main else None, spec.name, tags, resume_run_id)
-    tracker.log_params(
-        {
-            "run.loss_weights": plan.loss_weights,
-            "run.oversample": plan.oversample,
-            "run.lr": lr,
-            "run.synthetic_frames": setup.n_synthetic,
-            **{
-                f"run.train_frames.{c}": int(n) for c, n in zip(classes, setup.counts, strict=True)
-            },
-        }
-    )
-    if main:
-        logger.info(
-            "***** training %s%s *****  frames %s (synthetic %d), %d epochs x %d steps, "
-            "loss weights %s, oversample %s, lr %g, %s",
-            spec.name,
-            "" if spec.fold is None else f" (fold {spec.fold})",
-            dict(zip(classes, setup.counts.tolist(), strict=True)),
-            setup.n_synthetic,
-            cfg.epochs,
-            steps,
-            None if plan.loss_weights is None else [round(w, 2) for w in plan.loss_weights],
-            plan.oversample,
-            lr,
-            cfg.precision,
-        )
-    aug_gen = torch.Generator()
+    loop = build_loop(setup, cfg, classes)
+    done = Progress() if state is None else restore(loop, state, setup.spec.name)
+    resume_run_id = None if state is None else state.get("mlflow_run_id")
+    tracker = start_tracking(loop, setup, cfg, classes, tracking, resume_run_id)
+    main = loop.accelerator.is_main_process
     ok = False
     try:
-        for epoch in range(start + 1, cfg.epochs + 1):
-            if cfg.patience > 0 and bad_epochs >= cfg.patience:
+        for epoch in range(done.epoch + 1, cfg.epochs + 1):
+            if done.should_stop(cfg.patience):
                 break
-            te = time.perf_counter()
-            seed_epoch(spec.seed, epoch, loader, aug_gen)
-            loss = train_one_epoch(
-                accelerator,
-                model,
-                loader,
-                optimizer,
-                scheduler,
-                loss_fn,
-                meta,
-                cfg.augment,
-                aug_gen,
-                cfg.grad_clip,
-                f"{spec.name} epoch {epoch}/{cfg.epochs}",
-                progress and main,
-            )
-            row = {
-                "epoch": epoch,
-                "train_loss": loss,
-                **validate(accelerator, model, setup.val, meta, cfg.eval_batch_size, classes),
-                "lr": optimizer.param_groups[0]["lr"],
-                "seconds": time.perf_counter() - te,
-            }
-            history.append(row)
-            improved = row["val_macro_f1"] > best_f1
-            if improved:
-                best_f1, best_epoch, bad_epochs = row["val_macro_f1"], epoch, 0
-            else:
-                bad_epochs += 1
+            row = run_epoch(loop, setup, cfg, classes, epoch, progress and main)
+            improved = done.record(row)
             if main:
-                unwrapped = accelerator.unwrap_model(model)
-                if improved:
-                    best_meta = dataclasses.replace(
-                        meta, extra={**meta.extra, "epoch": epoch, "val_macro_f1": best_f1}
-                    )
-                    save_checkpoint(out_dir / FILES["checkpoint"], unwrapped, best_meta)
-                save_checkpoint(
-                    last,
-                    unwrapped,
-                    meta,
-                    optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(),
-                    epoch=epoch,
-                    best_f1=best_f1,
-                    best_epoch=best_epoch,
-                    bad_epochs=bad_epochs,
-                    history=history,
-                    fingerprint=setup.fingerprint,
-                    mlflow_run_id=tracker.run_id,
-                    rng_state=torch.get_rng_state(),
-                )
-                tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
-                logger.info(
-                    "%s epoch %d: loss %.3f, val loss %.3f, val acc %.3f, val macro-F1 %.3f%s",
-                    spec.name,
-                    epoch,
-                    row["train_loss"],
-                    row["val_loss"],
-                    row["val_accuracy"],
-                    row["val_macro_f1"],
-                    " *" if improved else "",
-                )
-            accelerator.wait_for_everyone()
+                checkpoint_epoch(loop, setup, out_dir, done, improved, tracker)
+            loop.accelerator.wait_for_everyone()
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
         result = finish_run(
-            accelerator, model, setup, out_dir, cfg, classes, history, best_epoch, tracker, t0
+            loop.accelerator,
+            loop.model,
+            setup,
+            out_dir,
+            cfg,
+            classes,
+            done.history,
+            done.best_epoch,
+            tracker,
+            t0,
         )
         ok = True
         return result

@@ -21,7 +21,7 @@ import pandas as pd
 from lusaug.config import BaseModelParams, BaseParams, MlflowParams, as_flat_dict
 from lusaug.generators.captions import caption
 from lusaug.generators.data import check_validation, from_unit, load_frames, read_splits
-from lusaug.generators.diffusion_loop import fingerprint
+from lusaug.generators.diffusion_loop import TrainResult, fingerprint
 from lusaug.generators.mlflow_runs import log_base_model, register_base_model
 from lusaug.generators.plots import comparison_grid_figure, loss_figure, save_figure
 from lusaug.generators.stages.common import (
@@ -33,7 +33,7 @@ from lusaug.generators.stages.common import (
     setup_mlflow,
     tags,
 )
-from lusaug.generators.text_base import CAPTIONS_FILE, base_training_data, train_base
+from lusaug.generators.text_base import CAPTIONS_FILE, BaseData, base_training_data, train_base
 from lusaug.generators.text_to_image import TextToImage, pipeline_class
 from lusaug.mlflow_store import log_data_inputs
 from lusaug.utils import atomic_path, write_json
@@ -64,6 +64,60 @@ def class_grid(t2i: TextToImage, rows: pd.DataFrame, cfg: BaseModelParams, seed:
     return comparison_grid_figure(grid, "base model: same seeds, one caption per class")
 
 
+def _external_base(external: str, out_dir: Path | str, fold: int | None) -> dict[str, Any]:
+    """``generate.base`` is set: nothing trains, the folder only says which checkpoint to use."""
+    path = resolve_base("", external)
+    summary = {"fold": fold, "external": str(path.resolve()), "trained": False}
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        write_json(tmp / EXTERNAL_FILE, summary)
+    return summary
+
+
+def _summary(
+    fold: int | None,
+    target_class: str,
+    data: BaseData,
+    n_images: int,
+    t2i: TextToImage,
+    res: TrainResult,
+    run_id: str,
+) -> dict[str, Any]:
+    """``base.json``: what the base trained on, its size and how training went."""
+    return {
+        "fold": fold,
+        "trained": True,
+        "classes": sorted(set(data.rows["label"])),
+        "target_class_excluded": target_class,
+        "train_frames": n_images,
+        "train_patients": int(data.rows["patient_id"].nunique()),
+        "vocabulary": len(data.vocab),
+        "unet_parameters": sum(p.numel() for p in t2i.unet.parameters()),
+        "text_encoder_parameters": sum(p.numel() for p in t2i.text_encoder.parameters()),
+        "train_steps": res.steps,
+        "train_seconds": round(res.seconds, 2),
+        "train_images_per_second": round(res.images_per_second, 2),
+        "final_loss": float(np.mean(res.losses[-max(1, len(res.losses) // 10) :])),
+        "mlflow_run_id": run_id,
+    }
+
+
+def _write_figures(
+    tmp: Path,
+    t2i: TextToImage,
+    data: BaseData,
+    cfg: BaseModelParams,
+    seed: int,
+    losses: list[float],
+) -> None:
+    """The per-class sample grid and the loss curve, to the folder and to MLflow."""
+    grid = class_grid(t2i, data.rows, cfg, seed)
+    mlflow.log_figure(grid, "samples/final.png")
+    save_figure(grid, tmp / "samples.png")
+    fig = loss_figure(losses, "base model: denoising loss")
+    mlflow.log_figure(fig, "loss.png")
+    save_figure(fig, tmp / "loss.png")
+
+
 def run_base_model(
     splits_csv: Path | str,
     out_dir: Path | str,
@@ -81,11 +135,7 @@ def run_base_model(
     """Train (or point at) the fold's base; returns the summary written to ``base.json``."""
     check_validation(validation_json)
     if external:
-        path = resolve_base("", external)
-        summary = {"fold": fold, "external": str(path.resolve()), "trained": False}
-        with atomic_path(out_dir, is_dir=True) as tmp:
-            write_json(tmp / EXTERNAL_FILE, summary)
-        return summary
+        return _external_base(external, out_dir, fold)
     set_threads(threads)
     splits = read_splits(splits_csv)
     data = base_training_data(splits, base.target_class, base.classes)
@@ -119,33 +169,13 @@ def run_base_model(
             on_checkpoint=on_checkpoint if cfg.checkpoint_every else None,
             progress=progress,
         )
-        summary: dict[str, Any] = {
-            "fold": fold,
-            "trained": True,
-            "classes": sorted(set(data.rows["label"])),
-            "target_class_excluded": base.target_class,
-            "train_frames": len(images),
-            "train_patients": int(data.rows["patient_id"].nunique()),
-            "vocabulary": len(data.vocab),
-            "unet_parameters": sum(p.numel() for p in t2i.unet.parameters()),
-            "text_encoder_parameters": sum(p.numel() for p in t2i.text_encoder.parameters()),
-            "train_steps": res.steps,
-            "train_seconds": round(res.seconds, 2),
-            "train_images_per_second": round(res.images_per_second, 2),
-            "final_loss": float(np.mean(res.losses[-max(1, len(res.losses) // 10) :])),
-            "mlflow_run_id": run.info.run_id,
-        }
+        summary = _summary(fold, base.target_class, data, len(images), t2i, res, run.info.run_id)
         with atomic_path(out_dir, is_dir=True) as tmp:
             t2i.pipe.save_pretrained(tmp)
             pd.DataFrame(
                 {"path": data.rows["path"], "label": data.rows["label"], "caption": data.texts}
             ).to_csv(tmp / CAPTIONS_FILE, index=False)
-            grid = class_grid(t2i, data.rows, cfg, seed + 1)
-            mlflow.log_figure(grid, "samples/final.png")
-            save_figure(grid, tmp / "samples.png")
-            fig = loss_figure(res.losses, "base model: denoising loss")
-            mlflow.log_figure(fig, "loss.png")
-            save_figure(fig, tmp / "loss.png")
+            _write_figures(tmp, t2i, data, cfg, seed + 1, res.losses)
             mlflow.log_metrics(
                 {
                     k: float(summary[k])

@@ -17,7 +17,14 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from lusaug.config import BaseParams, GenerateParams, GeneratorSpec, MlflowParams, as_flat_dict
+from lusaug.config import (
+    BaseParams,
+    GenerateParams,
+    GeneratorSpec,
+    MlflowParams,
+    SamplingParams,
+    as_flat_dict,
+)
 from lusaug.generators import data as gdata
 from lusaug.generators.captions import captions
 from lusaug.generators.ddpm import build_scheduler, save_ddpm, train_ddpm
@@ -195,6 +202,78 @@ def _comparison_grid(generator: Generator, ctx: dict[str, Any]) -> Any:
     return comparison_grid_figure(rows, f"{ctx['label']}: same seeds with / without {token}")
 
 
+def _generator_meta(
+    name: str,
+    spec: GeneratorSpec,
+    base: BaseParams,
+    sp: SamplingParams,
+    tset: gdata.TrainingSet,
+    n_images: int,
+    seed: int,
+    fold: int | None,
+) -> dict[str, Any]:
+    """The start of ``generator.json``: what G is, what it trained on, how it samples."""
+    target = base.target_class
+    return {
+        "name": name,
+        "kind": spec.kind,
+        "train_set": spec.train_set,
+        "leaky": spec.leaky,
+        "target_class": target,
+        "class_index": base.classes.index(target),
+        "classes": list(base.classes),
+        "image_size": base.image_size,
+        "seed": seed,
+        "fold": fold,
+        "train_frames": n_images,
+        "train_patients": int(tset.frames["patient_id"].nunique()),
+        "splits_used": tset.splits_used,
+        "notes": tset.notes,
+        "sampler": sp.sampler,
+        "steps": sp.steps,
+        "batch_size": sp.batch_size,
+    }
+
+
+def _model_section(spec: GeneratorSpec, gen: GenerateParams) -> Any:
+    """The config section G's kind trains with (ddpm, ti or finetune)."""
+    if spec.kind.startswith("ddpm"):
+        return gen.ddpm
+    return getattr(gen, "ti" if spec.kind == "textual_inversion" else "finetune")
+
+
+def _log_params(
+    spec: GeneratorSpec,
+    section: Any,
+    sp: SamplingParams,
+    n_images: int,
+    seed: int,
+    base_path: Path | None,
+) -> None:
+    """A new run's params: the generator spec, its model section, sampling, data and seed."""
+    mlflow.log_params({f"generator.{k}": v for k, v in as_flat_dict(spec).items()})
+    mlflow.log_params(as_flat_dict(section, f"{spec.kind}."))
+    mlflow.log_params(as_flat_dict(sp, "sampling."))
+    mlflow.log_params({"train_frames": n_images, "seed": seed, "base": str(base_path or "")})
+
+
+def _candidates(
+    generator: Generator, ctx: dict[str, Any], candidates_dir: Path | str, out: Path
+) -> np.ndarray:
+    """Sample and write the candidate PNGs, with their grid (and TI's with/without figure)."""
+    spec, gen, label = ctx["spec"], ctx["gen"], ctx["label"]
+    cands = generator.sample(gen.sampling.candidates, ctx["seed"] + 1, progress=ctx["progress"])
+    gdata.write_pngs(cands, candidates_dir, CANDIDATE_PREFIX)
+    grid = grid_figure(cands[: gen.ddpm.grid_size], f"{label}: candidates")
+    mlflow.log_figure(grid, "samples/candidates.png")
+    save_figure(grid, out / "candidates_grid.png")
+    if spec.kind == "textual_inversion":
+        fig = _comparison_grid(generator, ctx)
+        mlflow.log_figure(fig, "samples/with_without_token.png")
+        save_figure(fig, out / "with_without_token.png")
+    return cands
+
+
 def run_generate(
     name: str,
     splits_csv: Path | str,
@@ -222,31 +301,8 @@ def run_generate(
     seed = derive_seed(base.seed, name)
     tset = gdata.build_training_set(splits, spec, target, base.classes, gen.mixed_patients, seed)
     images = gdata.load_frames(tset.frames, splits_csv, base.image_size)
-    sp = gen.sampling
-    meta: dict[str, Any] = {
-        "name": name,
-        "kind": spec.kind,
-        "train_set": spec.train_set,
-        "leaky": spec.leaky,
-        "target_class": target,
-        "class_index": base.classes.index(target),
-        "classes": list(base.classes),
-        "image_size": base.image_size,
-        "seed": seed,
-        "fold": fold,
-        "train_frames": len(images),
-        "train_patients": int(tset.frames["patient_id"].nunique()),
-        "splits_used": tset.splits_used,
-        "notes": tset.notes,
-        "sampler": sp.sampler,
-        "steps": sp.steps,
-        "batch_size": sp.batch_size,
-    }
-    section = (
-        gen.ddpm
-        if spec.kind.startswith("ddpm")
-        else getattr(gen, "ti" if spec.kind == "textual_inversion" else "finetune")
-    )
+    meta = _generator_meta(name, spec, base, gen.sampling, tset, len(images), seed, fold)
+    section = _model_section(spec, gen)
     fp = fingerprint(
         name, spec, section, base.image_size, str(base_path), list(tset.frames["path"])
     )
@@ -261,12 +317,7 @@ def run_generate(
         if spec.leaky:
             mlflow.set_tag("warning", "LEAKY: trained on validation/test frames")
         if run_id is None:
-            mlflow.log_params({f"generator.{k}": v for k, v in as_flat_dict(spec).items()})
-            mlflow.log_params(as_flat_dict(section, f"{spec.kind}."))
-            mlflow.log_params(as_flat_dict(sp, "sampling."))
-            mlflow.log_params(
-                {"train_frames": len(images), "seed": seed, "base": str(base_path or "")}
-            )
+            _log_params(spec, section, gen.sampling, len(images), seed, base_path)
         mlflow.log_text(tset.frames.to_csv(index=False), TRAIN_SET_FILE)
         ctx = {
             "spec": spec,
@@ -287,16 +338,7 @@ def run_generate(
             train = _train_text if spec.kind in TEXT_KINDS else _train_ddpm
             result = train(ctx, tmp)
             tset.frames.to_csv(tmp / TRAIN_SET_FILE, index=False)
-            generator = Generator.load(tmp)
-            cands = generator.sample(sp.candidates, seed + 1, progress=progress)
-            gdata.write_pngs(cands, candidates_dir, CANDIDATE_PREFIX)
-            grid = grid_figure(cands[: gen.ddpm.grid_size], f"{label}: candidates")
-            mlflow.log_figure(grid, "samples/candidates.png")
-            save_figure(grid, tmp / "candidates_grid.png")
-            if spec.kind == "textual_inversion":
-                fig = _comparison_grid(generator, ctx)
-                mlflow.log_figure(fig, "samples/with_without_token.png")
-                save_figure(fig, tmp / "with_without_token.png")
+            cands = _candidates(Generator.load(tmp), ctx, candidates_dir, tmp)
             model_uri = log_generator_model(
                 tmp, base_dir=base_path if spec.kind == "textual_inversion" else None
             )

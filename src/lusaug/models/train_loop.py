@@ -1,0 +1,286 @@
+"""The phases :func:`lusaug.models.train.train_classifier` runs, in the order it runs them.
+
+:func:`build_loop` (accelerator, model, optimizer, scheduler, loader and loss: the objects the
+epochs work on), :func:`restore` (the training state of an interrupted run, from ``last.pt``),
+:func:`start_tracking` (the MLflow run, its params and the summary line before training),
+:func:`run_epoch` (one epoch and its validation; :class:`Progress` keeps the early-stopping
+counters) and :func:`checkpoint_epoch` (``model.pt`` when validation improved, ``last.pt``
+always). :mod:`lusaug.models.epochs` holds what an epoch itself does.
+
+Repeatability: the global torch generator is seeded from the run's seed just before the model is
+built, and ``last.pt`` stores the global RNG state after every epoch; a resumed run restores it
+after everything is built, so it trains on exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from lusaug.config import TrainParams
+from lusaug.models.classifier import build_classifier, load_checkpoint, save_checkpoint
+from lusaug.models.data import IndexedFrames
+from lusaug.models.epochs import (
+    EpochSampler,
+    lr_lambda,
+    make_accelerator,
+    seed_epoch,
+    train_one_epoch,
+    validate,
+)
+from lusaug.models.mlflow_runs import RunTracking, TrainTracker
+from lusaug.models.run_files import FILES
+from lusaug.models.strategies import sample_weights
+
+if TYPE_CHECKING:
+    from lusaug.models.train import RunSetup
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Loop:
+    """The objects one run's epochs work on, built once before the first epoch."""
+
+    accelerator: Any
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    loader: Any  # accelerate's data loader over the training frames
+    loss_fn: torch.nn.Module
+    lr: float  # peak learning rate (the strategy's plan or train.lr)
+    steps: int  # optimizer steps per epoch
+    aug_gen: torch.Generator = field(default_factory=torch.Generator)  # augmentation draws
+
+
+@dataclass
+class Progress:
+    """Where training stands: the last finished epoch, the best one, the history."""
+
+    epoch: int = 0  # last finished epoch (0 = none yet)
+    best_f1: float = -1.0  # best validation macro-F1 so far
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the best one (early stopping)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def should_stop(self, patience: int) -> bool:
+        """Early stopping: ``patience`` epochs without a better validation macro-F1."""
+        return patience > 0 and self.bad_epochs >= patience
+
+    def record(self, row: dict[str, float]) -> bool:
+        """Add one epoch's row; returns whether its validation macro-F1 is the best so far."""
+        self.history.append(row)
+        self.epoch = int(row["epoch"])
+        improved = row["val_macro_f1"] > self.best_f1
+        if improved:
+            self.best_f1, self.best_epoch, self.bad_epochs = row["val_macro_f1"], self.epoch, 0
+        else:
+            self.bad_epochs += 1
+        return improved
+
+
+def resume_state(last: Path, fingerprint: str, resume: bool) -> dict[str, Any] | None:
+    """The state in ``last`` when resuming and it belongs to this run (same fingerprint)."""
+    if not (resume and last.exists()):
+        return None
+    state = load_checkpoint(last)
+    if state.get("fingerprint") == fingerprint:
+        return state
+    logger.warning("%s belongs to a different run (params or data changed): fresh start", last)
+    return None
+
+
+def build_loop(setup: RunSetup, cfg: TrainParams, classes: list[str]) -> Loop:
+    """Accelerator, freshly initialised model (seeded by the run's seed), AdamW, the epoch
+    sampler's loader, the warm-up + cosine schedule and the (weighted) loss."""
+    spec, plan, train = setup.spec, setup.plan, setup.train
+    accelerator = make_accelerator(cfg.precision)
+    torch.manual_seed(spec.seed)
+    model = build_classifier(setup.meta)
+    lr = plan.lr if plan.lr is not None else cfg.lr
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    sampler = EpochSampler(
+        len(train),
+        spec.seed,
+        sample_weights(train.labels.numpy(), len(classes)) if plan.oversample else None,
+    )
+    loader = torch.utils.data.DataLoader(
+        IndexedFrames(train),
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        # a last batch of one frame breaks BatchNorm where the feature map is 1x1 (32 px ResNet)
+        drop_last=len(train) % cfg.batch_size == 1,
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # batches stay on the CPU for augmentation (its generator lives there), then move
+    loader = accelerator.prepare_data_loader(loader, device_placement=False)
+    steps = max(len(loader), 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lr_lambda(cfg.epochs * steps, round(cfg.warmup_epochs * steps), cfg.min_lr_ratio),
+    )
+    weight = None if plan.loss_weights is None else torch.tensor(plan.loss_weights)
+    loss_fn = torch.nn.CrossEntropyLoss(
+        weight=weight.float().to(accelerator.device) if weight is not None else None
+    )
+    return Loop(accelerator, model, optimizer, scheduler, loader, loss_fn, lr, steps)
+
+
+def restore(loop: Loop, state: dict[str, Any], run: str) -> Progress:
+    """Weights, optimizer, scheduler, counters and the global RNG state from ``last.pt``."""
+    loop.accelerator.unwrap_model(loop.model).load_state_dict(state["state_dict"])
+    loop.optimizer.load_state_dict(state["optimizer"])
+    loop.scheduler.load_state_dict(state["scheduler"])
+    progress = Progress(
+        epoch=int(state["epoch"]),
+        best_f1=float(state["best_f1"]),
+        best_epoch=int(state["best_epoch"]),
+        bad_epochs=int(state["bad_epochs"]),
+        history=[dict(h) for h in state["history"]],
+    )
+    torch.set_rng_state(state["rng_state"])
+    logger.info(
+        "resuming %s after epoch %d (best val macro-F1 %.3f)",
+        run,
+        progress.epoch,
+        progress.best_f1,
+    )
+    return progress
+
+
+def start_tracking(
+    loop: Loop,
+    setup: RunSetup,
+    cfg: TrainParams,
+    classes: list[str],
+    tracking: RunTracking | None,
+    resume_run_id: str | None,
+) -> TrainTracker:
+    """The run's MLflow run (continued when resuming) with what this run trains on, and the
+    ``***** training *****`` summary line (main process only)."""
+    spec, plan, meta = setup.spec, setup.plan, setup.meta
+    tags = {
+        "strategy": setup.strategy.name,
+        "architecture": spec.arch,
+        "seed": spec.seed,
+        "model": meta.model,
+        "run": spec.name,
+        "fold": "" if spec.fold is None else spec.fold,
+        "tuned_on": setup.tuned_on,
+    }
+    main = loop.accelerator.is_main_process
+    tracker = TrainTracker(tracking if main else None, spec.name, tags, resume_run_id)
+    tracker.log_params(
+        {
+            "run.loss_weights": plan.loss_weights,
+            "run.oversample": plan.oversample,
+            "run.lr": loop.lr,
+            "run.synthetic_frames": setup.n_synthetic,
+            **{
+                f"run.train_frames.{c}": int(n) for c, n in zip(classes, setup.counts, strict=True)
+            },
+        }
+    )
+    if main:
+        logger.info(
+            "***** training %s%s *****  frames %s (synthetic %d), %d epochs x %d steps, "
+            "loss weights %s, oversample %s, lr %g, %s",
+            spec.name,
+            "" if spec.fold is None else f" (fold {spec.fold})",
+            dict(zip(classes, setup.counts.tolist(), strict=True)),
+            setup.n_synthetic,
+            cfg.epochs,
+            loop.steps,
+            None if plan.loss_weights is None else [round(w, 2) for w in plan.loss_weights],
+            plan.oversample,
+            loop.lr,
+            cfg.precision,
+        )
+    return tracker
+
+
+def run_epoch(
+    loop: Loop,
+    setup: RunSetup,
+    cfg: TrainParams,
+    classes: list[str],
+    epoch: int,
+    progress: bool,
+) -> dict[str, float]:
+    """Seed, train and validate ``epoch``; returns its history row."""
+    spec, meta = setup.spec, setup.meta
+    te = time.perf_counter()
+    seed_epoch(spec.seed, epoch, loop.loader, loop.aug_gen)
+    loss = train_one_epoch(
+        loop.accelerator,
+        loop.model,
+        loop.loader,
+        loop.optimizer,
+        loop.scheduler,
+        loop.loss_fn,
+        meta,
+        cfg.augment,
+        loop.aug_gen,
+        cfg.grad_clip,
+        f"{spec.name} epoch {epoch}/{cfg.epochs}",
+        progress,
+    )
+    return {
+        "epoch": epoch,
+        "train_loss": loss,
+        **validate(loop.accelerator, loop.model, setup.val, meta, cfg.eval_batch_size, classes),
+        "lr": loop.optimizer.param_groups[0]["lr"],
+        "seconds": time.perf_counter() - te,
+    }
+
+
+def checkpoint_epoch(
+    loop: Loop,
+    setup: RunSetup,
+    out_dir: Path,
+    progress: Progress,
+    improved: bool,
+    tracker: TrainTracker,
+) -> None:
+    """After an epoch (main process): ``model.pt`` if it improved, ``last.pt`` (the full state,
+    the global RNG state included), its metrics to MLflow and its log line."""
+    row, meta = progress.history[-1], setup.meta
+    unwrapped = loop.accelerator.unwrap_model(loop.model)
+    if improved:
+        best_meta = dataclasses.replace(
+            meta, extra={**meta.extra, "epoch": progress.epoch, "val_macro_f1": progress.best_f1}
+        )
+        save_checkpoint(out_dir / FILES["checkpoint"], unwrapped, best_meta)
+    save_checkpoint(
+        out_dir / FILES["last"],
+        unwrapped,
+        meta,
+        optimizer=loop.optimizer.state_dict(),
+        scheduler=loop.scheduler.state_dict(),
+        epoch=progress.epoch,
+        best_f1=progress.best_f1,
+        best_epoch=progress.best_epoch,
+        bad_epochs=progress.bad_epochs,
+        history=progress.history,
+        fingerprint=setup.fingerprint,
+        mlflow_run_id=tracker.run_id,
+        rng_state=torch.get_rng_state(),
+    )
+    tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=progress.epoch)
+    logger.info(
+        "%s epoch %d: loss %.3f, val loss %.3f, val acc %.3f, val macro-F1 %.3f%s",
+        setup.spec.name,
+        progress.epoch,
+        row["train_loss"],
+        row["val_loss"],
+        row["val_accuracy"],
+        row["val_macro_f1"],
+        " *" if improved else "",
+    )
