@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -26,8 +27,10 @@ def test_folds_counts_the_rare_groups_and_writes_them(tmp_path, params):
     frames = write_toy_dataset(tmp_path / "data", params.base.classes, size=32)  # 4 viral patients
     conf = tmp_path / "params.yaml"
     shutil.copy(PROJ_ROOT / "params.yaml", conf)
-    text = conf.read_text().replace("folds: [0, 1, 2, 3]", "folds: [0, 1]")
-    conf.write_text(text.replace("image_size: 64", "image_size: 32"))
+    text = re.sub(r"(?m)^(  max_folds:) *\d+", r"\1 5", conf.read_text())  # whatever the profile
+    text = re.sub(r"(?m)^(  folds:) *\[[0-9, ]*\]", r"\1 [0, 1]", text)
+    conf.write_text(re.sub(r"(?m)^(  image_size:) *\d+", r"\1 32", text))
+    assert yaml.safe_load(conf.read_text())["split"]["max_folds"] == 5
     shown = _folds(conf, frames)
     assert shown.returncode == 0, shown.stderr
     assert "viral: 4 independent patient group(s)" in shown.stdout

@@ -127,8 +127,9 @@ def roles(df: pd.DataFrame) -> dict[str, set[str]]:
 
 def params_file(folder: Path, params_dict: dict, classes: list[str], **split) -> Path:
     """A params.yaml for a stage script run: ``classes`` (consistent phantom/import sections)
-    and ``split`` keys overridden."""
+    and ``split`` keys overridden (``max_folds`` 5 unless given, whatever the default profile caps)."""
     data = json.loads(json.dumps(params_dict))
+    split = {"max_folds": 5, **split}
     data["base"]["classes"] = classes
     data["base"]["target_class"] = classes[-1]
     data["phantom"]["patients"] = {c: 3 for c in classes}
