@@ -59,6 +59,30 @@ def test_split_section_is_checked(params_dict, split, message):
         params_from_dict(deep_merge(params_dict, {"split": split}))
 
 
+@pytest.mark.parametrize("section", ["base_model", "generate.ddpm"])
+def test_unet_widths_must_fit_the_groupnorm_groups(params_dict, section):
+    """Refused when params.yaml loads, not by torch minutes into a run (32 groups, width 8)."""
+    keys = section.split(".")
+    change: dict = {"block_out_channels": [8, 16], "norm_num_groups": 32}
+    for key in reversed(keys):
+        change = {key: change}
+    with pytest.raises(
+        ConfigError, match=rf"{section}.norm_num_groups 32 must divide .*\[8, 16\]"
+    ):
+        params_from_dict(deep_merge(params_dict, change))
+
+
+def test_micro_on_top_of_pocus_loads(tmp_path):
+    """The shrunk real-data test puts micro's sizes over pocus: the result must be a valid config."""
+    params = tmp_path / "params.yaml"
+    shutil.copy(PROJ_ROOT / "params.yaml", params)
+    apply_profile("pocus", params)
+    apply_profile("micro", params)
+    loaded = load_params(params)
+    assert loaded.base_model.block_out_channels == [8, 16]
+    assert loaded.base_model.norm_num_groups == 8
+
+
 def test_wrong_type_is_rejected(params_dict):
     bad = deep_merge(params_dict, {"base": {"image_size": "big"}})
     with pytest.raises(ConfigError, match="image_size"):

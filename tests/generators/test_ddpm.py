@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lusaug.config import ConfigError
 from lusaug.generators.ddpm import (
     build_scheduler,
     build_unet,
@@ -182,5 +183,5 @@ def test_resume_ignores_a_checkpoint_of_another_config(viral_frames, tiny_ddpm_c
 def test_bad_unet_shapes_are_explained(tiny_ddpm_cfg):
     with pytest.raises(ValueError, match="divisible"):
         build_unet(dataclasses.replace(tiny_ddpm_cfg, resolution=18, block_out_channels=[8, 8, 8]))
-    with pytest.raises(ValueError, match="norm_num_groups"):
-        build_unet(dataclasses.replace(tiny_ddpm_cfg, block_out_channels=[8, 12]))
+    with pytest.raises(ConfigError, match="norm_num_groups 8 must divide every width"):
+        dataclasses.replace(tiny_ddpm_cfg, block_out_channels=[8, 12])  # refused as config

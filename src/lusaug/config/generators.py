@@ -22,6 +22,16 @@ class GeneratorSpec:
     template: str  # textual inversion prompt templates: object | style ("" otherwise)
 
 
+def check_unet_widths(section: str, widths: list[int], norm_num_groups: int) -> None:
+    """GroupNorm needs every width divisible by its groups: say so before torch does, mid-run."""
+    bad = [w for w in widths if w % norm_num_groups]
+    if bad:
+        raise ConfigError(
+            f"{section}.norm_num_groups {norm_num_groups} must divide every width of"
+            f" {section}.block_out_channels {widths} (not {bad})"
+        )
+
+
 @dataclass(frozen=True)
 class DdpmParams:
     resolution: int  # px the UNet works at; samples are resized to base.image_size
@@ -43,6 +53,9 @@ class DdpmParams:
     checkpoint_every: int  # steps between checkpoints + sample grids (0 = only at the end)
     checkpoints_total_limit: int  # newest checkpoints kept on disk
     grid_size: int  # images in each checkpoint sample grid
+
+    def __post_init__(self) -> None:
+        check_unet_widths("generate.ddpm", self.block_out_channels, self.norm_num_groups)
 
 
 @dataclass(frozen=True)
@@ -148,6 +161,7 @@ class BaseModelParams:
     register: bool  # register the base in the MLflow Model Registry (lus-base)
 
     def __post_init__(self) -> None:
+        check_unet_widths("base_model", self.block_out_channels, self.norm_num_groups)
         if self.prediction_type not in PREDICTION_TYPES:
             raise ConfigError(f"base_model.prediction_type must be one of {PREDICTION_TYPES}")
         if not 0 < self.cross_attention_levels <= len(self.block_out_channels):

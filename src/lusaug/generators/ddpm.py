@@ -49,9 +49,6 @@ def build_unet(cfg: DdpmParams, num_classes: int | None = None) -> torch.nn.Modu
             f"generate.ddpm.resolution {cfg.resolution} must be divisible by 2**(levels-1) "
             f"for {levels} levels of block_out_channels"
         )
-    bad = [w for w in cfg.block_out_channels if w % cfg.norm_num_groups]
-    if bad:
-        raise ValueError(f"generate.ddpm.norm_num_groups must divide every width; not {bad}")
     down = ["DownBlock2D"] * levels
     if cfg.attention:
         down[-1] = "AttnDownBlock2D"
