@@ -8,6 +8,7 @@ hosts, which this machine's closed network refuses.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import urllib.parse
 from contextlib import contextmanager
@@ -118,12 +119,15 @@ def show_tag_column(page, tag: str) -> None:
     page.get_by_role("button", name="Columns").click()
     page.get_by_placeholder("Search columns").fill(tag)
     tree = page.get_by_test_id("column-selector-tree")
-    leaf = tree.get_by_text(tag, exact=True)
+    # whole titles only (the search highlight is a <strong> inside one); Tags is the last group
+    leaf = tree.locator(".du-bois-light-tree-title").filter(
+        has_text=re.compile(rf"^{re.escape(tag)}$")
+    )
     tags_node = tree.locator(".du-bois-light-tree-treenode", has_text="Tags")
     tags_node.first.wait_for()
     if not leaf.count():  # the Tags group can render collapsed
         tags_node.first.locator(".du-bois-light-tree-switcher").click()
-    leaf.click()
+    leaf.last.click()
     page.keyboard.press("Escape")
 
 

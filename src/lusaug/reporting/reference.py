@@ -10,7 +10,7 @@ from lusaug.reporting.outputs import RunOutputs
 
 TITLE = "The study's numbers beside ours"
 # The seed study's own numbers, from its Table 3 (test split of 444 frames: 195 regular, 112 covid,
-# 121 pneumonia, 16 viral), as quoted in issue 6. Percentages; the study gives no intervals and
+# 121 pneumonia, 16 viral). Percentages; the study gives no intervals and
 # does not name the F1/precision average. Keys: our strategy names and architecture families.
 STUDY_REFERENCE: dict[str, Any] = {
     "source": "the study, Table 3",
