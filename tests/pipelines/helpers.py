@@ -23,6 +23,13 @@ def run(
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{cwd / 'mlflow.db'}"
     env.update(GX_ANALYTICS_ENABLED="false", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return run_in_env(cmd, cwd, env, check, timeout)
+
+
+def run_in_env(
+    cmd: list[str], cwd: Path, env: dict[str, str], check: bool, timeout: int
+) -> subprocess.CompletedProcess:
+    """Run ``cmd`` with exactly ``env``; on failure raise with the tail of its output."""
     proc = subprocess.run(
         cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.pipelines.helpers import BIN
+from tests.pipelines.helpers import BIN, run_in_env
 from tests.team.services import FAKE_AWS
 
 TIMEOUT_S = 3600
@@ -31,15 +31,7 @@ def run(
     cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True, timeout: int = TIMEOUT_S
 ) -> subprocess.CompletedProcess:
     """Run a command; on failure raise with the tail of its output."""
-    proc = subprocess.run(
-        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}"
-            f"\n--- stderr\n{proc.stderr[-6000:]}"
-        )
-    return proc
+    return run_in_env(cmd, cwd, env, check, timeout)
 
 
 def git_commit_all(repo: Path, message: str) -> None:
