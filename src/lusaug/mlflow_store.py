@@ -7,7 +7,8 @@ Lineage: :func:`log_data_inputs` records on a run, as MLflow dataset inputs, the
 data it read: ``data/raw`` (digest = its DVC hash from ``data.dvc``) and its split file (digest
 = the file's DVC hash, the md5 DVC records for it inside ``data/splits``), each with a ``dvc``
 source (repository, git revision, path, DVC remote): the digest is the content address of those
-bytes in the DVC cache and remote.
+bytes in the DVC cache and remote. A run that trains on synthetic images also logs them
+(:func:`synthetic_input`, context ``synthetic``).
 """
 
 from __future__ import annotations
@@ -237,13 +238,45 @@ def data_inputs(root: Path | str = ".", splits_csv: Path | str | None = None) ->
     return found
 
 
+def synthetic_input(
+    root: Path | str, files: list[Path | str], generator: str, labels: list[str] | None = None
+) -> DataInput:
+    """The synthetic images a run trained on, as one dataset named by their folder.
+
+    The digest is the md5 of every file's name and DVC hash (the run's exact subset, which can be
+    smaller than the kept folder: ``train.synthetic_per_class``, tuned thresholds); the profile
+    counts the images (per class with ``labels``).
+    """
+    root = Path(root).resolve()
+    paths = sorted(Path(f).resolve() for f in files)
+    if not paths:
+        raise ValueError("a synthetic dataset input needs at least one file")
+    folder = Path(os.path.commonpath([p.parent for p in paths]))
+    try:
+        rel = folder.relative_to(root).as_posix()
+    except ValueError:  # a synthetic set outside the repository: name it by its absolute path
+        rel = folder.as_posix()
+    listing = "".join(f"{p.relative_to(folder).as_posix()} {file_md5(p)}\n" for p in paths)
+    profile: dict[str, Any] = {"images": len(paths), "generator": generator}
+    if labels is not None:
+        profile.update({f"{c}_images": labels.count(c) for c in sorted(set(labels))})
+    source = {
+        "repo": repo_url(root),
+        "rev": git_commit(root).removesuffix("-dirty"),
+        "remote": dvc_remote_url(root),
+        "path": rel,
+    }
+    digest = hashlib.md5(listing.encode()).hexdigest()
+    return DataInput(rel, digest, "synthetic", source, profile)
+
+
 def lineage_tags(inputs: list[DataInput]) -> dict[str, str]:
     """Run/version tags naming the data: ``data_hash`` (data/raw), ``split_file``/``split_hash``."""
     tags = {}
     for item in inputs:
         if item.context == "raw":
             tags["data_hash"] = item.md5
-        else:
+        elif item.context == "training":
             tags.update(split_file=item.path, split_hash=item.md5)
     return tags
 

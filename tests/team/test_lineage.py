@@ -149,3 +149,38 @@ def test_the_model_card_covers_data_cv_estimate_decision_lineage_use_and_limits(
     ):  # fmt: skip
         assert text in card, text
     assert "\n\n\n" not in card
+
+
+def test_a_synthetic_run_logs_the_images_it_trained_on_as_a_dataset(tmp_path, monkeypatch):
+    repo = _dvc_repo(tmp_path / "repo")
+    kept = repo / "data" / "synthetic" / "fold-0" / "g1" / "kept"
+    (kept / "covid").mkdir(parents=True)
+    files = [kept / "a.png", kept / "b.png", kept / "covid" / "c.png"]
+    for i, f in enumerate(files):
+        f.write_bytes(bytes([i]) * 10)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    tracking = RunTracking(uri, {}, root=repo, splits_csv=Path("data/splits/fold-0.csv"))
+
+    def logged(paths: list[Path]):
+        tracker = TrainTracker(tracking, "synthetic_only-g1-resnet-0", {"fold": 0})
+        labels = ["covid" if p.parent.name == "covid" else "viral" for p in paths]
+        tracker.log_synthetic(repo, [str(p) for p in paths], "g1", labels)
+        tracker.finish()
+        run = MlflowClient(uri).get_run(tracker.run_id)
+        return {d.dataset.name: d for d in run.inputs.dataset_inputs}, run
+
+    found, run = logged(files)
+    synth = found["data/synthetic/fold-0/g1/kept"]
+    assert {t.key: t.value for t in synth.tags} == {"mlflow.data.context": "synthetic"}
+    profile = json.loads(synth.dataset.profile)
+    assert profile == {"images": 3, "generator": "g1", "covid_images": 1, "viral_images": 2}
+    assert json.loads(synth.dataset.source)["path"] == "data/synthetic/fold-0/g1/kept"
+    assert run.data.tags["split_file"] == "data/splits/fold-0.csv"  # not replaced by the set
+    subset, _ = logged(files[:2])  # another subset, or changed bytes: another digest
+    files[0].write_bytes(b"changed")
+    changed, _ = logged(files)
+    digests = {d["data/synthetic/fold-0/g1/kept"].dataset.digest for d in (found, changed)} | {
+        subset["data/synthetic/fold-0/g1/kept"].dataset.digest
+    }
+    assert len(digests) == 3

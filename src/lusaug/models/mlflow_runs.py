@@ -28,6 +28,7 @@ from lusaug.mlflow_store import (
     log_data_inputs,
     setup_experiment,
     standard_tags,
+    synthetic_input,
     tracking_uri,
 )
 
@@ -167,6 +168,15 @@ class TrainTracker:
         self.run_id = run.info.run_id
         log_data_inputs(self.run_id, tracking.root, tracking.splits_csv)
         self.log_params(tracking.params)
+
+    def log_synthetic(
+        self, root: Path | str, files: list[str], generator: str, labels: list[str]
+    ) -> None:
+        """The synthetic images this run trains on, as a dataset input (context synthetic)."""
+        if not self.enabled or not files:
+            return
+        item = synthetic_input(root, files, generator, labels)
+        self.client.log_inputs(self.run_id, datasets=[item.to_mlflow()])
 
     def log_params(self, values: dict[str, Any]) -> None:
         if not self.enabled:

@@ -25,7 +25,7 @@ import torch
 
 from lusaug.config import TrainParams
 from lusaug.models.classifier import build_classifier, load_checkpoint, save_checkpoint
-from lusaug.models.data import IndexedFrames
+from lusaug.models.data import SYNTHETIC_PATIENT, IndexedFrames
 from lusaug.models.epochs import (
     EpochSampler,
     lr_lambda,
@@ -177,6 +177,13 @@ def start_tracking(
     }
     main = loop.accelerator.is_main_process
     tracker = TrainTracker(tracking if main else None, spec.name, tags, resume_run_id)
+    if tracking is not None and setup.n_synthetic:
+        rows = setup.train.frames[
+            setup.train.frames["patient_id"].str.startswith(SYNTHETIC_PATIENT)
+        ]
+        tracker.log_synthetic(
+            tracking.root, list(rows["path"]), setup.strategy.generator, list(rows["label"])
+        )
     tracker.log_params(
         {
             "run.loss_weights": plan.loss_weights,
