@@ -381,3 +381,35 @@ def test_nothing_runs_on_a_split_that_failed_validation(ws, tmp_path):
             validation_json=bad,
         )
     assert not Path(tmp_path / "m").exists()
+
+
+def test_a_conditional_generator_samples_and_screens_every_class(ws, tmp_path):
+    """ddpm_conditional writes candidates/<class>/ for the other classes; the filter screens them
+    into kept/<class>/ and counts them (what synthetic_only-<G> trains on)."""
+    from lusaug.generators.generator import Generator
+
+    g, params, root = "ddpm_conditional", ws["params"], ws["root"]
+    params = dataclasses.replace(
+        params, generate=dataclasses.replace(params.generate, enabled=[*GENERATORS, g])
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", ws["uri"])
+        mp.chdir(root)
+        metrics = _generate_and_filter(root, g, params, ws["splits"], ws["val"])
+    classes, target = params.base.classes, params.base.target_class
+    others = [c for c in classes if c != target]
+    cand_dir, kept_dir = root / f"data/synthetic/{g}/candidates", root / f"data/synthetic/{g}/kept"
+    assert sorted(p.name for p in cand_dir.iterdir() if p.is_dir()) == sorted(others)
+    assert len(load_folder(cand_dir)[1]) == params.generate.sampling.candidates  # the rare class
+    for c in others:
+        cands = {p.name for p in load_folder(cand_dir / c)[1]}
+        kept = {p.name for p in load_folder(kept_dir / c)[1]}
+        assert len(cands) == params.generate.sampling.candidates and kept <= cands
+        assert metrics["other_classes"][c]["kept"] == len(kept)
+        assert metrics["other_classes"][c]["candidates"] == len(cands)
+    assert metrics["kept"] == len(load_folder(kept_dir)[1])  # top level: the rare class only
+    generator = Generator.load(root / f"models/generators/{g}")
+    a, b = generator.sample(2, 0, label=others[0]), generator.sample(2, 0)
+    assert a.shape == b.shape and not np.array_equal(a, b)  # the label conditions the sample
+    with pytest.raises(ValueError, match="samples one class only"):
+        Generator.load(root / "models/generators/ddpm_3mixed").sample(1, 0, label=others[0])

@@ -7,10 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lusaug.config import ConfigError, params_from_dict, parse_strategy
+from lusaug.config import CONDITIONAL_KIND, ConfigError, params_from_dict, parse_strategy
 from lusaug.models.data import DataError, load_synthetic
 from lusaug.models.strategies import (
     FoldInputs,
+    SkipRun,
     StrategyError,
     Tuned,
     inverse_frequency_weights,
@@ -105,7 +106,7 @@ def test_synthetic_folder_missing_or_empty_is_explained(tmp_path):
     with pytest.raises(DataError, match=r"ddpm_all.*no .*kept.*dvc repro"):
         synthetic_files(inputs, strategy)
     (tmp_path / "ddpm_all" / "kept").mkdir(parents=True)
-    with pytest.raises(DataError, match="no synthetic image passed the filter"):
+    with pytest.raises(SkipRun, match="no synthetic image passed the filter"):  # skipped, with why
         synthetic_files(inputs, strategy)
 
 
@@ -130,6 +131,17 @@ def test_config_rejects_unknown_or_unwired_strategies(params_dict):
         params_from_dict(with_strategies(["baseline", "synthetic-ti_nowhere"]))
     with pytest.raises(ConfigError, match="evaluate.baseline 'baseline' is not in"):
         params_from_dict(with_strategies(["class_weights"]))
+    gen = params_dict["generate"]
+    uncond = next(g for g, s in gen["generators"].items() if s["kind"] == "ddpm")
+    cond = next(g for g, s in gen["generators"].items() if s["kind"] == CONDITIONAL_KIND)
+    with_both = dict(params_dict, generate=dict(gen, enabled=[uncond, cond]))
+    with_both["train"] = dict(
+        params_dict["train"], strategies=["baseline", f"synthetic_only-{uncond}"]
+    )
+    with pytest.raises(ConfigError, match="needs a class-conditional generator"):
+        params_from_dict(with_both)
+    with_both["train"]["strategies"] = ["baseline", f"synthetic_only-{cond}"]
+    assert params_from_dict(with_both).train.strategies[1] == f"synthetic_only-{cond}"
     bad = dict(params_dict, train=dict(params_dict["train"], precision="half"))
     with pytest.raises(ConfigError, match="precision"):
         params_from_dict(bad)
@@ -137,7 +149,7 @@ def test_config_rejects_unknown_or_unwired_strategies(params_dict):
 
 def test_every_generator_strategy_names_its_generator():
     for name, kind in [("synthetic-g", "synthetic"), ("synthetic_replace-g", "replace"),
-                       ("synthetic_tuned-g", "synthetic_tuned")]:  # fmt: skip
+                       ("synthetic_tuned-g", "synthetic_tuned"), ("synthetic_only-g", "only")]:  # fmt: skip
         s = parse_strategy(name)
         assert (s.kind, s.generator, s.name) == (kind, "g", name)
     assert (

@@ -24,8 +24,8 @@ from lusaug.models.data import DataError
 from lusaug.models.fold_training import planned_runs, train_fold
 from lusaug.models.mlflow_runs import TrainTracker
 from lusaug.models.run_files import FILES
-from lusaug.models.strategies import FoldInputs, SkipRun
-from lusaug.models.train import RunSpec, parse_run_name
+from lusaug.models.strategies import FoldInputs, SkipRun, StrategyError
+from lusaug.models.train import FoldData, RunSpec, parse_run_name, prepare_run
 from tests.helpers.toy import write_toy_synthetic
 from tests.models.conftest import run_once, tracking_for
 
@@ -210,6 +210,49 @@ def test_synthetic_strategies_add_or_replace_the_kept_images(tmp_path, clf_param
     assert summary["train_frames"]["viral"] == 5  # the real rare-class frames are gone
     others = {c: n for c, n in summary["train_frames"].items() if c != "viral"}
     assert others == {c: n for c, n in add_frames(add).items() if c != "viral"}
+
+
+def test_synthetic_only_trains_on_a_conditional_generators_images_of_every_class(
+    tmp_path, clf_params, toy_splits
+):
+    """synthetic_only-<G>: no real frame; each class's kept images, labelled as their class."""
+    one = _epochs(clf_params, 1)
+    classes, target = one.base.classes, one.base.target_class
+    inputs = _synthetic_fold(tmp_path, one.base.image_size)
+    with pytest.raises(StrategyError, match="only a class-conditional generator"):
+        run_once(one, toy_splits, tmp_path / "uncond", "synthetic_only-g1", "resnet", 0, inputs)
+    kept = inputs.synthetic_dir / "g1" / "kept"
+    for i, label in enumerate(c for c in classes if c != target):
+        write_toy_synthetic(kept / label, 2 + i, one.base.image_size, label=classes.index(label))
+    setup = prepare_run(
+        RunSpec("synthetic_only-g1", "resnet", 0), FoldData.load(toy_splits, one.base),
+        one.train, one.base, inputs,
+    )  # fmt: skip
+    assert set(setup.train.frames["patient_id"]) == {"synthetic-g1"}
+    expected = {c: 2 + i for i, c in enumerate(c for c in classes if c != target)} | {target: 5}
+    assert dict(zip(classes, setup.counts.tolist(), strict=True)) == expected
+    by_folder = {Path(p).parent.name: classes[int(y)]
+                 for p, y in zip(setup.train.frames["path"], setup.train.labels, strict=True)}  # fmt: skip
+    assert by_folder == {"kept": target} | {c: c for c in classes if c != target}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("LUSAUG_MLFLOW_GROUP", "only")
+        r = run_once(one, toy_splits, tmp_path / "only", "synthetic_only-g1", "resnet", 0,
+                     inputs, tracking=tracking_for(one, tmp_path))  # fmt: skip
+    summary = json.loads((r.out_dir / FILES["val_metrics"]).read_text())
+    n_synth = sum(expected.values())
+    assert summary["train_frames"] == expected and summary["synthetic_frames"] == n_synth
+    from mlflow import MlflowClient
+
+    logged = MlflowClient(uri).get_run(r.mlflow_run_id).inputs.dataset_inputs
+    (synth,) = [d for d in logged if d.tags[0].value == "synthetic"]  # beside data and split
+    assert json.loads(synth.dataset.profile)["images"] == n_synth
+    assert synth.dataset.name.endswith("g1/kept")
+    for f in (kept / classes[0]).iterdir():  # a class the filter emptied skips the run, with why
+        f.unlink()
+    with pytest.raises(SkipRun, match=f"no synthetic {classes[0]} image passed"):
+        run_once(one, toy_splits, tmp_path / "empty", "synthetic_only-g1", "resnet", 0, inputs)
 
 
 def add_frames(result) -> dict[str, int]:

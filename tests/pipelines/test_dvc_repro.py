@@ -106,7 +106,7 @@ def test_micro_trains_every_kind_of_strategy():
     base = yaml.safe_load((PROJ_ROOT / "params.yaml").read_text())
     micro = deep_merge(base, yaml.safe_load((PROJ_ROOT / "profiles/micro.yaml").read_text()))
     kinds = {parse_strategy(s).kind for s in micro["train"]["strategies"]}
-    assert kinds >= {"plain", "tuned", "synthetic", "replace", "synthetic_tuned"}
+    assert kinds >= {"plain", "tuned", "synthetic", "replace", "synthetic_tuned", "only"}
 
 
 def test_synthetic_runs_trained_on_the_folds_own_kept_images(repro_repo):
@@ -134,6 +134,34 @@ def test_synthetic_runs_trained_on_the_folds_own_kept_images(repro_repo):
                 assert run["train_frames"][target] == base["train_frames"][target] + len(kept)
                 mlrun = _mlflow_run(repro_repo, k, name)
                 assert mlrun.data.params["run.synthetic_frames"] == str(len(kept))
+
+
+def test_synthetic_only_runs_trained_on_every_class_of_the_conditional_generator(repro_repo):
+    """synthetic_only-<G>: each class's kept images of fold k's class-conditional G, no real
+    frame; a class the filter emptied skips the run with the reason instead."""
+    params = _params(repro_repo)
+    seed = params["train"]["seeds"][0]
+    only = [s for s in params["train"]["strategies"] if parse_strategy(s).kind == "only"]
+    assert only
+    for k in _folds(repro_repo):
+        for name in only:
+            gen = parse_strategy(name).generator
+            kept = repro_repo / f"data/synthetic/fold-{k}/{gen}/kept"
+            per_class = {params["base"]["target_class"]: len(list(kept.glob("*.png")))}
+            per_class |= {c.name: len(list(c.glob("*.png"))) for c in kept.iterdir() if c.is_dir()}
+            assert set(per_class) == set(params["base"]["classes"])
+            verdict = _json(repro_repo / f"metrics/fold-{k}/synthetic_{gen}.json")
+            assert {c: v["kept"] for c, v in verdict["other_classes"].items()} == {
+                c: n for c, n in per_class.items() if c != params["base"]["target_class"]
+            }
+            for arch in params["train"]["architectures"]:
+                run_dir = repro_repo / f"models/classifiers/fold-{k}/{name}-{arch}-{seed}"
+                if min(per_class.values()) == 0:
+                    assert "passed the filter" in _json(run_dir / "skipped.json")["reason"]
+                    continue
+                run = _finished_run(repro_repo, k, f"{name}-{arch}-{seed}")
+                assert run["train_frames"] == per_class
+                assert run["synthetic_frames"] == sum(per_class.values())
 
 
 def test_tuned_runs_use_their_folds_tuned_values(repro_repo):

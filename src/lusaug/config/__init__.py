@@ -25,6 +25,7 @@ from lusaug.config.data import (
     ValidateParams,
 )
 from lusaug.config.generators import (
+    CONDITIONAL_KIND,
     FINETUNE_METHODS,
     GENERATOR_KINDS,
     SAMPLERS,
@@ -62,6 +63,7 @@ from lusaug.config.training import (
 )
 
 __all__ = [
+    "CONDITIONAL_KIND",
     "FINETUNE_METHODS",
     "GENERATOR_KINDS",
     "GENERATOR_STRATEGIES",

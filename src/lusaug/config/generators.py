@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from lusaug.config.core import ConfigError
 
-GENERATOR_KINDS = ("ddpm", "ddpm_conditional", "textual_inversion", "finetune")
+CONDITIONAL_KIND = "ddpm_conditional"  # samples every class: synthetic_only-<G> needs it
+GENERATOR_KINDS = ("ddpm", CONDITIONAL_KIND, "textual_inversion", "finetune")
 TRAIN_SETS = ("3mixed", "all")
 TI_TEMPLATES = ("object", "style")
 SAMPLERS = ("ddpm", "ddim", "dpmsolver++")

@@ -17,7 +17,12 @@ from lusaug.config.data import (
     SplitParams,
     ValidateParams,
 )
-from lusaug.config.generators import BaseModelParams, FilterParams, GenerateParams
+from lusaug.config.generators import (
+    CONDITIONAL_KIND,
+    BaseModelParams,
+    FilterParams,
+    GenerateParams,
+)
 from lusaug.config.serving import ExportParams, MlflowParams, RegisterParams, ServeParams
 from lusaug.config.training import (
     EvaluateParams,
@@ -77,11 +82,18 @@ def _check(p: Params) -> None:
     if set(p.phantom.patients) != set(p.base.classes):
         raise ConfigError("phantom.patients must list every class in base.classes")
     for name in p.train.strategies:
-        gen = parse_strategy(name).generator
+        strategy = parse_strategy(name)
+        gen = strategy.generator
         if gen and gen not in p.generate.enabled:
             raise ConfigError(
                 f"train.strategies: {name} needs generator {gen!r} in generate.enabled "
                 f"{p.generate.enabled}"
+            )
+        if strategy.kind == "only" and p.generate.generators[gen].kind != CONDITIONAL_KIND:
+            raise ConfigError(
+                f"train.strategies: {name} trains on every class from {gen!r}, which needs a "
+                f"class-conditional generator (kind {CONDITIONAL_KIND}), not "
+                f"{p.generate.generators[gen].kind}"
             )
     if p.evaluate.baseline not in p.train.strategies:
         raise ConfigError(f"evaluate.baseline {p.evaluate.baseline!r} is not in train.strategies")

@@ -16,13 +16,14 @@ GENERATOR_STRATEGIES = {
     SYNTHETIC_PREFIX: "synthetic",  # real frames + G's kept images of the rare class
     "synthetic_replace-": "replace",  # the rare class's real training frames replaced by them
     "synthetic_tuned-": "synthetic_tuned",  # G's candidates at Optuna's thresholds + its weights
+    "synthetic_only-": "only",  # every class from a class-conditional G, no real frame
 }
 
 
 @dataclass(frozen=True)
 class Strategy:
     name: str  # canonical name (run folder and MLflow tag value)
-    kind: str  # plain | tuned | synthetic | replace | synthetic_tuned
+    kind: str  # plain | tuned | synthetic | replace | synthetic_tuned | only
     generator: str = ""  # G of a generator strategy
 
     @property

@@ -2,7 +2,8 @@
 
 ``Generator.load(models/fold-<k>/generators/<G>)`` reads ``generator.json`` to know the kind:
 
-- ``ddpm`` / ``ddpm_conditional``: a pixel UNet2DModel (+ scheduler) in the folder;
+- ``ddpm`` / ``ddpm_conditional``: a pixel UNet2DModel (+ scheduler) in the folder (a
+  conditional one samples any class: ``sample(..., label=...)``);
 - ``textual_inversion``: ``learned_embeds.safetensors`` in the folder, on the base it names
   (``base`` in generator.json, or ``base_dir`` given to :meth:`Generator.load`);
 - ``finetune``: a whole text-to-image pipeline in ``<folder>/pipeline``.
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from lusaug.config import CONDITIONAL_KIND
 from lusaug.generators.data import from_unit, resize_batch
 from lusaug.generators.ddpm import META_FILE, load_ddpm, read_meta
 from lusaug.generators.sampling import sample_ddpm
@@ -81,9 +83,15 @@ class Generator:
         batch_size: int | None = None,
         progress: bool = False,
         replace_token_with: str | None = None,
+        label: str | None = None,
     ) -> np.ndarray:
-        """``n`` uint8 frames at the pipeline's image size (defaults from generator.json)."""
+        """``n`` uint8 frames at the pipeline's image size (defaults from generator.json);
+        ``label`` picks the class of a class-conditional DDPM (default: the target class)."""
         m = self.meta
+        conditional = m["kind"] == CONDITIONAL_KIND
+        if label is not None and not conditional:
+            raise ValueError(f"generator {m['name']!r} ({m['kind']}) samples one class only")
+        class_index = m["classes"].index(label) if label is not None else m.get("class_index")
         batch_size = batch_size or m.get("batch_size") or max(n, 1)
         sampler = sampler or m["sampler"]
         steps = steps or m["steps"]
@@ -106,7 +114,7 @@ class Generator:
                 steps,
                 batch_size,
                 seed,
-                class_label=m.get("class_index") if m["kind"] == "ddpm_conditional" else None,
+                class_label=class_index if conditional else None,
                 progress=progress,
             )
         return resize_batch(from_unit(imgs), int(m["image_size"]))

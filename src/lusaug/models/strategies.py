@@ -12,11 +12,13 @@
                           kept images (does the synthetic set alone carry the class?)
 ``synthetic_tuned-<G>``   G's candidates that pass the filter at the thresholds the fold's ``tune``
                           stage found, with the weights and lr it found with them
+``synthetic_only-<G>``    plain loss; no real frame: a class-conditional G's kept images of every
+                          class (train on synthetic, test on real, as CheXGenBench does)
 ========================  =======================================================================
 
 Everything a strategy reads besides the fold's frames is a per-fold file (:class:`FoldInputs`).
-A generator whose filter blocked it (it memorises its training frames) is never used: its runs
-raise :class:`SkipRun` with the filter's reason.
+A generator whose filter blocked it (it memorises its training frames), or that kept no image in
+the fold, is never used: its runs raise :class:`SkipRun` with the reason.
 """
 
 from __future__ import annotations
@@ -154,12 +156,34 @@ def synthetic_files(
         if not folder.is_dir():
             raise StrategyError(f"synthetic images of {strategy.generator!r}: no {folder}; {how}")
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
-    if not files:
-        raise StrategyError(
+    if not files:  # a fold's outcome, not a broken input: the setting reports it unavailable
+        raise SkipRun(
             f"{strategy.name}: no synthetic image passed the filter in this fold ({root}); "
             "loosen filter.* or train the generator longer"
         )
     return sorted(files)
+
+
+def synthetic_class_files(
+    inputs: FoldInputs, strategy: Strategy, classes: list[str], target: str
+) -> dict[str, list[Path]]:
+    """Per class, the kept images ``synthetic_only-<G>`` trains on: the rare class's in
+    ``<G>/kept``, every other class's in ``<G>/kept/<class>`` (a class-conditional G's)."""
+    files = {target: synthetic_files(inputs, strategy)}
+    kept = Path(inputs.synthetic_dir or "") / strategy.generator / KEPT_DIR
+    for label in classes:
+        if label == target:
+            continue
+        folder = kept / label
+        if not folder.is_dir():
+            raise StrategyError(
+                f"{strategy.name}: no {folder}: {strategy.generator!r} did not sample class "
+                f"{label!r} (only a class-conditional generator does; see generate.generators)"
+            )
+        files[label] = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
+        if not files[label]:
+            raise SkipRun(f"{strategy.name}: no synthetic {label} image passed the filter")
+    return files
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ Outputs in ``out_dir`` (a finished run has no ``last.pt``): ``model.pt`` (best w
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -47,6 +48,7 @@ from lusaug.models.strategies import (
     check_generator,
     plan_for,
     read_tuned,
+    synthetic_class_files,
     synthetic_files,
 )
 from lusaug.models.train_loop import (
@@ -172,6 +174,8 @@ def _training_frames(
     """The real training frames as the strategy changes them, and the synthetic files used."""
     if not strategy.generator:
         return data.train, []
+    if strategy.kind == "only":
+        return _synthetic_only_frames(strategy, base, cfg, inputs)
     target = base.classes.index(base.target_class)
     files = synthetic_files(inputs, strategy, tuned)
     synth = load_synthetic(
@@ -185,6 +189,28 @@ def _training_frames(
     )
     real = without_label(data.train, target) if strategy.kind == "replace" else data.train
     return concat(real, synth), sorted(Path(p).name for p in synth.frames["path"])
+
+
+def _synthetic_only_frames(
+    strategy: Strategy, base: BaseParams, cfg: TrainParams, inputs: FoldInputs
+) -> tuple[FrameSet, list[str]]:
+    """Every class from a class-conditional G's kept images, no real frame."""
+    per_class = synthetic_class_files(inputs, strategy, base.classes, base.target_class)
+    sets = [
+        load_synthetic(
+            per_class[label],
+            base.classes.index(label),
+            label,
+            base.image_size,
+            cfg.synthetic_per_class,
+            base.seed,
+            strategy.generator,
+        )
+        for label in base.classes
+    ]
+    frames = functools.reduce(concat, sets)
+    used = sorted(str(Path(p).relative_to(inputs.synthetic_dir)) for p in frames.frames["path"])
+    return frames, used
 
 
 def prepare_run(

@@ -5,7 +5,8 @@ the sharpness pass rate on real and on blurred real frames, KID and PRDC of real
 real validation frames (patient-disjoint: what a perfect generator would score against unseen
 patients), the recognition rate of real validation frames. A generator whose memorisation rate
 is above ``filter.max_memorisation_rate`` is **blocked**: nothing is kept, ``blocked`` is true in
-its metrics (training strategies skip it) and it is never registered.
+its metrics (training strategies skip it) and it is never registered. A class-conditional
+generator's other classes are screened too (``filter_classes.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from lusaug.config import BaseParams, FilterParams, GenerateParams, GeneratorSpec, MlflowParams
+from lusaug.config import (
+    CONDITIONAL_KIND,
+    BaseParams,
+    FilterParams,
+    GenerateParams,
+    GeneratorSpec,
+    MlflowParams,
+)
 from lusaug.generators import data as gdata
 from lusaug.generators.ddpm import read_meta
 from lusaug.generators.fidelity import FeatureSpace
@@ -41,6 +49,7 @@ from lusaug.generators.mlflow_runs import read_run_file
 from lusaug.generators.plots import save_figure
 from lusaug.generators.stages.common import get_spec, label_of, score_basis, set_threads
 from lusaug.generators.stages.encoder import CHECKPOINT
+from lusaug.generators.stages.filter_classes import filter_other_classes
 from lusaug.generators.stages.filter_report import filter_figures, filter_metrics
 from lusaug.generators.stages.filter_tracking import track_filter
 from lusaug.utils import atomic_path, write_json
@@ -266,6 +275,20 @@ def run_filter(
         filter_table(inp, res, cfg).to_csv(tmp, index=False)
 
     metrics = filter_metrics(name, inp, res, base, cfg, encoder_dir, fold)
+    if spec.kind == CONDITIONAL_KIND:  # synthetic_only-<G> trains on every class of it
+        metrics["other_classes"] = filter_other_classes(
+            candidates_dir,
+            kept_dir,
+            gdata.read_splits(splits_csv),
+            splits_csv,
+            inp.pool,
+            base.classes,
+            base.target_class,
+            base.image_size,
+            cfg,
+            res.blocked,
+            res.copy_d,
+        )
     run_info = read_run_file(model_dir)
     metrics["mlflow_run_id"] = run_info.get("run_id")
     metrics["model_uri"] = run_info.get("model_uri")

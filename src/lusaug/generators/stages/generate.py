@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lusaug.config import (
+    CONDITIONAL_KIND,
     BaseParams,
     GenerateParams,
     GeneratorSpec,
@@ -70,7 +71,7 @@ def _train_steps(spec: GeneratorSpec, gen: GenerateParams) -> int:
 def _train_ddpm(ctx: dict[str, Any], out: Path) -> dict[str, float]:
     spec, gen, meta = ctx["spec"], ctx["gen"], ctx["meta"]
     cfg, sp = gen.ddpm, gen.sampling
-    conditional = spec.kind == "ddpm_conditional"
+    conditional = spec.kind == CONDITIONAL_KIND
     labels = num_classes = None
     if conditional:
         labels = np.array([meta["classes"].index(c) for c in ctx["tset"].frames["label"]])
@@ -271,7 +272,26 @@ def _candidates(
         fig = _comparison_grid(generator, ctx)
         mlflow.log_figure(fig, "samples/with_without_token.png")
         save_figure(fig, out / "with_without_token.png")
+    if spec.kind == CONDITIONAL_KIND:
+        _other_class_candidates(generator, ctx, Path(candidates_dir))
     return cands
+
+
+def _other_class_candidates(
+    generator: Generator, ctx: dict[str, Any], candidates_dir: Path
+) -> None:
+    """A class-conditional G also samples every other class, into ``candidates/<class>/``
+    (what ``synthetic_only-<G>`` trains on once the filter has screened them)."""
+    gen, meta = ctx["gen"], ctx["meta"]
+    others = [c for c in meta["classes"] if c != meta["target_class"]]
+    for i, label in enumerate(others, start=1):
+        imgs = generator.sample(
+            gen.sampling.candidates, ctx["seed"] + 1 + i, label=label, progress=ctx["progress"]
+        )
+        gdata.write_pngs(imgs, candidates_dir / label, CANDIDATE_PREFIX)
+        grid = grid_figure(imgs[: gen.ddpm.grid_size], f"{ctx['label']}: {label} candidates")
+        mlflow.log_figure(grid, f"samples/candidates_{label}.png")
+        plt.close(grid)
 
 
 def run_generate(

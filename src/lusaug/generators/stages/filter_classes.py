@@ -1,0 +1,87 @@
+"""The other classes of a class-conditional generator: screened like the rare class's candidates.
+
+``synthetic_only-<G>`` trains on G's images of **every** class and on no real frame. The rare
+class's candidates go through the whole filter (``filter.py``); each other class's candidates in
+``candidates/<class>/`` get the same quality thresholds (the sharpness band from that class's real
+training frames) and the same memorisation check against G's training pool, and the kept ones go
+to ``kept/<class>/``. A blocked generator keeps nothing of any class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from lusaug.config import FilterParams
+from lusaug.generators import data as gdata
+from lusaug.generators.filters import (
+    FilterThresholds,
+    apply_filter,
+    high_frequency_ratio,
+    image_stats,
+)
+from lusaug.generators.memorisation import check_memorisation
+from lusaug.utils import atomic_path
+
+
+def other_classes(candidates_dir: Path | str, classes: list[str], target: str) -> list[str]:
+    """The classes besides ``target`` that have a candidates sub-folder (a conditional G's)."""
+    return [c for c in classes if c != target and (Path(candidates_dir) / c).is_dir()]
+
+
+def _sharpness_band(real: np.ndarray, cfg: FilterParams) -> tuple[float | None, float | None]:
+    """The class's sharpness band from its real training frames (None = criterion off)."""
+    if not cfg.use_sharpness or len(real) < cfg.sharpness.min_real_frames:
+        return None, None
+    sharp = high_frequency_ratio(real, cfg.sharpness.cutoff)
+    high = cfg.sharpness.real_quantile_high
+    return (
+        float(np.quantile(sharp, cfg.sharpness.real_quantile)),
+        float(np.quantile(sharp, high)) if high < 1.0 else None,
+    )
+
+
+def filter_other_classes(
+    candidates_dir: Path | str,
+    kept_dir: Path | str,
+    splits: pd.DataFrame,
+    splits_csv: Path | str,
+    pool: np.ndarray,
+    classes: list[str],
+    target: str,
+    size: int,
+    cfg: FilterParams,
+    blocked: bool,
+    copy_distance: float,
+) -> dict[str, dict[str, Any]]:
+    """Screen and keep every other class's candidates; per class: candidates, kept, memorised
+    and the thresholds used. Call after the rare class's ``kept/`` was written."""
+    summary: dict[str, dict[str, Any]] = {}
+    for label in other_classes(candidates_dir, classes, target):
+        cands, paths = gdata.load_folder(Path(candidates_dir) / label, size)
+        real = gdata.load_frames(gdata.class_frames(splits, label, "train"), splits_csv, size)
+        low, high = _sharpness_band(real, cfg)
+        std, entropy = image_stats(cands)
+        stats = {
+            "std": std,
+            "entropy": entropy,
+            "sharpness": high_frequency_ratio(cands, cfg.sharpness.cutoff),
+        }
+        mem = check_memorisation(cands, pool, cfg.memorisation, copy_distance=copy_distance)
+        thresholds = FilterThresholds(cfg.min_std, cfg.min_entropy, low, blocked, high)
+        outcome = apply_filter(stats, thresholds, mem.memorised)
+        with atomic_path(Path(kept_dir) / label, is_dir=True) as tmp:
+            for img, path, keep in zip(cands, paths, outcome.kept, strict=True):
+                if keep and not cv2.imwrite(str(tmp / path.name), img):
+                    raise OSError(f"cannot write {tmp / path.name}")
+        summary[label] = {
+            "candidates": len(cands),
+            "kept": int(np.sum(outcome.kept)),
+            "memorised": int(np.sum(mem.memorised)),
+            "thresholds": thresholds.as_dict(),
+        }
+    return summary
