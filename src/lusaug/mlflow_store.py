@@ -185,6 +185,15 @@ def dvc_remote_url(root: Path | str = ".") -> str:
     return ""
 
 
+def _source(root: Path) -> dict[str, str]:
+    """Where a run's data can be fetched again: repository, the code's commit, DVC remote."""
+    return {
+        "repo": repo_url(root),
+        "rev": git_commit(root).removesuffix("-dirty"),
+        "remote": dvc_remote_url(root),
+    }
+
+
 def _raw_input(root: Path, source: dict[str, str]) -> DataInput:
     with (root / "data.dvc").open() as fh:
         out = ((yaml.safe_load(fh) or {}).get("outs") or [{}])[0]
@@ -225,11 +234,7 @@ def data_inputs(root: Path | str = ".", splits_csv: Path | str | None = None) ->
         splits_csv: The run's split file, relative to ``root`` or absolute inside it.
     """
     root = Path(root)
-    source = {
-        "repo": repo_url(root),
-        "rev": git_commit(root).removesuffix("-dirty"),
-        "remote": dvc_remote_url(root),
-    }
+    source = _source(root)
     found = []
     if (root / "data.dvc").exists():
         found.append(_raw_input(root, source))
@@ -260,12 +265,7 @@ def synthetic_input(
     profile: dict[str, Any] = {"images": len(paths), "generator": generator}
     if labels is not None:
         profile.update({f"{c}_images": labels.count(c) for c in sorted(set(labels))})
-    source = {
-        "repo": repo_url(root),
-        "rev": git_commit(root).removesuffix("-dirty"),
-        "remote": dvc_remote_url(root),
-        "path": rel,
-    }
+    source = {**_source(root), "path": rel}
     digest = hashlib.md5(listing.encode()).hexdigest()
     return DataInput(rel, digest, "synthetic", source, profile)
 

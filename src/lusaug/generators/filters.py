@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from lusaug.config import FilterParams
+
 REASON_STD = "low_std"
 REASON_ENTROPY = "low_entropy"
 REASON_MEMORISED = "memorised"
@@ -144,6 +146,30 @@ class FilterOutcome:
             for r in rs:
                 counts[r] += 1
         return counts
+
+
+def sharpness_band(
+    sharp_real: np.ndarray, cfg: FilterParams
+) -> tuple[float | None, float | None, str | None]:
+    """(low, high, why skipped) of the sharpness criterion from real training frames' ratios:
+    None where the criterion is off or there are too few real frames for a quantile band."""
+    if not cfg.use_sharpness:
+        return None, None, None
+    if len(sharp_real) < cfg.sharpness.min_real_frames:
+        return (
+            None,
+            None,
+            (
+                f"{len(sharp_real)} real training frames < filter.sharpness.min_real_frames "
+                f"{cfg.sharpness.min_real_frames}: too few for a quantile band"
+            ),
+        )
+    high = cfg.sharpness.real_quantile_high
+    return (
+        float(np.quantile(sharp_real, cfg.sharpness.real_quantile)),
+        float(np.quantile(sharp_real, high)) if high < 1.0 else None,
+        None,
+    )
 
 
 def apply_filter(

@@ -39,6 +39,7 @@ from lusaug.generators.filters import (
     high_frequency_ratio,
     image_stats,
     pass_mask,
+    sharpness_band,
 )
 from lusaug.generators.memorisation import (
     MemorisationResult,
@@ -145,25 +146,6 @@ def load_inputs(
     )
 
 
-def _sharpness_band(
-    name: str, sharp_real: np.ndarray, cfg: FilterParams
-) -> tuple[float | None, float | None, str | None]:
-    """(low, high, why skipped) of the sharpness criterion, from the real training frames."""
-    min_sharp = max_sharp = None
-    if cfg.use_sharpness and len(sharp_real) < cfg.sharpness.min_real_frames:
-        skipped = (
-            f"{len(sharp_real)} real training frames < filter.sharpness.min_real_frames "
-            f"{cfg.sharpness.min_real_frames}: too few for a quantile band"
-        )
-        logger.warning("filter@%s: sharpness criterion skipped (%s)", name, skipped)
-        return None, None, skipped
-    if cfg.use_sharpness:
-        min_sharp = float(np.quantile(sharp_real, cfg.sharpness.real_quantile))
-        if cfg.sharpness.real_quantile_high < 1.0:
-            max_sharp = float(np.quantile(sharp_real, cfg.sharpness.real_quantile_high))
-    return min_sharp, max_sharp, None
-
-
 def filter_candidates(name: str, inp: FilterInputs, cfg: FilterParams) -> Filtered:
     """The filter: study std/entropy, sharpness, memorisation, blocking."""
     cutoff = cfg.sharpness.cutoff
@@ -172,7 +154,9 @@ def filter_candidates(name: str, inp: FilterInputs, cfg: FilterParams) -> Filter
     sharp_real = high_frequency_ratio(inp.real, cutoff)
     sharp_val = high_frequency_ratio(inp.real_val, cutoff)
     sharp_blur = high_frequency_ratio(blurred(inp.real, cfg.sharpness.blur_sigma), cutoff)
-    min_sharp, max_sharp, sharpness_skipped = _sharpness_band(name, sharp_real, cfg)
+    min_sharp, max_sharp, sharpness_skipped = sharpness_band(sharp_real, cfg)
+    if sharpness_skipped:
+        logger.warning("filter@%s: sharpness criterion skipped (%s)", name, sharpness_skipped)
     copy_d = video_copy_distance(
         inp.real, inp.real_rows["video_id"], cfg.memorisation.video_quantile
     )

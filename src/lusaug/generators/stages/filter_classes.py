@@ -23,6 +23,7 @@ from lusaug.generators.filters import (
     apply_filter,
     high_frequency_ratio,
     image_stats,
+    sharpness_band,
 )
 from lusaug.generators.memorisation import check_memorisation
 from lusaug.utils import atomic_path
@@ -31,18 +32,6 @@ from lusaug.utils import atomic_path
 def other_classes(candidates_dir: Path | str, classes: list[str], target: str) -> list[str]:
     """The classes besides ``target`` that have a candidates sub-folder (a conditional G's)."""
     return [c for c in classes if c != target and (Path(candidates_dir) / c).is_dir()]
-
-
-def _sharpness_band(real: np.ndarray, cfg: FilterParams) -> tuple[float | None, float | None]:
-    """The class's sharpness band from its real training frames (None = criterion off)."""
-    if not cfg.use_sharpness or len(real) < cfg.sharpness.min_real_frames:
-        return None, None
-    sharp = high_frequency_ratio(real, cfg.sharpness.cutoff)
-    high = cfg.sharpness.real_quantile_high
-    return (
-        float(np.quantile(sharp, cfg.sharpness.real_quantile)),
-        float(np.quantile(sharp, high)) if high < 1.0 else None,
-    )
 
 
 def filter_other_classes(
@@ -64,7 +53,7 @@ def filter_other_classes(
     for label in other_classes(candidates_dir, classes, target):
         cands, paths = gdata.load_folder(Path(candidates_dir) / label, size)
         real = gdata.load_frames(gdata.class_frames(splits, label, "train"), splits_csv, size)
-        low, high = _sharpness_band(real, cfg)
+        low, high, _ = sharpness_band(high_frequency_ratio(real, cfg.sharpness.cutoff), cfg)
         std, entropy = image_stats(cands)
         stats = {
             "std": std,
