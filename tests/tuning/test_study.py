@@ -270,6 +270,15 @@ def test_nothing_to_tune_when_no_candidate_passes_even_the_loosest_thresholds(
         read_tuned(workdir / "params/tuned/fold-0.yaml", "synthetic_tuned-g1", params.base.classes)
 
 
+def test_with_nothing_to_tune_the_stage_still_writes_its_outputs(workdir, micro_params_dict):
+    """No tuned strategy in train.strategies: an empty tuned file and an empty plots folder
+    (both are DVC outputs of tune@k, so `dvc repro` would fail without them)."""
+    d = _params_dict(micro_params_dict, "journal:optuna.journal", strategies=("class_weights",))
+    assert _tune(params_from_dict(d), workdir, tracking=False) == {}
+    assert (workdir / "params/tuned/fold-0.yaml").is_file()
+    assert (workdir / "plots/tune").is_dir() and not any((workdir / "plots/tune").iterdir())
+
+
 @pytest.mark.slow
 def test_two_workers_share_one_sqlite_study(workdir, micro_params_dict):
     """tune.workers=2: this process plus a pipelines/tune.py worker finish one study together."""

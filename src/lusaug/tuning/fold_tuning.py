@@ -126,6 +126,7 @@ def tune_fold(
         raise TuneError(f"tune.architecture {cfg.architecture!r} is not in train.architectures")
     strategies = tuned_strategies(train)
     data = FoldData.load(splits_csv, base) if strategies else None
+    Path(plots_dir).mkdir(parents=True, exist_ok=True)  # a DVC output, even with nothing to tune
     sections: dict[str, Any] = {}
     for strategy in strategies:
         if strategy.kind == "synthetic_tuned":
