@@ -24,6 +24,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from lusaug.config import parse_strategy
 from lusaug.mlflow_store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, EXPERIMENTS
 from tests.pipelines.helpers import micro_repo
 from tests.team import browser
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.slow
 
 NAME = "lus-classifier"
 DVC_BUCKET = "dvc"
+TEAM_GENERATOR = "ddpm_all"  # the one generator of the team's micro run
 SERVE_RELOAD_S = 90  # serve.reload_poll_s is 10 s; the poll then downloads the new version
 
 
@@ -60,6 +62,15 @@ def team(tracking_server, tmp_path_factory) -> Team:
     root = tmp_path_factory.mktemp("team")
     (root / "repo").mkdir()
     repo = micro_repo(root / "repo")
+    # The services are under test here, not the strategies (tests/pipelines runs every kind):
+    # two plain strategies, a tuned one and a synthetic one log to every experiment (generators,
+    # tuning, classifiers) with every kind of input, at about half of micro's cost.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["generate"]["enabled"] = [TEAM_GENERATOR]
+    params["train"]["strategies"] = [
+        "baseline", "class_weights", "class_weights_tuned", f"synthetic-{TEAM_GENERATOR}",
+    ]  # fmt: skip
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = team_env(tracking_server.url)
     s3 = tracking_server.s3
     bucket = s3.create_bucket(DVC_BUCKET)
@@ -140,7 +151,13 @@ def test_every_classifier_run_logs_its_dvc_hashed_data(team):
         fold = r.data.tags["fold"]
         split = f"fold-{fold}.csv" if fold else "final.csv"
         inputs = _inputs(r)
-        assert set(inputs) == {"data/raw", f"data/splits/{split}"}, (r.info.run_name, inputs)
+        synthetic = {n for n, (_, context, _) in inputs.items() if context == "synthetic"}
+        gen = parse_strategy(r.data.tags["strategy"]).generator
+        assert len(synthetic) == (1 if gen else 0), (r.info.run_name, inputs)  # what it used
+        assert all(n.endswith(f"/{gen}/kept") for n in synthetic), (r.info.run_name, synthetic)
+        assert set(inputs) - synthetic == {"data/raw", f"data/splits/{split}"}, (
+            r.info.run_name, inputs,
+        )  # fmt: skip
         digest, context, source = inputs["data/raw"]
         assert (digest, context) == (raw, "raw")
         digest, context, source = inputs[f"data/splits/{split}"]
@@ -234,7 +251,8 @@ def test_mlflow_ui_shows_strategies_datasets_confusion_matrix_and_compare(team, 
             assert browser.cell(page, name, "tags.`strategy`") == r.data.tags["strategy"]
             dataset = browser.cell(page, name, "attributes.`Dataset`")
             assert re.search(r"(data/raw|data/splits/fold-0\.csv) \(", dataset), (name, dataset)
-            assert "+1" in dataset, (name, dataset)  # both inputs
+            synthetic = parse_strategy(r.data.tags["strategy"]).generator
+            assert ("+2" if synthetic else "+1") in dataset, (name, dataset)  # every input
         browser.screenshot(page, "mlflow_runs_strategies.png")
 
         # Compare two strategies.
