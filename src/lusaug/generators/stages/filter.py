@@ -70,6 +70,7 @@ class FilterInputs:
     leaky: bool  # the generator saw validation/test frames
     cands: np.ndarray  # candidates, uint8 (N, H, W), sorted by file name
     paths: list[Path]  # their files
+    splits: pd.DataFrame  # the fold's split file
     train_rows: pd.DataFrame  # the generator's training set (train_set.csv)
     pool: np.ndarray  # its frames
     real_rows: pd.DataFrame  # the target class's real training frames (sorted by path)
@@ -135,6 +136,7 @@ def load_inputs(
         leaky=bool(meta.get("leaky", spec.leaky)),
         cands=cands,
         paths=paths,
+        splits=splits,
         train_rows=train_rows,
         pool=pool,
         real_rows=real_rows,
@@ -263,7 +265,7 @@ def run_filter(
         metrics["other_classes"] = filter_other_classes(
             candidates_dir,
             kept_dir,
-            gdata.read_splits(splits_csv),
+            inp.splits,
             splits_csv,
             inp.pool,
             base.classes,
