@@ -25,7 +25,7 @@ from pathlib import Path
 
 from machine import describe  # benchmarks/machine.py (the script folder is on sys.path)
 
-from lusaug.config import PROJ_ROOT, load_params
+from lusaug.core.config import PROJ_ROOT, load_params
 from lusaug.data.frames import extract_frames
 from lusaug.data.ingest import import_folder
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from machine import describe  # benchmarks/machine.py (the script folder is on sys.path)
 
-from lusaug.config import load_params
-from lusaug.generators import data as gdata
+from lusaug.core.config import load_params
+from lusaug.generators import frame_io
 from lusaug.generators.generator import Generator
 from lusaug.generators.stages.common import set_threads
 from lusaug.generators.text_base import base_training_data, train_base
@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> None:
         f"Machine: {describe()}",
         "",
     ]
-    splits = gdata.read_splits(args.splits)
+    splits = frame_io.read_splits(args.splits)
     data = base_training_data(splits, p.base.target_class, p.base.classes)
-    images = gdata.load_frames(data.rows, args.splits, p.base.image_size)
+    images = frame_io.load_frames(data.rows, args.splits, p.base.image_size)
     cfg = dataclasses.replace(p.base_model, train_steps=args.steps, checkpoint_every=0)
     _, res = train_base(images, data, cfg, 0, progress=False)
     lines.append(
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{res.seconds / args.steps:.2f} s/step"
     )
     if args.base:
-        rare = gdata.load_frames(
-            gdata.class_frames(splits, p.base.target_class), args.splits, p.base.image_size
+        rare = frame_io.load_frames(
+            frame_io.class_frames(splits, p.base.target_class), args.splits, p.base.image_size
         )
         t2i = TextToImage.load(args.base)
         ti = train_textual_inversion(

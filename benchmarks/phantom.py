@@ -20,7 +20,7 @@ from pathlib import Path
 
 from machine import describe  # benchmarks/machine.py (the script folder is on sys.path)
 
-from lusaug.config import load_params
+from lusaug.core.config import load_params
 from lusaug.data.phantom import write_phantom
 
 

@@ -56,7 +56,7 @@ def pct(xs: list[float], q: float) -> float:
 def build(arch: str, work: Path):
     import torch
 
-    from lusaug.config import load_params
+    from lusaug.core.config import load_params
     from lusaug.export.model_input import normalise
     from lusaug.export.onnx_export import export_onnx, quantize_int8, resolve_int8_mode
     from lusaug.models.classifier import ClassifierMeta, build_classifier

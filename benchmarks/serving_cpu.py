@@ -38,7 +38,7 @@ def worker(onnx: str, mode: str, requests: int, rounds: int) -> None:
     import numpy as np
     from PIL import Image
 
-    from lusaug.config import load_params
+    from lusaug.core.config import load_params
     from lusaug.serving.app import create_app
     from lusaug.serving.preprocess import VideoSampling
 
@@ -109,7 +109,7 @@ def worker(onnx: str, mode: str, requests: int, rounds: int) -> None:
 def build_model(work: Path) -> Path:
     import torch
 
-    from lusaug.config import load_params
+    from lusaug.core.config import load_params
     from lusaug.export.onnx_export import export_onnx
     from lusaug.models.classifier import ClassifierMeta, build_classifier
 

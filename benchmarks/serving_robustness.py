@@ -56,7 +56,7 @@ def build_model(work: Path) -> Path:
     """The default architecture at base.image_size, random weights, exported as serving uses it."""
     import torch
 
-    from lusaug.config import load_params
+    from lusaug.core.config import load_params
     from lusaug.export.onnx_export import export_onnx
     from lusaug.models.classifier import ClassifierMeta, build_classifier
 

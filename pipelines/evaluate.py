@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lusaug.config import load_params
-from lusaug.errors import stage_errors
-from lusaug.mlflow_store import tracking_uri
+from lusaug.core.config import load_params
+from lusaug.core.errors import stage_errors
+from lusaug.core.mlflow_store import tracking_uri
+from lusaug.core.utils import setup_logging
 from lusaug.models.evaluate import EvaluateOutputs, evaluate_folds
-from lusaug.utils import setup_logging
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lusaug.config import load_params
-from lusaug.errors import stage_errors
+from lusaug.core.config import load_params
+from lusaug.core.errors import stage_errors
+from lusaug.core.mlflow_store import setup_experiment
+from lusaug.core.utils import setup_logging
 from lusaug.export.registered import export_registered
-from lusaug.mlflow_store import setup_experiment
-from lusaug.utils import setup_logging
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

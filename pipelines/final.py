@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lusaug.config import as_flat_dict, load_params
-from lusaug.errors import stage_errors
+from lusaug.core.config import as_flat_dict, load_params
+from lusaug.core.errors import stage_errors
+from lusaug.core.utils import setup_logging
 from lusaug.final.refit import refit_final
 from lusaug.models.mlflow_runs import RunTracking
-from lusaug.utils import setup_logging
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

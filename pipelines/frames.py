@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lusaug.config import load_params
+from lusaug.core.config import load_params
+from lusaug.core.errors import stage_errors
+from lusaug.core.utils import setup_logging
 from lusaug.data.frames import extract_frames
-from lusaug.errors import stage_errors
-from lusaug.utils import setup_logging
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lusaug.config import load_params
-from lusaug.errors import stage_errors
+from lusaug.core.config import load_params
+from lusaug.core.errors import stage_errors
+from lusaug.core.utils import seed_everything, setup_logging
 from lusaug.generators.stages.generate import run_generate
-from lusaug.utils import seed_everything, setup_logging
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

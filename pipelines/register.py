@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lusaug.config import load_params
-from lusaug.errors import stage_errors
+from lusaug.core.config import load_params
+from lusaug.core.errors import stage_errors
+from lusaug.core.mlflow_store import setup_experiment
+from lusaug.core.utils import setup_logging, write_json
 from lusaug.export.publish import register_winner
-from lusaug.mlflow_store import setup_experiment
-from lusaug.utils import setup_logging, write_json
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -16,11 +16,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from lusaug.config import load_params
+from lusaug.core.config import load_params
+from lusaug.core.errors import stage_errors
+from lusaug.core.utils import atomic_path, setup_logging, write_json
 from lusaug.data.manifest import SPLITS, read_manifest, write_manifest
 from lusaug.data.split import fold_file, relocate, split_frames
-from lusaug.errors import stage_errors
-from lusaug.utils import atomic_path, setup_logging, write_json
 
 SHOW = 5  # links printed per linked group (split.json holds them all)
 

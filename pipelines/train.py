@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lusaug.config import as_flat_dict, load_params
-from lusaug.errors import stage_errors
+from lusaug.core.config import as_flat_dict, load_params
+from lusaug.core.errors import stage_errors
+from lusaug.core.utils import setup_logging
 from lusaug.models.fold_training import summarise, train_fold
 from lusaug.models.mlflow_runs import RunTracking
 from lusaug.models.strategies import FoldInputs
-from lusaug.utils import setup_logging
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -18,12 +18,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from lusaug.config import PARAMS_PATH, load_params
-from lusaug.errors import stage_errors
-from lusaug.mlflow_store import tracking_uri
+from lusaug.core.config import PARAMS_PATH, load_params
+from lusaug.core.errors import stage_errors
+from lusaug.core.mlflow_store import tracking_uri
+from lusaug.core.utils import setup_logging
 from lusaug.models.strategies import FoldInputs
 from lusaug.tuning.fold_tuning import tune_fold, work
-from lusaug.utils import setup_logging
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lusaug.config import load_params
-from lusaug.errors import stage_errors
-from lusaug.utils import setup_logging
+from lusaug.core.config import load_params
+from lusaug.core.errors import stage_errors
+from lusaug.core.utils import setup_logging
 from lusaug.validation import Sections, run_validation
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lusaug.config import PROJ_ROOT, Params, deep_merge, params_from_dict
+from lusaug.core.config import PROJ_ROOT, Params, deep_merge, params_from_dict
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

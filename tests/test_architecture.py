@@ -3,7 +3,7 @@
 Layers, lowest first. A module may import its own package, any package of a lower layer and,
 within one layer, a peer package as long as the package graph has no cycle:
 
-    base (config, errors, utils, markdown, mlflow_store, profiles) -> data -> validation -> models, generators
+    core (config, errors, utils, markdown, mlflow_store, profiles) -> data -> validation -> models, generators
     -> tuning -> final -> tracking -> export -> serving -> reporting -> cli
 
 ``lusaug`` imports sit at the top of a module. The exceptions are the CLI command modules
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from lusaug.config import PROJ_ROOT
+from lusaug.core.config import PROJ_ROOT
 
 SRC = PROJ_ROOT / "src" / "lusaug"
 LAYERS = [
-    {"__init__", "config", "errors", "utils", "markdown", "mlflow_store", "profiles"},
+    {"__init__", "core"},
     {"data"},
     {"validation"},
     {"models", "generators"},

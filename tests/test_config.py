@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lusaug.config import (
+from lusaug.core.config import (
     PROJ_ROOT,
     ConfigError,
     as_flat_dict,
@@ -16,7 +16,7 @@ from lusaug.config import (
     load_params,
     params_from_dict,
 )
-from lusaug.profiles import apply_profile, available_profiles
+from lusaug.core.profiles import apply_profile, available_profiles
 
 
 def test_committed_params_load(params):

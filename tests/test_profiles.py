@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lusaug.config import PROJ_ROOT, load_params, parse_strategy
+from lusaug.core.config import PROJ_ROOT, load_params, parse_strategy
+from lusaug.core.profiles import apply_profile, available_profiles
 from lusaug.generators.ddpm import build_unet
 from lusaug.models.classifier import ClassifierMeta, build_classifier
-from lusaug.profiles import apply_profile, available_profiles
 from tests.pipelines.helpers import copy_repo
 
 DVC = Path(sys.executable).parent / "dvc"

@@ -32,7 +32,7 @@ def profile(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="Parameter file."),
 ) -> None:
     """Switch params.yaml to a named profile (comments kept); `default` restores the defaults."""
-    from lusaug.profiles import apply_profile
+    from lusaug.core.profiles import apply_profile
 
     apply_profile(name, params_file)
     typer.echo(f"params.yaml now uses profile {name!r}; run `dvc repro` to rebuild what changed")

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from lusaug.config import Params
+from lusaug.core.config import Params
 from lusaug.data.manifest import RAW_METADATA_COLUMNS
 
 CLASS_PREFIX = {"regular": "Reg", "covid": "Cov", "pneumonia": "Pneu", "viral": "Vir"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from lusaug.config import PROJ_ROOT
+from lusaug.core.config import PROJ_ROOT
 from tests.helpers.toy import write_toy_dataset
 
 LUSAUG = Path(sys.executable).parent / "lusaug"

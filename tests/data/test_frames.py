@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lusaug.config import PROJ_ROOT
+from lusaug.core.config import PROJ_ROOT
 from lusaug.data.decode import CropSpec
 from lusaug.data.frames import FramesError, extract_frames
 from lusaug.data.manifest import MANIFEST_COLUMNS, RAW_METADATA_COLUMNS

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from lusaug.config import SplitParams
+from lusaug.core.config import SplitParams
 from lusaug.data.assignment import SplitError, target_counts
 from lusaug.data.linking import LinkError, link_patients
 from lusaug.data.manifest import MANIFEST_COLUMNS, SPLITS, read_manifest, write_manifest

@@ -14,11 +14,11 @@ import mlflow
 import numpy as np
 import pytest
 
+from lusaug.core.mlflow_store import setup_experiment
 from lusaug.export.mlflow_model import log_onnx_pyfunc
 from lusaug.export.model_input import encode_png_base64
 from lusaug.export.onnx_export import export_onnx
 from lusaug.export.onnx_runtime import OnnxClassifier
-from lusaug.mlflow_store import setup_experiment
 from lusaug.models.classifier import load_classifier
 from tests.export.helpers import CLASSES, frame, free_port, make_checkpoint
 

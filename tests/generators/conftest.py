@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lusaug.config import Params
+from lusaug.core.config import Params
 from tests.generators.helpers import build_tiny_sd, make_frames_fixture
 
 
@@ -28,7 +28,7 @@ def splits_csv(frames_root) -> Path:
 @pytest.fixture(scope="session")
 def viral_frames(splits_csv) -> np.ndarray:
     """uint8 (N, 32, 32) training frames of the rare class."""
-    from lusaug.generators.data import class_frames, load_frames, read_splits
+    from lusaug.generators.frame_io import class_frames, load_frames, read_splits
 
     return load_frames(class_frames(read_splits(splits_csv), "viral"), splits_csv, 32)
 
@@ -75,7 +75,7 @@ def mlflow_uri(tmp_path, monkeypatch) -> str:
 @pytest.fixture(scope="session")
 def tiny_base_dir(tmp_path_factory, splits_csv, micro_params) -> Path:
     """Our own text-conditioned base (micro profile), trained 2 steps and saved."""
-    from lusaug.generators.data import load_frames, read_splits
+    from lusaug.generators.frame_io import load_frames, read_splits
     from lusaug.generators.text_base import base_training_data, train_base
 
     cfg = dataclasses.replace(micro_params.base_model, train_steps=2, checkpoint_every=0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lusaug.generators.captions import CaptionError, build_vocab, caption, check_no_class, words
-from lusaug.generators.data import class_frames, load_frames, read_splits
+from lusaug.generators.frame_io import class_frames, load_frames, read_splits
 from lusaug.generators.text_base import base_training_data, finetune_unet
 from lusaug.generators.text_to_image import LusTextToImagePipeline, TextToImage
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lusaug.config import GeneratorSpec
-from lusaug.generators.data import (
+from lusaug.core.config import GeneratorSpec
+from lusaug.generators.frame_io import (
     GeneratorDataError,
     build_training_set,
     check_validation,

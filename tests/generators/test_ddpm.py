@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lusaug.config import ConfigError
+from lusaug.core.config import ConfigError
 from lusaug.generators.ddpm import (
     build_scheduler,
     build_unet,
@@ -100,7 +100,7 @@ def test_full_ddpm_chain_runs_1000_steps(trained):
 def test_conditional_model_saves_unet_and_scheduler_and_samples_a_class(
     viral_frames, splits_csv, tiny_ddpm_cfg, tmp_path
 ):
-    from lusaug.generators.data import load_frames, read_splits
+    from lusaug.generators.frame_io import load_frames, read_splits
 
     splits = read_splits(splits_csv)
     train = splits[splits.split == "train"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lusaug.config import PROJ_ROOT
+from lusaug.core.config import PROJ_ROOT
 from tests.generators.helpers import make_frames_fixture
 
 G = "ti_object"  # needs the base: all four scripts in a chain

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lusaug.generators.data import GeneratorDataError, load_folder, load_frames, read_splits
 from lusaug.generators.fidelity import FeatureSpace, recognition
 from lusaug.generators.filters import kept_files, load_thresholds
+from lusaug.generators.frame_io import GeneratorDataError, load_folder, load_frames, read_splits
 from lusaug.generators.stages.base_model import run_base_model
 from lusaug.generators.stages.encoder import run_encoder
 from lusaug.generators.stages.filter import run_filter
@@ -244,7 +244,7 @@ def test_mlflow_run_has_fold_tag_params_grids_and_scatter(ws):
     )
     assert children and "filter.min_std" in children[0].data.params
     # lineage: the generator run names the split file it trained from, by content hash
-    from lusaug.mlflow_store import file_md5
+    from lusaug.core.mlflow_store import file_md5
 
     inputs = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
     split = [d for d in inputs.values() if d.digest == file_md5(ws["splits"])[: len(d.digest)]]

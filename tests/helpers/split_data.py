@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from lusaug.config import PROJ_ROOT
+from lusaug.core.config import PROJ_ROOT
 from lusaug.data.linking import PatientLinks
 from lusaug.data.manifest import MANIFEST_COLUMNS
 

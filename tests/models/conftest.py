@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lusaug.config import PROJ_ROOT, Params, as_flat_dict
+from lusaug.core.config import PROJ_ROOT, Params, as_flat_dict
 from lusaug.models.mlflow_runs import RunTracking
 from lusaug.models.run_files import TrainResult
 from lusaug.models.strategies import FoldInputs

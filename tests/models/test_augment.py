@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-from lusaug.config import AugmentParams
+from lusaug.core.config import AugmentParams
 from lusaug.models.augment import augment_batch
 
 OFF = AugmentParams(hflip=0, degrees=0, translate=0, scale=0, gain=0, contrast=0, speckle=0)

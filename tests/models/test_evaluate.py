@@ -14,16 +14,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from lusaug.config import PROJ_ROOT, Params, SplitParams
+from lusaug.core.config import PROJ_ROOT, Params, SplitParams
 from lusaug.data.manifest import read_manifest, write_manifest
 from lusaug.data.split import fold_file, make_splits, relocate
 from lusaug.models import comparison as cmp
 from lusaug.models.classifier import load_classifier
-from lusaug.models.data import load_split, predict_proba
 from lusaug.models.evaluate import EvaluateOutputs, evaluate_folds
 from lusaug.models.fold_training import train_fold
-from lusaug.models.metrics import point_metrics
+from lusaug.models.frame_sets import load_split, predict_proba
 from lusaug.models.oof import HeldOutFrames, RunOOF, fold_dir
+from lusaug.models.statistics import point_metrics
 from lusaug.models.strategies import FoldInputs
 from tests.helpers.toy import write_toy_dataset
 

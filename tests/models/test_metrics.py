@@ -15,7 +15,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from lusaug.models.metrics import (
+from lusaug.models.statistics import (
     interval,
     make_design,
     point_metrics,

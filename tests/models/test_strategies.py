@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lusaug.config import CONDITIONAL_KIND, ConfigError, params_from_dict, parse_strategy
-from lusaug.models.data import DataError, load_synthetic
+from lusaug.core.config import CONDITIONAL_KIND, ConfigError, params_from_dict, parse_strategy
+from lusaug.models.frame_sets import DataError, load_synthetic
 from lusaug.models.strategies import (
     FoldInputs,
     SkipRun,

@@ -13,15 +13,15 @@ import pytest
 import torch
 import yaml
 
-from lusaug.config import PROJ_ROOT, Params
+from lusaug.core.config import PROJ_ROOT, Params
 from lusaug.models.classifier import (
     ClassifierMeta,
     build_classifier,
     load_checkpoint,
     load_classifier,
 )
-from lusaug.models.data import DataError
 from lusaug.models.fold_training import planned_runs, train_fold
+from lusaug.models.frame_sets import DataError
 from lusaug.models.mlflow_runs import TrainTracker
 from lusaug.models.run_files import FILES
 from lusaug.models.strategies import FoldInputs, SkipRun, StrategyError

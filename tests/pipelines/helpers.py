@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from lusaug.config import PROJ_ROOT
+from lusaug.core.config import PROJ_ROOT
 
 BIN = Path(sys.executable).parent
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lusaug.config import PROJ_ROOT, deep_merge, parse_strategy
+from lusaug.core.config import PROJ_ROOT, deep_merge, parse_strategy
 from lusaug.data.manifest import MANIFEST_COLUMNS
 from tests.pipelines.helpers import (
     BIN,

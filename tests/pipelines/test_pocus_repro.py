@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from lusaug.config import PROJ_ROOT, load_params, parse_strategy
-from lusaug.profiles import apply_profile
+from lusaug.core.config import PROJ_ROOT, load_params, parse_strategy
+from lusaug.core.profiles import apply_profile
 from tests.pipelines.helpers import (
     assert_every_stage_wrote_its_outputs,
     copy_repo,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lusaug.config import PROJ_ROOT
+from lusaug.core.config import PROJ_ROOT
 from tests.reporting.helpers import copy_run
 
 RUN_DIR_ENV = "LUSAUG_TEST_RUN_DIR"

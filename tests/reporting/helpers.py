@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from lusaug.config import load_params, parse_strategy
-from lusaug.reporting.generators import FILTER_DIR, GENERATOR_FIGURES, TI_FIGURE, TI_KIND
+from lusaug.core.config import load_params, parse_strategy
 from lusaug.reporting.patients import FIGURE as RARE_FIGURE
 from lusaug.reporting.study import build_study_report
+from lusaug.reporting.synthetic import FILTER_DIR, GENERATOR_FIGURES, TI_FIGURE, TI_KIND
 from lusaug.reporting.table3 import EVALUATE_DIR, EVALUATE_FIGURES
-from lusaug.reporting.tuning import TUNE_FIGURE
+from lusaug.reporting.tuned_values import TUNE_FIGURE
 
 # Committed outputs of the run the write-up reads (plots/ and models/fold-*/ are made below).
 RUN_FILES = (
@@ -143,7 +143,7 @@ def section(text: str, heading: str) -> str:
 
 def p1(x: float | None) -> str:
     """A fraction in percent with one decimal, as the write-up prints it (written out here
-    independently of lusaug.markdown)."""
+    independently of lusaug.core.markdown)."""
     if x is None:
         return "n/a"
     return f"{100 * x:.1f}".replace("-0.0", "0.0")

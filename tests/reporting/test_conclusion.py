@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lusaug.config import load_params
+from lusaug.core.config import load_params
 from lusaug.reporting.conclusion import CHANGES_TITLE, GENERATED_TITLE, TITLE
 from tests.reporting.helpers import build, read, section, write
 

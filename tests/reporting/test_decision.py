@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lusaug.config import load_params
+from lusaug.core.config import load_params
 from lusaug.reporting.decision import TITLE
 from tests.reporting.helpers import build, p1, read, row, section, signed, write
 

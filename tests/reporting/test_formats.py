@@ -1,4 +1,4 @@
-"""The number formats the reports share (lusaug.markdown) and the verbatim block."""
+"""The number formats the reports share (lusaug.core.markdown) and the verbatim block."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lusaug.markdown import (
+from lusaug.core.markdown import (
     Doc,
     fixed,
     interval,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lusaug.config import load_params
-from lusaug.reporting.generators import TITLE, figure_folds
+from lusaug.core.config import load_params
+from lusaug.reporting.synthetic import TITLE, figure_folds
 from lusaug.reporting.targets import generator_targets
 from tests.reporting.helpers import build, p1, read, row, section, table, write
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from lusaug.config import PROJ_ROOT, deep_merge, load_params, params_from_dict, parse_strategy
+from lusaug.core.config import PROJ_ROOT, deep_merge, load_params, params_from_dict, parse_strategy
 from lusaug.reporting.outputs import ReportError, RunOutputs, planned_settings
 from tests.reporting.helpers import build, read, write
 

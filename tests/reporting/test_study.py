@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lusaug.cli import app
-from lusaug.config import PROJ_ROOT, load_params
+from lusaug.core.config import PROJ_ROOT, load_params
 from lusaug.reporting import (
     conclusion,
     costs,

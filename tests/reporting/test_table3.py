@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from lusaug.config import load_params
+from lusaug.core.config import load_params
 from lusaug.reporting.reference import STUDY_REFERENCE
 from lusaug.reporting.table3 import DIFF_TITLE, SEED_TITLE, TITLE, table3_metrics
 from tests.reporting.helpers import build, p1, read, row, rows, section, signed, write

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import yaml
 
-from lusaug.config import load_params, parse_strategy
-from lusaug.reporting.tuning import TITLE, untuned_of
+from lusaug.core.config import load_params, parse_strategy
+from lusaug.reporting.tuned_values import TITLE, untuned_of
 from tests.reporting.helpers import build, p1, read, row, section
 
 

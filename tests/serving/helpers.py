@@ -81,7 +81,7 @@ class ServerProcess:
 
         import yaml
 
-        from lusaug.config import PROJ_ROOT
+        from lusaug.core.config import PROJ_ROOT
 
         params = yaml.safe_load((PROJ_ROOT / "params.yaml").read_text())
         params["serve"].update({"reload_poll_s": 0.0, **(serve_overrides or {})})

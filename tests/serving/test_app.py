@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lusaug.core.utils import sha256_file
 from lusaug.export.model_input import ImageLimits
 from lusaug.export.onnx_runtime import OnnxClassifier
 from lusaug.serving.app import create_app
 from lusaug.serving.predict import predict_files
-from lusaug.utils import sha256_file
 from tests.export.helpers import CLASSES, SIZE, frame, png_bytes
 from tests.serving.helpers import (
     LiveServer,
@@ -287,7 +287,7 @@ def test_lusaug_predict_cli_json_and_bad_file(onnx_file, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from lusaug.cli import app
-    from lusaug.config import PROJ_ROOT
+    from lusaug.core.config import PROJ_ROOT
 
     shutil.copy(PROJ_ROOT / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)

@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from lusaug.cli import app as cli_app
-from lusaug.config import PROJ_ROOT
+from lusaug.core.config import PROJ_ROOT
 from lusaug.data.ingest import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from lusaug.serving.metrics import INTENDED_USE
 from tests.export.helpers import CLASSES, frame, png_bytes

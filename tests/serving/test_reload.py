@@ -9,9 +9,9 @@ import time
 import httpx
 import numpy as np
 
+from lusaug.core.mlflow_store import setup_experiment
 from lusaug.export.model_source import resolve_model
 from lusaug.export.onnx_runtime import OnnxClassifier
-from lusaug.mlflow_store import setup_experiment
 from lusaug.serving.app import create_app
 from lusaug.serving.preprocess import VideoSampling
 from lusaug.tracking.registry import promote, rollback

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from mlflow import MlflowClient
 
-from lusaug.mlflow_store import (
+from lusaug.core.mlflow_store import (
     EXPERIMENT_KIND,
     EXPERIMENT_KIND_TAG,
     EXPERIMENTS,

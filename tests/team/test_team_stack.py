@@ -24,8 +24,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from lusaug.config import parse_strategy
-from lusaug.mlflow_store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, EXPERIMENTS
+from lusaug.core.config import parse_strategy
+from lusaug.core.mlflow_store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, EXPERIMENTS
 from tests.pipelines.helpers import micro_repo
 from tests.team import browser
 from tests.team.conftest import TrackingServer

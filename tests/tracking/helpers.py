@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from lusaug.config import PROJ_ROOT
+from lusaug.core.config import PROJ_ROOT
 from lusaug.tracking.history import INTENT_PREFIX, read_history
 from lusaug.tracking.lock import tickets
 from lusaug.tracking.registration import register_version

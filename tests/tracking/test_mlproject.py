@@ -12,7 +12,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from lusaug.config import PROJ_ROOT
+from lusaug.core.config import PROJ_ROOT
 from lusaug.data.manifest import read_manifest, write_manifest
 from lusaug.data.split import relocate
 from tests.export.helpers import make_splits, make_validation_runs

@@ -16,12 +16,12 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from lusaug.cli import app
+from lusaug.core.mlflow_store import setup_experiment
 from lusaug.export.model_input import FrameSpec, encode_png_base64
 from lusaug.export.model_source import resolve_model
 from lusaug.export.onnx_runtime import OnnxClassifier
 from lusaug.export.publish import register_winner
 from lusaug.export.registered import export_registered
-from lusaug.mlflow_store import setup_experiment
 from lusaug.tracking.registry import (
     PromotionRefused,
     RegistryError,
@@ -230,7 +230,7 @@ def test_promotion_is_all_or_nothing(repo, params):
 def test_cli_promote_refusal_and_models_table(repo, params, monkeypatch):
     import shutil
 
-    from lusaug.config import PROJ_ROOT
+    from lusaug.core.config import PROJ_ROOT
 
     shutil.copy(PROJ_ROOT / "params.yaml", repo / "params.yaml")
     reg = _register(repo, params, {"cw-resnet-0": {"f1": 0.70}}, "a")

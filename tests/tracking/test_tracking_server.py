@@ -14,7 +14,7 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from lusaug.config import PROJ_ROOT
+from lusaug.core.config import PROJ_ROOT
 from lusaug.tracking.faults import CRASH_ENV
 from tests.export.helpers import free_port
 from tests.tracking.helpers import (

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from lusaug.config import params_from_dict, parse_strategy
+from lusaug.core.config import params_from_dict, parse_strategy
 from lusaug.generators.filters import FilterThresholds, kept_files
 from lusaug.models.strategies import FoldInputs, read_tuned
 from lusaug.models.train import FoldData

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lusaug.config import Params
+from lusaug.core.config import Params
 from lusaug.data.hashing import cross_group_nearest, hex_to_words
 from lusaug.data.linking import link_patients
 from lusaug.data.manifest import MANIFEST_COLUMNS, SPLITS, read_manifest, write_manifest

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lusaug.utils import write_text
+from lusaug.core.utils import write_text
 
 NA = "n/a"  # how every report writes an absent or undefined number
 

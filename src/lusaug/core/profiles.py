@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 from ruamel.yaml import YAML
 
-from lusaug.config import PROFILES_DIR, ConfigError, params_from_dict
-from lusaug.utils import atomic_path
+from lusaug.core.config import PROFILES_DIR, ConfigError, params_from_dict
+from lusaug.core.utils import atomic_path
 
 
 def available_profiles(profiles_dir: Path = PROFILES_DIR) -> list[str]:

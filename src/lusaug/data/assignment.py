@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from lusaug.core.errors import LusaugError
 from lusaug.data.linking import SHOW, PatientLinks
-from lusaug.errors import LusaugError
 
 
 class SplitError(LusaugError, ValueError):

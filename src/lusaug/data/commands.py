@@ -24,11 +24,11 @@ def folds(
     one), at most split.max_folds. DVC runs one item of every per-fold stage per fold, so
     split.folds must be [0, ..., k-1]; the split stage refuses a mismatch.
     """
-    from lusaug.config import ConfigError, load_params
+    from lusaug.core.config import ConfigError, load_params
+    from lusaug.core.profiles import set_param
     from lusaug.data.linking import LinkError, link_patients
     from lusaug.data.manifest import read_manifest
     from lusaug.data.split import SplitError, count_folds
-    from lusaug.profiles import set_param
 
     try:
         params = load_params(params_file)
@@ -60,7 +60,7 @@ def phantom(
     ),
 ) -> None:
     """Write the deterministic lung-ultrasound phantom (clips + metadata.csv) to OUT."""
-    from lusaug.config import ConfigError, load_params
+    from lusaug.core.config import ConfigError, load_params
     from lusaug.data.phantom import phantom_grid, write_phantom
 
     try:
@@ -89,7 +89,7 @@ def import_(
     metadata CSV when it lists the file (else one patient per file), label_uncertain/ left out
     unless import.include_uncertain. Afterwards `dvc repro` rebuilds the frames from it.
     """
-    from lusaug.config import ConfigError, load_params
+    from lusaug.core.config import ConfigError, load_params
     from lusaug.data.dvc_data import DvcError
     from lusaug.data.ingest import IngestError, format_summary, import_folder
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
-from lusaug.config import BaseParams, FramesParams
+from lusaug.core.config import BaseParams, FramesParams
 from lusaug.data.pixels import bgr_to_grey, pil_to_grey
 
 # Frame rate assumed when a container reports none (0, NaN or absurd): the common video rate.

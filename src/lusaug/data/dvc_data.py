@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from lusaug.errors import LusaugError
+from lusaug.core.errors import LusaugError
 
 logger = logging.getLogger(__name__)
 

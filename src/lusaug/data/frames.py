@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from lusaug.config import BaseParams, FramesParams, ImportParams
+from lusaug.core.config import BaseParams, FramesParams, ImportParams
+from lusaug.core.utils import atomic_path, write_json
 from lusaug.data.decode import (
     FrameSettings,
     SkipFile,
@@ -49,7 +50,6 @@ from lusaug.data.frames_plan import FileTask, FramesError, plan_tasks
 from lusaug.data.frames_report import ingest_report, log_summary, missing_classes
 from lusaug.data.manifest import MANIFEST_COLUMNS
 from lusaug.data.pixels import to_square, trim_black
-from lusaug.utils import atomic_path, write_json
 
 logger = logging.getLogger(__name__)
 

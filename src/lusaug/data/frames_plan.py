@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from lusaug.config import BaseParams, FramesParams, ImportParams
+from lusaug.core.config import BaseParams, FramesParams, ImportParams
+from lusaug.core.errors import LusaugError
 from lusaug.data.decode import CropSpec
 from lusaug.data.ingest import (
     UNCERTAIN_DIR,
@@ -28,7 +29,6 @@ from lusaug.data.ingest import (
     probe_from_path,
 )
 from lusaug.data.manifest import RAW_METADATA_COLUMNS, RAW_METADATA_NAME
-from lusaug.errors import LusaugError
 
 
 class FramesError(LusaugError, RuntimeError):

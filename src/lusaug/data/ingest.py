@@ -20,11 +20,11 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from lusaug.config import Params
+from lusaug.core.config import Params
+from lusaug.core.errors import LusaugError
+from lusaug.core.utils import atomic_path
 from lusaug.data import dvc_data
 from lusaug.data.manifest import RAW_METADATA_COLUMNS, RAW_METADATA_NAME
-from lusaug.errors import LusaugError
-from lusaug.utils import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from lusaug.core.errors import LusaugError
 from lusaug.data.hashing import hex_to_words, pairs_within, phash_file
-from lusaug.errors import LusaugError
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lusaug.utils import atomic_path
+from lusaug.core.utils import atomic_path
 
 MANIFEST_COLUMNS = [
     "path",

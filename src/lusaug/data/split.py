@@ -39,7 +39,7 @@ from typing import Any
 
 import pandas as pd
 
-from lusaug.config import SplitParams, ValidateParams
+from lusaug.core.config import SplitParams, ValidateParams
 from lusaug.data.assignment import (
     SplitError,
     assign_units,

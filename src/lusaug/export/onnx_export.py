@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from lusaug.config import ExportParams
+from lusaug.core.config import ExportParams
+from lusaug.core.utils import atomic_path, sha256_file
 from lusaug.data.manifest import frame_path, read_manifest
 from lusaug.export.model_input import normalise
 from lusaug.export.onnx_runtime import META_PREFIX, OnnxClassifier
 from lusaug.models.classifier import ClassifierMeta
-from lusaug.utils import atomic_path, sha256_file
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from lusaug.errors import LusaugError
+from lusaug.core.errors import LusaugError
+from lusaug.core.utils import sha256_file
 from lusaug.export.model_input import FrameSpec, normalise, prepare_frames
-from lusaug.utils import sha256_file
 
 META_PREFIX = "lusaug."
 REQUIRED_META = ("classes", "image_size", "mean", "std")

@@ -29,10 +29,11 @@ from typing import Any
 
 import mlflow
 
-from lusaug.config import ExportParams, RegisterParams
+from lusaug.core.config import ExportParams, RegisterParams
+from lusaug.core.mlflow_store import log_data_inputs, standard_tags
+from lusaug.core.utils import sha256_file
 from lusaug.export.mlflow_model import log_onnx_pyfunc
 from lusaug.export.onnx_export import export_onnx
-from lusaug.mlflow_store import log_data_inputs, standard_tags
 from lusaug.models.classifier import load_checkpoint, load_classifier
 from lusaug.tracking.card import CARD_FILE, fmt_metric, model_card, split_counts
 from lusaug.tracking.registration import (
@@ -43,7 +44,6 @@ from lusaug.tracking.registration import (
 )
 from lusaug.tracking.selection import provenance_tags, read_validation_runs, select_winner
 from lusaug.tracking.versions import PARITY_TAG
-from lusaug.utils import sha256_file
 
 logger = logging.getLogger(__name__)
 

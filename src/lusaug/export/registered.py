@@ -18,13 +18,13 @@ from typing import Any
 
 import mlflow
 
-from lusaug.config import ExportParams
-from lusaug.errors import LusaugError
+from lusaug.core.config import ExportParams
+from lusaug.core.errors import LusaugError
+from lusaug.core.utils import sha256_file, write_json
 from lusaug.export.model_source import resolve_model
 from lusaug.export.onnx_export import copy_checked, verify_and_quantize
 from lusaug.models.classifier import load_classifier
 from lusaug.tracking.registry import set_export_tags
-from lusaug.utils import sha256_file, write_json
 
 logger = logging.getLogger(__name__)
 ONNX_NAME = "classifier.onnx"

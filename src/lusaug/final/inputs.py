@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from lusaug.config import Params, Strategy
+from lusaug.core.config import Params, Strategy
 from lusaug.generators.generator import TEXT_KINDS
 from lusaug.generators.stages.base_model import run_base_model
 from lusaug.generators.stages.encoder import run_encoder

@@ -16,17 +16,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lusaug.config import Params, parse_strategy
+from lusaug.core.config import Params, parse_strategy
+from lusaug.core.utils import write_json
 from lusaug.final.inputs import refit_inputs
 from lusaug.models import comparison as cmp
-from lusaug.models.data import DataError
 from lusaug.models.evaluate import read_selection
-from lusaug.models.metrics import HEADLINE, point_metrics, summarise, weighted_metrics
+from lusaug.models.frame_sets import DataError
 from lusaug.models.mlflow_runs import RunTracking
 from lusaug.models.run_files import FILES
+from lusaug.models.statistics import HEADLINE, point_metrics, summarise, weighted_metrics
 from lusaug.models.strategies import SkipRun
 from lusaug.models.train import FoldData, RunSpec, prepare_run, train_classifier
-from lusaug.utils import write_json
 
 logger = logging.getLogger(__name__)
 

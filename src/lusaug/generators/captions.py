@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from lusaug.errors import LusaugError
+from lusaug.core.errors import LusaugError
 
 # diffusers examples/textual_inversion: imagenet_templates_small / imagenet_style_templates_small
 # (the study's TI prompts).

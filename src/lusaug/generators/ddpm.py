@@ -18,8 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lusaug.config import DdpmParams
-from lusaug.generators.data import resize_batch
+from lusaug.core.config import DdpmParams
 from lusaug.generators.diffusion_loop import (
     TrainResult,
     draw_batch,
@@ -29,6 +28,7 @@ from lusaug.generators.diffusion_loop import (
     settings_of,
     train_loop,
 )
+from lusaug.generators.frame_io import resize_batch
 
 logger = logging.getLogger(__name__)
 

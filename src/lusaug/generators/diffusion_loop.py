@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from lusaug.utils import atomic_path
+from lusaug.core.utils import atomic_path
 
 logger = logging.getLogger(__name__)
 

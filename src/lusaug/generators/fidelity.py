@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lusaug.config import FilterParams
+from lusaug.core.config import FilterParams
 from lusaug.models.classifier import ClassifierMeta, load_classifier
-from lusaug.models.data import to_input
+from lusaug.models.frame_sets import to_input
 
 FEATURE_BATCH = 256  # frames per forward pass of the feature extractor
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lusaug.config import FilterParams
+from lusaug.core.config import FilterParams
 
 REASON_STD = "low_std"
 REASON_ENTROPY = "low_entropy"

@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from lusaug.config import GeneratorSpec
+from lusaug.core.config import GeneratorSpec
+from lusaug.core.errors import LusaugError
+from lusaug.core.utils import atomic_path
 from lusaug.data.manifest import frame_path, read_manifest
-from lusaug.errors import LusaugError
-from lusaug.utils import atomic_path
 
 logger = logging.getLogger(__name__)
 

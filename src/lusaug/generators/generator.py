@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from lusaug.config import CONDITIONAL_KIND
-from lusaug.generators.data import from_unit, resize_batch
+from lusaug.core.config import CONDITIONAL_KIND
 from lusaug.generators.ddpm import META_FILE, load_ddpm, read_meta
+from lusaug.generators.frame_io import from_unit, resize_batch
 from lusaug.generators.sampling import sample_ddpm
 from lusaug.generators.text_to_image import TextToImage
 from lusaug.generators.textual_inversion import (

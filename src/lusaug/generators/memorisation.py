@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lusaug.config import MemorisationParams
+from lusaug.core.config import MemorisationParams
 
 
 def standardise(images: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from lusaug.generators.data import from_unit
+from lusaug.generators.frame_io import from_unit
 from lusaug.generators.generator import Generator
 from lusaug.generators.text_to_image import TextToImage
 

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from lusaug.utils import atomic_path
+from lusaug.core.utils import atomic_path
 
 
 def save_figure(fig: Figure, path: Path | str, dpi: int = 110) -> Path:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lusaug.config import SAMPLERS
+from lusaug.core.config import SAMPLERS
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lusaug.config import BaseModelParams, FinetuneParams
+from lusaug.core.config import BaseModelParams, FinetuneParams
 from lusaug.generators.captions import (
     build_tokenizer,
     build_vocab,

@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 from tqdm.auto import tqdm
 
-from lusaug.config import BaseModelParams
-from lusaug.errors import LusaugError
+from lusaug.core.config import BaseModelParams
+from lusaug.core.errors import LusaugError
 from lusaug.generators.captions import SPECIALS, training_caption
-from lusaug.generators.data import resize_batch
 from lusaug.generators.diffusion_loop import draw_batch, noisy_batch
+from lusaug.generators.frame_io import resize_batch
 from lusaug.generators.sampling import make_scheduler
 
 FFN_RATIO = 4  # transformer feed-forward width / hidden width (CLIP's ratio)

@@ -20,12 +20,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from lusaug.config import TextualInversionParams
-from lusaug.errors import LusaugError
+from lusaug.core.config import TextualInversionParams
+from lusaug.core.errors import LusaugError
+from lusaug.core.utils import atomic_path
 from lusaug.generators.captions import OBJECT_TEMPLATES, STYLE_TEMPLATES, TEMPLATES
 from lusaug.generators.diffusion_loop import WEIGHT_DECAY, draw_batch
 from lusaug.generators.text_to_image import TextToImage
-from lusaug.utils import atomic_path
 
 EMBEDDINGS_FILE = "learned_embeds.safetensors"
 __all__ = ["EMBEDDINGS_FILE", "OBJECT_TEMPLATES", "STYLE_TEMPLATES", "TEMPLATES"]

@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from lusaug.config import AugmentParams
+from lusaug.core.config import AugmentParams
 
 
 def _uniform(n: int, amount: float, generator: torch.Generator) -> torch.Tensor:

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from lusaug.config import ArchitectureParams
-from lusaug.utils import atomic_path
+from lusaug.core.config import ArchitectureParams
+from lusaug.core.utils import atomic_path
 
 # Grey-level normalisation applied to frames in [0, 1] before the network: x' = (x - mean) / std.
 # Fixed (not ImageNet's RGB values, which timm would return for in_chans=1 too).

@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from lusaug.config import EvaluateParams
-from lusaug.models.metrics import (
+from lusaug.core.config import EvaluateParams
+from lusaug.models.oof import RunOOF
+from lusaug.models.statistics import (
     HEADLINE,
     BootstrapDesign,
     make_design,
@@ -37,7 +38,6 @@ from lusaug.models.metrics import (
     summarise,
     weighted_metrics,
 )
-from lusaug.models.oof import RunOOF
 
 MIN_PATIENTS_FOR_INTERVAL = 2  # one patient: every draw holds the same outcome
 HELPS, NO_HELP, NOT_ESTIMABLE = "helps", "does not help", "not estimable"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lusaug.config import EvaluateParams
-from lusaug.markdown import Doc, interval, pct, plural, signed_pct, write_report
+from lusaug.core.config import EvaluateParams
+from lusaug.core.markdown import Doc, interval, pct, plural, signed_pct, write_report
 
 # Columns of the study's Table 3 (per architecture), in order.
 TABLE3 = (("accuracy", "Acc"), ("f1_macro", "F1"), ("precision_macro", "Prec"))
@@ -15,7 +15,7 @@ MORE = ("balanced_accuracy", "f1_weighted", "recall_macro", "roc_auc_macro", "vi
 
 def fmt(v: Any, lo: Any = None, hi: Any = None, signed: bool = False) -> str:
     """Percentage points with one decimal, ``n/a`` for undefined values; an optional interval
-    (the report's own formats, :mod:`lusaug.markdown`)."""
+    (the report's own formats, :mod:`lusaug.core.markdown`)."""
     if lo is None:
         return signed_pct(v) if signed else pct(v)
     return interval(v, lo, hi, signed=signed)

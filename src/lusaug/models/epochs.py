@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lusaug.config import PRECISIONS, AugmentParams
+from lusaug.core.config import PRECISIONS, AugmentParams
 from lusaug.models.augment import augment_batch
 from lusaug.models.classifier import ClassifierMeta
-from lusaug.models.data import FrameSet, predict_proba, to_input
-from lusaug.models.metrics import point_metrics
+from lusaug.models.frame_sets import FrameSet, predict_proba, to_input
+from lusaug.models.statistics import point_metrics
 
 # Large primes mix (seed, epoch) into one generator seed; +1/+2 separate the generators.
 _SEED_MIX, _EPOCH_MIX = 1_000_003, 7919

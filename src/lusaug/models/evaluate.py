@@ -19,16 +19,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lusaug.config import BaseParams, EvaluateParams, TrainParams
+from lusaug.core.config import BaseParams, EvaluateParams, TrainParams
+from lusaug.core.utils import atomic_path, write_json
 from lusaug.models import comparison as cmp
 from lusaug.models.comparison_report import write_comparison_report
-from lusaug.models.data import DataError
 from lusaug.models.evaluation_plots import write_plots
-from lusaug.models.metrics import HEADLINE, point_metrics, summarise, weighted_metrics
+from lusaug.models.frame_sets import DataError
 from lusaug.models.mlflow_runs import log_to_runs
 from lusaug.models.oof import HeldOutFrames, RunOOF, load_oof, predictions_table
 from lusaug.models.run_files import write_csv
-from lusaug.utils import atomic_path, write_json
+from lusaug.models.statistics import HEADLINE, point_metrics, summarise, weighted_metrics
 
 logger = logging.getLogger(__name__)
 

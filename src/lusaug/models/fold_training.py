@@ -20,7 +20,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from lusaug.config import BaseParams, TrainParams
+from lusaug.core.config import BaseParams, TrainParams
+from lusaug.core.utils import write_json
 from lusaug.models.mlflow_runs import RunTracking
 from lusaug.models.run_files import FILES
 from lusaug.models.strategies import FoldInputs, SkipRun
@@ -31,7 +32,6 @@ from lusaug.models.train import (
     prepare_run,
     train_classifier,
 )
-from lusaug.utils import write_json
 
 logger = logging.getLogger(__name__)
 

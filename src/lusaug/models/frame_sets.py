@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from lusaug.core.errors import LusaugError
 from lusaug.data.manifest import SPLITS, frame_path, read_manifest
-from lusaug.errors import LusaugError
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ one parent and the MLflow UI compare view lines strategies up side by side (filt
 ``tags.fold``). ``LUSAUG_MLFLOW_GROUP`` overrides the key (e.g. to group runs of several
 commits). The client API with explicit run ids is used throughout, so nothing depends on a global
 "active run". Every run logs the data it read as MLflow dataset inputs (``data/raw`` and its
-split file, digests = their DVC hashes: :func:`lusaug.mlflow_store.log_data_inputs`).
+split file, digests = their DVC hashes: :func:`lusaug.core.mlflow_store.log_data_inputs`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lusaug.mlflow_store import (
+from lusaug.core.mlflow_store import (
     data_hash,
     git_commit,
     log_data_inputs,

@@ -19,11 +19,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from lusaug.config import BaseParams, TrainParams
+from lusaug.core.config import BaseParams, TrainParams
 from lusaug.data.split import fold_file
 from lusaug.models.classifier import load_classifier
-from lusaug.models.data import DataError, FrameSet, load_split, predict_proba
 from lusaug.models.fold_training import planned_runs
+from lusaug.models.frame_sets import DataError, FrameSet, load_split, predict_proba
 from lusaug.models.run_files import FILES
 
 logger = logging.getLogger(__name__)

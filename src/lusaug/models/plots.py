@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lusaug.utils import atomic_path
+from lusaug.core.utils import atomic_path
 
 
 def save(fig: Figure, path: Path | str, dpi: int = 110) -> Path:

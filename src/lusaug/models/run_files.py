@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lusaug.config import TrainParams, as_flat_dict
+from lusaug.core.config import TrainParams, as_flat_dict
+from lusaug.core.utils import atomic_path, write_json
 from lusaug.models import plots
 from lusaug.models.classifier import load_checkpoint
-from lusaug.models.data import FrameSet, predict_proba, to_input
-from lusaug.models.metrics import point_metrics
-from lusaug.utils import atomic_path, write_json
+from lusaug.models.frame_sets import FrameSet, predict_proba, to_input
+from lusaug.models.statistics import point_metrics
 
 if TYPE_CHECKING:
     from lusaug.models.mlflow_runs import TrainTracker

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from lusaug.config import Strategy
-from lusaug.errors import LusaugError
-from lusaug.models.data import DataError
+from lusaug.core.config import Strategy
+from lusaug.core.errors import LusaugError
+from lusaug.models.frame_sets import DataError
 
 KEPT_DIR = "kept"  # data/synthetic/fold-<k>/<G>/kept: the filter's output
 CANDIDATES_DIR = "candidates"  # data/synthetic/fold-<k>/<G>/candidates: the generator's output

@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lusaug.config import BaseParams, Strategy, TrainParams, parse_strategy
+from lusaug.core.config import BaseParams, Strategy, TrainParams, parse_strategy
 from lusaug.models.classifier import ClassifierMeta
-from lusaug.models.data import FrameSet, concat, load_split, load_synthetic, without_label
 from lusaug.models.epochs import make_accelerator, train_one_epoch, validate
+from lusaug.models.frame_sets import FrameSet, concat, load_split, load_synthetic, without_label
 from lusaug.models.mlflow_runs import RunTracking
 from lusaug.models.run_files import FILES, TrainResult, finish_run
 from lusaug.models.strategies import (

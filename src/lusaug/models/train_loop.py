@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lusaug.config import TrainParams
+from lusaug.core.config import TrainParams
 from lusaug.models.classifier import build_classifier, load_checkpoint, save_checkpoint
-from lusaug.models.data import SYNTHETIC_PATIENT, IndexedFrames
 from lusaug.models.epochs import (
     EpochSampler,
     lr_lambda,
@@ -34,6 +33,7 @@ from lusaug.models.epochs import (
     train_one_epoch,
     validate,
 )
+from lusaug.models.frame_sets import SYNTHETIC_PATIENT, IndexedFrames
 from lusaug.models.mlflow_runs import RunTracking, TrainTracker
 from lusaug.models.run_files import FILES
 from lusaug.models.strategies import sample_weights

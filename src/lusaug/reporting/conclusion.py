@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from lusaug.markdown import NA, Doc, interval
+from lusaug.core.markdown import NA, Doc, interval
 from lusaug.reporting.decision import HELPS, NO_HELP
 from lusaug.reporting.outputs import FILES, ReportError, RunOutputs, missing
 

@@ -1,5 +1,5 @@
 """Section "Costs": wall time and peak memory per stage, from the ``$LUSAUG_STAGE_COSTS`` log
-(one JSON line per pipeline process, written by ``lusaug.utils.record_stage_costs``)."""
+(one JSON line per pipeline process, written by ``lusaug.core.utils.record_stage_costs``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from lusaug.markdown import Doc, plural
+from lusaug.core.markdown import Doc, plural
 from lusaug.reporting.header import DATE_FORMAT
 from lusaug.reporting.outputs import ReportError
 

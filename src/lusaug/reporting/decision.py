@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lusaug.markdown import NA, Doc, finite, fixed, interval, pct, plural
+from lusaug.core.markdown import NA, Doc, finite, fixed, interval, pct, plural
 from lusaug.reporting.outputs import FILES, RunOutputs, missing
 
 TITLE = "Decision"

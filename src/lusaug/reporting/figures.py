@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from lusaug.markdown import Doc
-from lusaug.utils import atomic_path
+from lusaug.core.markdown import Doc
+from lusaug.core.utils import atomic_path
 
 logger = logging.getLogger(__name__)
 

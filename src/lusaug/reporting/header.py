@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from lusaug.markdown import NA, Doc, plural
+from lusaug.core.markdown import NA, Doc, plural
 from lusaug.reporting.outputs import RunOutputs
 
 DATA_DVC = "data.dvc"  # the pointer of data/raw (its DVC hash is the data version)

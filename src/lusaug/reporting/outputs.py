@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from lusaug.config import ConfigError, Params, load_params, parse_strategy
-from lusaug.errors import LusaugError
+from lusaug.core.config import ConfigError, Params, load_params, parse_strategy
+from lusaug.core.errors import LusaugError
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lusaug.markdown import Doc, pct
+from lusaug.core.markdown import Doc, pct
 from lusaug.reporting.figures import Figures
 from lusaug.reporting.outputs import FILES, RunOutputs, missing
 from lusaug.reporting.table3 import EVALUATE_DIR

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lusaug.config import SYNTHETIC_PREFIX
-from lusaug.markdown import NA, Doc, pct
+from lusaug.core.config import SYNTHETIC_PREFIX
+from lusaug.core.markdown import NA, Doc, pct
 from lusaug.reporting.outputs import RunOutputs
 
 TITLE = "The study's numbers beside ours"

@@ -22,21 +22,21 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lusaug.markdown import Doc, render_markdown
+from lusaug.core.markdown import Doc, render_markdown
+from lusaug.core.utils import atomic_path
 from lusaug.reporting.conclusion import changes_section, conclusion_section
 from lusaug.reporting.costs import costs_section, read_stage_costs
 from lusaug.reporting.decision import decision_section
 from lusaug.reporting.figures import FIGURE_MAX_BYTES, SHARED_MODE, Figures, copy_figure
 from lusaug.reporting.final import final_section
-from lusaug.reporting.generators import generators_section
 from lusaug.reporting.header import header
 from lusaug.reporting.outputs import ReportError, RunOutputs, planned_settings
 from lusaug.reporting.patients import patients_section
 from lusaug.reporting.reference import STUDY_REFERENCE, reference_section
 from lusaug.reporting.split import split_section
+from lusaug.reporting.synthetic import generators_section
 from lusaug.reporting.table3 import evaluation_figures, table3_section
-from lusaug.reporting.tuning import tuning_section
-from lusaug.utils import atomic_path
+from lusaug.reporting.tuned_values import tuning_section
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lusaug.markdown import NA, Doc, fixed, interval, pct, plural
+from lusaug.core.markdown import NA, Doc, fixed, interval, pct, plural
 from lusaug.reporting.figures import Figures
 from lusaug.reporting.outputs import ENCODER_JSON, SYNTHETIC_JSON, RunOutputs
 from lusaug.reporting.targets import (

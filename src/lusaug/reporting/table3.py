@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lusaug.markdown import NA, Doc, interval, pct, plural, signed_pct
+from lusaug.core.markdown import NA, Doc, interval, pct, plural, signed_pct
 from lusaug.reporting.figures import Figures
 from lusaug.reporting.outputs import FILES, RunOutputs, missing
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lusaug.markdown import finite, fixed, pct
+from lusaug.core.markdown import finite, fixed, pct
 
 RECOGNITION_FRACTION = 0.8  # kept samples recognised >= this x as often as real val frames
 PRECISION_FRACTION = 0.8  # PRDC precision >= this x the real-vs-real precision

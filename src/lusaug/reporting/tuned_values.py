@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from lusaug.config import SYNTHETIC_PREFIX, parse_strategy
-from lusaug.markdown import NA, Doc, fixed, pct, signed_pct
+from lusaug.core.config import SYNTHETIC_PREFIX, parse_strategy
+from lusaug.core.markdown import NA, Doc, fixed, pct, signed_pct
 from lusaug.reporting.figures import Figures
-from lusaug.reporting.generators import figure_folds
 from lusaug.reporting.outputs import TUNED_YAML, RunOutputs
+from lusaug.reporting.synthetic import figure_folds
 
 TITLE = "Tuning (Optuna, per fold)"
 TUNE_FIGURE = (

@@ -19,7 +19,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from lusaug.config import ServeParams
+from lusaug.core.config import ServeParams
 from lusaug.export.model_input import BadInput
 from lusaug.serving.budget import MIB, BodyLimit, ServeLimits
 from lusaug.serving.metrics import ResponseMeta

@@ -27,7 +27,7 @@ def _sampling_and_limits(params):
 def _use_tracking(params) -> None:
     import mlflow
 
-    from lusaug.mlflow_store import tracking_uri
+    from lusaug.core.mlflow_store import tracking_uri
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # quiet downloads
     mlflow.set_tracking_uri(tracking_uri(params.mlflow.tracking_uri))
@@ -45,7 +45,7 @@ def serve(
     POST /reload."""
     import uvicorn
 
-    from lusaug.config import load_params
+    from lusaug.core.config import load_params
     from lusaug.export.onnx_runtime import ModelSourceError
     from lusaug.serving.app import create_app
 
@@ -78,7 +78,7 @@ def predict(
     from rich.console import Console
     from rich.table import Table
 
-    from lusaug.config import load_params
+    from lusaug.core.config import load_params
     from lusaug.export.model_source import resolve_model
     from lusaug.export.onnx_runtime import ModelSourceError, OnnxClassifier
     from lusaug.serving.metrics import INTENDED_USE

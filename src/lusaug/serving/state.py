@@ -26,8 +26,8 @@ from mlflow.protos.databricks_pb2 import (
 )
 from starlette.concurrency import run_in_threadpool
 
-from lusaug.config import ServeParams
-from lusaug.errors import LusaugError
+from lusaug.core.config import ServeParams
+from lusaug.core.errors import LusaugError
 from lusaug.export.model_input import ImageLimits
 from lusaug.export.model_source import current_version
 from lusaug.export.onnx_runtime import ModelSourceError

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lusaug.config import RegisterParams
+from lusaug.core.config import RegisterParams
 from lusaug.data.manifest import read_manifest
 from lusaug.tracking.history import HISTORY_PREFIX
 from lusaug.tracking.selection import RunSummary

@@ -25,8 +25,8 @@ def register(app: typer.Typer) -> None:
 def _setup(params_file: Path) -> Any:
     import mlflow
 
-    from lusaug.config import load_params
-    from lusaug.mlflow_store import tracking_uri
+    from lusaug.core.config import load_params
+    from lusaug.core.mlflow_store import tracking_uri
 
     params = load_params(params_file)
     mlflow.set_tracking_uri(tracking_uri(params.mlflow.tracking_uri))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lusaug.errors import LusaugError
+from lusaug.core.errors import LusaugError
 
 
 class RegistryError(LusaugError, RuntimeError):

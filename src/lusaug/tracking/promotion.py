@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from mlflow import MlflowClient
 
-from lusaug.config import RegisterParams
+from lusaug.core.config import RegisterParams
 from lusaug.tracking.errors import PromotionRefused, RegistryConflict, RegistryError
 from lusaug.tracking.history import GateResult, HistoryEntry, held_record, rollback_target
 from lusaug.tracking.lock import DEFAULT_LEASE_S, DEFAULT_WAIT_S

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lusaug.config import RegisterParams
+from lusaug.core.config import RegisterParams
 from lusaug.tracking.errors import RegistryError
 
 VALIDATION_PREFIX = "val_"

@@ -14,8 +14,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lusaug.config import BaseParams, Strategy, TrainParams, TuneParams, parse_strategy
-from lusaug.mlflow_store import standard_tags
+from lusaug.core.config import BaseParams, Strategy, TrainParams, TuneParams, parse_strategy
+from lusaug.core.mlflow_store import standard_tags
 from lusaug.models.strategies import GENERATOR_METRICS, FoldInputs
 from lusaug.models.train import FoldData
 from lusaug.tuning.objective import (

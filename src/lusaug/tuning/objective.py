@@ -21,8 +21,8 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from lusaug.config import BaseParams, Strategy, TrainParams, TuneParams
-from lusaug.errors import LusaugError
+from lusaug.core.config import BaseParams, Strategy, TrainParams, TuneParams
+from lusaug.core.errors import LusaugError
 from lusaug.generators.filters import FilterThresholds, kept_files, load_thresholds
 from lusaug.models.strategies import GENERATOR_METRICS, FoldInputs, Tuned
 from lusaug.models.train import FoldData, RunSpec, prepare_run, train_classifier

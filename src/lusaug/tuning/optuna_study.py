@@ -32,8 +32,8 @@ from optuna.samplers import BaseSampler, TPESampler
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from lusaug.config import TuneParams
-from lusaug.mlflow_store import setup_experiment
+from lusaug.core.config import TuneParams
+from lusaug.core.mlflow_store import setup_experiment
 
 PARENT_ATTR = "mlflow_parent_run_id"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

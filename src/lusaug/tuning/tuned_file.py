@@ -16,9 +16,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from lusaug.core.utils import atomic_path
 from lusaug.tuning.objective import TuneError
 from lusaug.tuning.optuna_study import FINISHED
-from lusaug.utils import atomic_path
 
 HEADER = (
     "# Written by the `tune` stage (one Optuna study per tuned strategy; params.yaml `tune`).\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lusaug.config import BaseParams, FramesParams, ValidateParams
+from lusaug.core.config import BaseParams, FramesParams, ValidateParams
 from lusaug.data.manifest import MANIFEST_COLUMNS, SPLITS
 from lusaug.validation.tables import GROUPS
 

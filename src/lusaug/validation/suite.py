@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lusaug.config import BaseParams, FramesParams, ValidateParams
+from lusaug.core.config import BaseParams, FramesParams, ValidateParams
+from lusaug.core.utils import atomic_path, write_json
 from lusaug.data.manifest import SPLITS, read_manifest
 from lusaug.data.split import fold_file
-from lusaug.utils import atomic_path, write_json
 from lusaug.validation.expectations import (
     CROSS_FOLD_SUITES,
     FOLD_SUITES,

@@ -8,15 +8,7 @@ import, frames, split, validate), ``training`` (train, evaluate, tune), ``genera
 generate, filter) and ``serving`` (register, export, serve, mlflow).
 """
 
-from lusaug.config.core import (
-    PARAMS_PATH,
-    PROFILES_DIR,
-    PROJ_ROOT,
-    ConfigError,
-    as_flat_dict,
-    deep_merge,
-)
-from lusaug.config.data import (
+from lusaug.core.config.data_sections import (
     BaseParams,
     FramesParams,
     ImportParams,
@@ -24,7 +16,7 @@ from lusaug.config.data import (
     SplitParams,
     ValidateParams,
 )
-from lusaug.config.generators import (
+from lusaug.core.config.generator_sections import (
     CONDITIONAL_KIND,
     FINETUNE_METHODS,
     GENERATOR_KINDS,
@@ -43,9 +35,22 @@ from lusaug.config.generators import (
     SharpnessParams,
     TextualInversionParams,
 )
-from lusaug.config.params import Params, load_params, params_from_dict
-from lusaug.config.serving import ExportParams, MlflowParams, RegisterParams, ServeParams
-from lusaug.config.training import (
+from lusaug.core.config.params import Params, load_params, params_from_dict
+from lusaug.core.config.schema import (
+    PARAMS_PATH,
+    PROFILES_DIR,
+    PROJ_ROOT,
+    ConfigError,
+    as_flat_dict,
+    deep_merge,
+)
+from lusaug.core.config.serving_sections import (
+    ExportParams,
+    MlflowParams,
+    RegisterParams,
+    ServeParams,
+)
+from lusaug.core.config.training_sections import (
     GENERATOR_STRATEGIES,
     MODEL_FORMATS,
     PLAIN_STRATEGIES,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lusaug.config.core import ConfigError
+from lusaug.core.config.schema import ConfigError
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lusaug.config.core import ConfigError
+from lusaug.core.config.schema import ConfigError
 
 CONDITIONAL_KIND = "ddpm_conditional"  # samples every class: synthetic_only-<G> needs it
 GENERATOR_KINDS = ("ddpm", CONDITIONAL_KIND, "textual_inversion", "finetune")

@@ -8,8 +8,7 @@ from typing import Any
 
 import yaml
 
-from lusaug.config.core import PARAMS_PATH, ConfigError, build
-from lusaug.config.data import (
+from lusaug.core.config.data_sections import (
     BaseParams,
     FramesParams,
     ImportParams,
@@ -17,14 +16,20 @@ from lusaug.config.data import (
     SplitParams,
     ValidateParams,
 )
-from lusaug.config.generators import (
+from lusaug.core.config.generator_sections import (
     CONDITIONAL_KIND,
     BaseModelParams,
     FilterParams,
     GenerateParams,
 )
-from lusaug.config.serving import ExportParams, MlflowParams, RegisterParams, ServeParams
-from lusaug.config.training import (
+from lusaug.core.config.schema import PARAMS_PATH, ConfigError, build
+from lusaug.core.config.serving_sections import (
+    ExportParams,
+    MlflowParams,
+    RegisterParams,
+    ServeParams,
+)
+from lusaug.core.config.training_sections import (
     EvaluateParams,
     FinalParams,
     TrainParams,

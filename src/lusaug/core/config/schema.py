@@ -9,9 +9,9 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from lusaug.errors import LusaugError
+from lusaug.core.errors import LusaugError
 
-PROJ_ROOT = Path(__file__).resolve().parents[3]
+PROJ_ROOT = Path(__file__).resolve().parents[4]
 PARAMS_PATH = Path(os.environ.get("LUSAUG_PARAMS", "params.yaml"))
 PROFILES_DIR = PROJ_ROOT / "profiles"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lusaug.config.core import ConfigError
+from lusaug.core.config.schema import ConfigError
 
 # Strategy names. Plain ones need only the fold's frames; class_weights_tuned reads the fold's
 # tuned file (stage `tune`); the others take a generator G: ``<prefix><G>``.

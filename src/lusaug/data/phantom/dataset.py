@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from lusaug.config import Params, PhantomParams
+from lusaug.core.config import Params, PhantomParams
+from lusaug.core.utils import atomic_path
 from lusaug.data.manifest import RAW_METADATA_COLUMNS, RAW_METADATA_NAME
 from lusaug.data.phantom.anatomy import MIN_SIDE, Patient, sample_patient
 from lusaug.data.phantom.render import render_clip
-from lusaug.utils import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lusaug.config import Params
+from lusaug.core.config import Params
+from lusaug.core.utils import atomic_path
 from lusaug.data.phantom.dataset import _gen, _mode, patient_of, plan_phantom
 from lusaug.data.phantom.render import render_clip
-from lusaug.utils import atomic_path
 
 
 def phantom_grid(

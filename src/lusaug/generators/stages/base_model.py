@@ -18,10 +18,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from lusaug.config import BaseModelParams, BaseParams, MlflowParams, as_flat_dict
+from lusaug.core.config import BaseModelParams, BaseParams, MlflowParams, as_flat_dict
+from lusaug.core.mlflow_store import log_data_inputs
+from lusaug.core.utils import atomic_path, write_json
 from lusaug.generators.captions import caption
-from lusaug.generators.data import check_validation, from_unit, load_frames, read_splits
 from lusaug.generators.diffusion_loop import TrainResult, fingerprint
+from lusaug.generators.frame_io import check_validation, from_unit, load_frames, read_splits
 from lusaug.generators.mlflow_runs import log_base_model, register_base_model
 from lusaug.generators.plots import comparison_grid_figure, loss_figure, save_figure
 from lusaug.generators.stages.common import (
@@ -35,8 +37,6 @@ from lusaug.generators.stages.common import (
 )
 from lusaug.generators.text_base import CAPTIONS_FILE, BaseData, base_training_data, train_base
 from lusaug.generators.text_to_image import TextToImage, pipeline_class
-from lusaug.mlflow_store import log_data_inputs
-from lusaug.utils import atomic_path, write_json
 
 logger = logging.getLogger(__name__)
 

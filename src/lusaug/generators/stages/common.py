@@ -11,11 +11,11 @@ from typing import Any
 
 import torch
 
-from lusaug.config import GenerateParams, GeneratorSpec, MlflowParams
-from lusaug.generators.data import GeneratorDataError
+from lusaug.core.config import GenerateParams, GeneratorSpec, MlflowParams
+from lusaug.core.mlflow_store import setup_experiment, standard_tags
+from lusaug.core.utils import sha256_file, write_json
+from lusaug.generators.frame_io import GeneratorDataError
 from lusaug.generators.mlflow_runs import fold_tags, run_exists
-from lusaug.mlflow_store import setup_experiment, standard_tags
-from lusaug.utils import sha256_file, write_json
 
 RUN_STATE = "run.json"  # in a checkpoint folder: the MLflow run an interrupted training resumes
 

@@ -15,14 +15,14 @@ from typing import Any
 import mlflow
 import numpy as np
 
-from lusaug.config import BaseParams, EncoderParams, MlflowParams, TrainParams
-from lusaug.generators.data import check_validation, class_frames, load_frames, read_splits
+from lusaug.core.config import BaseParams, EncoderParams, MlflowParams, TrainParams
+from lusaug.core.mlflow_store import log_data_inputs
+from lusaug.core.utils import write_json
 from lusaug.generators.fidelity import FeatureSpace, recognition
+from lusaug.generators.frame_io import check_validation, class_frames, load_frames, read_splits
 from lusaug.generators.stages.common import set_threads, setup_mlflow, tags
-from lusaug.mlflow_store import log_data_inputs
 from lusaug.models.run_files import FILES
 from lusaug.models.train import FoldData, RunSpec, prepare_run, train_classifier
-from lusaug.utils import write_json
 
 logger = logging.getLogger(__name__)
 

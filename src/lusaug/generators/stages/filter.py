@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from lusaug.config import (
+from lusaug.core.config import (
     CONDITIONAL_KIND,
     BaseParams,
     FilterParams,
@@ -28,7 +28,8 @@ from lusaug.config import (
     GeneratorSpec,
     MlflowParams,
 )
-from lusaug.generators import data as gdata
+from lusaug.core.utils import atomic_path, write_json
+from lusaug.generators import frame_io
 from lusaug.generators.ddpm import read_meta
 from lusaug.generators.fidelity import FeatureSpace
 from lusaug.generators.filters import (
@@ -53,7 +54,6 @@ from lusaug.generators.stages.encoder import CHECKPOINT
 from lusaug.generators.stages.filter_classes import filter_other_classes
 from lusaug.generators.stages.filter_report import filter_figures, filter_metrics
 from lusaug.generators.stages.filter_tracking import track_filter
-from lusaug.utils import atomic_path, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -117,16 +117,16 @@ def load_inputs(
     """Read the candidates, the generator's training pool and the real frames; embed them."""
     meta = read_meta(model_dir)
     size, target = base.image_size, base.target_class
-    splits = gdata.read_splits(splits_csv)
-    cands, paths = gdata.load_folder(candidates_dir, size)
+    splits = frame_io.read_splits(splits_csv)
+    cands, paths = frame_io.load_folder(candidates_dir, size)
     train_rows = pd.read_csv(Path(model_dir) / TRAIN_SET_FILE, dtype=str, keep_default_na=False)
-    pool = gdata.load_frames(train_rows, splits_csv, size)
-    real_rows = gdata.class_frames(splits, target, "train")
-    real = gdata.load_frames(real_rows, splits_csv, size)  # sorted
-    real_val = gdata.load_frames(gdata.class_frames(splits, target, "val"), splits_csv, size)
+    pool = frame_io.load_frames(train_rows, splits_csv, size)
+    real_rows = frame_io.class_frames(splits, target, "train")
+    real = frame_io.load_frames(real_rows, splits_csv, size)  # sorted
+    real_val = frame_io.load_frames(frame_io.class_frames(splits, target, "val"), splits_csv, size)
     space = FeatureSpace.load(Path(encoder_dir) / CHECKPOINT)
     if space.meta.image_size != size:
-        raise gdata.GeneratorDataError(
+        raise frame_io.GeneratorDataError(
             f"the encoder works at {space.meta.image_size} px but base.image_size is {size}: "
             "re-run the encoder stage"
         )
@@ -252,7 +252,7 @@ def run_filter(
 ) -> dict[str, Any]:
     """Filter generator ``name``'s candidates and score them; returns the metrics it wrote."""
     spec = get_spec(gen, name)
-    gdata.check_validation(validation_json)
+    frame_io.check_validation(validation_json)
     set_threads(gen.threads)
     inp = load_inputs(spec, splits_csv, model_dir, candidates_dir, encoder_dir, base)
     res = filter_candidates(name, inp, cfg)

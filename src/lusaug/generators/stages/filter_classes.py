@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from lusaug.config import FilterParams
-from lusaug.generators import data as gdata
+from lusaug.core.config import FilterParams
+from lusaug.core.utils import atomic_path
+from lusaug.generators import frame_io
 from lusaug.generators.filters import (
     FilterThresholds,
     apply_filter,
@@ -26,7 +27,6 @@ from lusaug.generators.filters import (
     sharpness_band,
 )
 from lusaug.generators.memorisation import check_memorisation
-from lusaug.utils import atomic_path
 
 
 def other_classes(candidates_dir: Path | str, classes: list[str], target: str) -> list[str]:
@@ -51,8 +51,10 @@ def filter_other_classes(
     and the thresholds used. Call after the rare class's ``kept/`` was written."""
     summary: dict[str, dict[str, Any]] = {}
     for label in other_classes(candidates_dir, classes, target):
-        cands, paths = gdata.load_folder(Path(candidates_dir) / label, size)
-        real = gdata.load_frames(gdata.class_frames(splits, label, "train"), splits_csv, size)
+        cands, paths = frame_io.load_folder(Path(candidates_dir) / label, size)
+        real = frame_io.load_frames(
+            frame_io.class_frames(splits, label, "train"), splits_csv, size
+        )
         low, high, _ = sharpness_band(high_frequency_ratio(real, cfg.sharpness.cutoff), cfg)
         std, entropy = image_stats(cands)
         stats = {

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from lusaug.config import BaseParams, FilterParams
+from lusaug.core.config import BaseParams, FilterParams
 from lusaug.generators.fidelity import fidelity_report, ratio, recognition
 from lusaug.generators.filters import image_stats
 from lusaug.generators.plots import (

@@ -8,7 +8,7 @@ from typing import Any
 
 import mlflow
 
-from lusaug.config import FilterParams, GenerateParams, MlflowParams, as_flat_dict
+from lusaug.core.config import FilterParams, GenerateParams, MlflowParams, as_flat_dict
 from lusaug.generators.mlflow_runs import numeric_metrics, register_best_generator, run_exists
 from lusaug.generators.stages.common import generator_tags, setup_mlflow
 

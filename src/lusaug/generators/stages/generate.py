@@ -17,7 +17,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from lusaug.config import (
+from lusaug.core.config import (
     CONDITIONAL_KIND,
     BaseParams,
     GenerateParams,
@@ -26,7 +26,9 @@ from lusaug.config import (
     SamplingParams,
     as_flat_dict,
 )
-from lusaug.generators import data as gdata
+from lusaug.core.mlflow_store import log_data_inputs
+from lusaug.core.utils import atomic_path
+from lusaug.generators import frame_io
 from lusaug.generators.captions import captions
 from lusaug.generators.ddpm import build_scheduler, save_ddpm, train_ddpm
 from lusaug.generators.diffusion_loop import fingerprint
@@ -53,8 +55,6 @@ from lusaug.generators.textual_inversion import (
     save_embeddings,
     train_textual_inversion,
 )
-from lusaug.mlflow_store import log_data_inputs
-from lusaug.utils import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def _train_ddpm(ctx: dict[str, Any], out: Path) -> dict[str, float]:
             class_label=meta["class_index"] if conditional else None,
         )
         fig = grid_figure(
-            gdata.resize_batch(gdata.from_unit(imgs), meta["image_size"]),
+            frame_io.resize_batch(frame_io.from_unit(imgs), meta["image_size"]),
             f"{ctx['label']}: step {step} (EMA, {sp.sampler}-{sp.steps})",
         )
         mlflow.log_figure(fig, f"samples/step_{step:06d}.png")
@@ -208,7 +208,7 @@ def _generator_meta(
     spec: GeneratorSpec,
     base: BaseParams,
     sp: SamplingParams,
-    tset: gdata.TrainingSet,
+    tset: frame_io.TrainingSet,
     n_images: int,
     seed: int,
     fold: int | None,
@@ -264,7 +264,7 @@ def _candidates(
     """Sample and write the candidate PNGs, with their grid (and TI's with/without figure)."""
     spec, gen, label = ctx["spec"], ctx["gen"], ctx["label"]
     cands = generator.sample(gen.sampling.candidates, ctx["seed"] + 1, progress=ctx["progress"])
-    gdata.write_pngs(cands, candidates_dir, CANDIDATE_PREFIX)
+    frame_io.write_pngs(cands, candidates_dir, CANDIDATE_PREFIX)
     grid = grid_figure(cands[: gen.ddpm.grid_size], f"{label}: candidates")
     mlflow.log_figure(grid, "samples/candidates.png")
     save_figure(grid, out / "candidates_grid.png")
@@ -288,7 +288,7 @@ def _other_class_candidates(
         imgs = generator.sample(
             gen.sampling.candidates, ctx["seed"] + 1 + i, label=label, progress=ctx["progress"]
         )
-        gdata.write_pngs(imgs, candidates_dir / label, CANDIDATE_PREFIX)
+        frame_io.write_pngs(imgs, candidates_dir / label, CANDIDATE_PREFIX)
         grid = grid_figure(imgs[: gen.ddpm.grid_size], f"{ctx['label']}: {label} candidates")
         mlflow.log_figure(grid, f"samples/candidates_{label}.png")
         plt.close(grid)
@@ -314,13 +314,15 @@ def run_generate(
     base_path = None
     if spec.kind in TEXT_KINDS:  # fail before any work when there is no base
         base_path = resolve_base(base_dir or "", gen.base)
-    gdata.check_validation(validation_json)
+    frame_io.check_validation(validation_json)
     set_threads(gen.threads)
-    splits = gdata.read_splits(splits_csv)
+    splits = frame_io.read_splits(splits_csv)
     target = base.target_class
     seed = derive_seed(base.seed, name)
-    tset = gdata.build_training_set(splits, spec, target, base.classes, gen.mixed_patients, seed)
-    images = gdata.load_frames(tset.frames, splits_csv, base.image_size)
+    tset = frame_io.build_training_set(
+        splits, spec, target, base.classes, gen.mixed_patients, seed
+    )
+    images = frame_io.load_frames(tset.frames, splits_csv, base.image_size)
     meta = _generator_meta(name, spec, base, gen.sampling, tset, len(images), seed, fold)
     section = _model_section(spec, gen)
     fp = fingerprint(
