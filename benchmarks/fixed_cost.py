@@ -5,7 +5,8 @@ bookkeeping per stage item, per run. Read from the training log's timestamps: a 
 the time from the process start (its first run) or from the previous run's "finished" line to its
 "***** training" line, which is logged just before the first batch. DVC's bookkeeping per item is
 a no-op ``dvc repro`` of an up-to-date repository divided by its items (``--dvc-repo``), spread
-over the runs one item trains. Also printed: the whole wall time and the epochs (history.csv).
+over the runs one item trains. Also printed: the whole wall time and the epochs (each run's
+execution.json; history.csv in older trees).
 
 - This tree: ``pipelines/train.py`` trains every run of one fold in one process (train@<fold>).
 - ``--old-rev REV`` (e.g. f80ecd2): a git worktree of that revision, whose ``pipelines/train.py``
@@ -96,6 +97,10 @@ def configure(repo: Path, runs: int, epochs: int) -> list[int]:
 
 
 def epoch_seconds(run_dir: Path) -> float:
+    """Wall time of a run's epochs: its execution record (older trees: history.csv)."""
+    record = run_dir / "execution.json"
+    if record.exists():
+        return float(sum(json.loads(record.read_text())["epoch_seconds"]))
     return float(pd.read_csv(run_dir / "history.csv")["seconds"].sum())
 
 

@@ -26,8 +26,9 @@ from pathlib import Path
 from machine import describe  # benchmarks/machine.py (the script folder is on sys.path)
 
 from lusaug.core.config import PROJ_ROOT, load_params
-from lusaug.data.frames import extract_frames
 from lusaug.data.ingest import import_folder
+from lusaug.stages.frames import FramesPaths
+from lusaug.stages.frames import run as run_frames
 
 TARGET_S = 60.0  # issue 2: whole folder under 60 s on 2 cores
 
@@ -58,11 +59,8 @@ def main(argv: list[str] | None = None) -> None:
             p = replace(params, base=replace(params.base, workers=workers))
             out = tmp / f"w{workers}"
             t0 = time.perf_counter()
-            report = extract_frames(
-                tmp / "raw",
-                out / "frames",
-                out / "frames.csv",
-                out / "ingest.json",
+            report = run_frames(
+                FramesPaths(tmp / "raw", out / "frames", out / "frames.csv", out / "ingest.json"),
                 p.base,
                 p.import_,
                 p.frames,

@@ -30,7 +30,7 @@ from machine import describe  # benchmarks/machine.py (the script folder is on s
 from lusaug.core.config import load_params
 from lusaug.generators import frame_io
 from lusaug.generators.generator import Generator
-from lusaug.generators.stages.common import set_threads
+from lusaug.generators.run_context import set_threads
 from lusaug.generators.text_base import base_training_data, train_base
 from lusaug.generators.text_to_image import TextToImage
 from lusaug.generators.textual_inversion import train_textual_inversion

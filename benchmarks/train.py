@@ -36,8 +36,8 @@ from machine import describe  # benchmarks/machine.py (the script folder is on s
 from lusaug.core.config import PROJ_ROOT, Params, load_params
 from lusaug.models.augment import augment_batch
 from lusaug.models.classifier import ClassifierMeta, build_classifier
+from lusaug.models.epochs import make_accelerator
 from lusaug.models.frame_sets import predict_proba, to_input
-from lusaug.models.train import make_accelerator
 from tests.helpers.toy import write_toy_dataset
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from lusaug.core.config import load_params
 from lusaug.core.errors import stage_errors
 from lusaug.core.utils import seed_everything, setup_logging
-from lusaug.generators.stages.base_model import run_base_model
+from lusaug.stages import base_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,26 +34,29 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     seed_everything(params.base.seed)
     with stage_errors("base_model"):
-        s = run_base_model(
-            args.splits_csv,
-            args.out_dir,
+        paths = base_model.BaseModelPaths(
+            args.splits_csv, args.out_dir, args.checkpoints, args.validation_json
+        )
+        s = base_model.run(
+            paths,
             params.base,
             params.base_model,
+            params.generate,
             params.mlflow,
-            external=params.generate.base,
-            threads=params.generate.threads,
-            checkpoint_dir=args.checkpoints,
             resume=args.resume,
-            validation_json=args.validation_json,
             fold=args.fold,
         )
-    if not s["trained"]:
+    if "external" in s:
         print(f"base_model: using the local checkpoint {s['external']} (generate.base)")
-        return
-    print(
-        f"base_model: {s['train_steps']} steps on {s['train_frames']} frames of {s['classes']} "
-        f"({s['train_seconds']:.0f} s, {s['train_images_per_second']:.1f} img/s)"
-    )
+    elif not s["trained"]:
+        print(f"base_model: nothing to train ({s['skipped']})")
+    elif "train_seconds" not in s:
+        print(f"base_model: kept the base in {args.out_dir} (same settings and frames)")
+    else:
+        print(
+            f"base_model: {s['train_steps']} steps on {s['train_frames']} frames of "
+            f"{s['classes']} ({s['train_seconds']:.0f} s, {s['train_images_per_second']:.1f} img/s)"
+        )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 from lusaug.core.config import load_params
 from lusaug.core.errors import stage_errors
 from lusaug.core.utils import seed_everything, setup_logging
-from lusaug.generators.stages.encoder import run_encoder
+from lusaug.stages import encoder
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,18 +31,22 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     seed_everything(params.base.seed)
     with stage_errors("encoder"):
-        s = run_encoder(
-            args.splits_csv,
-            args.out_dir,
-            args.metrics_json,
+        paths = encoder.EncoderPaths(
+            args.splits_csv, args.out_dir, args.metrics_json, args.validation_json
+        )
+        s = encoder.run(
+            paths,
             params.base,
             params.train,
             params.filter.encoder,
             params.mlflow,
+            enabled=params.generate.enabled,
             threads=params.generate.threads,
-            validation_json=args.validation_json,
             fold=args.fold,
         )
+    if not s["trained"]:
+        print(f"encoder: nothing to train ({s['skipped']})")
+        return
     print(
         f"encoder: {s['strategy']}-{s['architecture']}, {s['num_features']}-d features; val "
         f"balanced accuracy {s['val_balanced_accuracy']}"

@@ -22,7 +22,7 @@ from lusaug.core.config import load_params
 from lusaug.core.errors import stage_errors
 from lusaug.core.mlflow_store import tracking_uri
 from lusaug.core.utils import setup_logging
-from lusaug.models.evaluate import EvaluateOutputs, evaluate_folds
+from lusaug.stages import evaluate
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     with stage_errors("evaluate"):
         params = load_params()
-        out = EvaluateOutputs(
+        paths = evaluate.EvaluatePaths(
+            args.splits_dir,
+            args.models_dir,
             args.metrics,
             args.runs,
             args.comparison,
@@ -61,16 +63,14 @@ def main(argv: list[str] | None = None) -> None:
             args.plots,
             args.report,
         )
-        summary = evaluate_folds(
-            args.splits_dir,
-            args.models_dir,
-            params.split.folds,
+        summary = evaluate.run(
+            paths,
             params.base,
             params.train,
             params.evaluate,
-            params.final.metric,
-            out,
-            None if args.no_tracking else tracking_uri(params.mlflow.tracking_uri),
+            folds=params.split.folds,
+            select_metric=params.final.metric,
+            tracking_uri=None if args.no_tracking else tracking_uri(params.mlflow.tracking_uri),
         )
     target = params.base.target_class
     for name, e in summary["settings"].items():

@@ -17,9 +17,8 @@ from pathlib import Path
 
 from lusaug.core.config import load_params
 from lusaug.core.errors import stage_errors
-from lusaug.core.mlflow_store import setup_experiment
 from lusaug.core.utils import setup_logging
-from lusaug.export.registered import export_registered
+from lusaug.stages import export
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,17 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
-    params = load_params()
-    setup_experiment("classifiers", params.mlflow.tracking_uri)
     with stage_errors("export"):  # ParityFailed included: report written, version tagged
-        rep = export_registered(
-            args.registered,
-            args.splits_csv,
-            args.onnx_dir,
-            args.report,
-            params.export,
-            seed=params.base.seed,
-        )
+        params = load_params()
+        paths = export.ExportPaths(args.registered, args.splits_csv, args.onnx_dir, args.report)
+        rep = export.run(paths, params.export, params.mlflow, seed=params.base.seed)
     par, q = rep["parity"], rep["int8"]
     print(
         f"{args.onnx_dir}/classifier.onnx: parity passed on {par['frames']} test frames "

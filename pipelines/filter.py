@@ -14,7 +14,7 @@ from pathlib import Path
 from lusaug.core.config import load_params
 from lusaug.core.errors import stage_errors
 from lusaug.core.utils import seed_everything, setup_logging
-from lusaug.generators.stages.filter import run_filter
+from lusaug.stages import filter as filter_stage
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,8 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     seed_everything(params.base.seed)
     with stage_errors(f"filter@{args.generator}"):
-        m = run_filter(
-            args.generator,
+        paths = filter_stage.FilterPaths(
             args.splits_csv,
             args.model_dir,
             args.candidates_dir,
@@ -51,6 +50,10 @@ def main(argv: list[str] | None = None) -> None:
             args.table_csv,
             args.metrics_json,
             args.plots_dir,
+        )
+        m = filter_stage.run(
+            paths,
+            args.generator,
             params.base,
             params.filter,
             params.generate,

@@ -18,8 +18,8 @@ from pathlib import Path
 from lusaug.core.config import as_flat_dict, load_params
 from lusaug.core.errors import stage_errors
 from lusaug.core.utils import setup_logging
-from lusaug.final.refit import refit_final
 from lusaug.models.mlflow_runs import RunTracking
+from lusaug.stages import final
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,16 +45,16 @@ def main(argv: list[str] | None = None) -> None:
             tracking = RunTracking(
                 params.mlflow.tracking_uri, as_flat_dict(params), splits_csv=args.splits_csv
             )
-        summary = refit_final(
+        paths = final.FinalPaths(
             args.splits_csv,
             args.selection,
             args.out_dir,
             args.metrics,
-            params,
             args.validation,
-            (args.test, args.comparison),
-            tracking,
+            args.test,
+            args.comparison,
         )
+        summary = final.run(paths, params, tracking=tracking)
     metric = params.final.metric
     print(
         f"final: {summary['setting']} refit on {summary['train_frames']} frames "

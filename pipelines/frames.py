@@ -11,7 +11,7 @@ from pathlib import Path
 from lusaug.core.config import load_params
 from lusaug.core.errors import stage_errors
 from lusaug.core.utils import setup_logging
-from lusaug.data.frames import extract_frames
+from lusaug.stages import frames
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,15 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     with stage_errors("frames"):
         params = load_params()
-        summary = extract_frames(
-            args.raw_dir,
-            args.frames_dir,
-            args.manifest,
-            args.report,
-            params.base,
-            params.import_,
-            params.frames,
-        )
+        paths = frames.FramesPaths(args.raw_dir, args.frames_dir, args.manifest, args.report)
+        summary = frames.run(paths, params.base, params.import_, params.frames)
     totals = summary["totals"]
     print(
         f"frames: {totals['frames']} frames from {totals['files_processed']} files "

@@ -15,7 +15,7 @@ from pathlib import Path
 from lusaug.core.config import load_params
 from lusaug.core.errors import stage_errors
 from lusaug.core.utils import seed_everything, setup_logging
-from lusaug.generators.stages.generate import run_generate
+from lusaug.stages import generate
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,18 +38,21 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     seed_everything(params.base.seed)
     with stage_errors(f"generate@{args.generator}"):
-        s = run_generate(
-            args.generator,
+        paths = generate.GeneratePaths(
             args.splits_csv,
             args.base_dir,
             args.model_dir,
             args.candidates_dir,
+            args.checkpoints,
+            args.validation_json,
+        )
+        s = generate.run(
+            paths,
+            args.generator,
             params.base,
             params.generate,
             params.mlflow,
-            checkpoint_dir=args.checkpoints,
             resume=args.resume,
-            validation_json=args.validation_json,
             fold=args.fold,
         )
     leaky = " [LEAKY]" if s["leaky"] else ""

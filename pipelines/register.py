@@ -5,11 +5,10 @@ Usage:
         models/registered.json
 
 Converts the final model (the setting chosen on pooled validation, refit on every patient) to
-ONNX and logs it as an MLflow pyfunc (lusaug.export.publish), registers it with alias
-`candidate`, version tags and a model card carrying its cross-validated estimate and decision
-record (lusaug.tracking.registration; the alias move is recorded in the model's history), and
-writes what it registered to REGISTERED_JSON for `export`. Re-running with the same checkpoint
-reuses its version.
+ONNX and logs it as an MLflow pyfunc, registers it with alias `candidate`, version tags and a
+model card carrying its cross-validated estimate and decision record (the alias move is
+recorded in the model's history), and writes what it registered to REGISTERED_JSON for
+`export` (lusaug.stages.register). Re-running with the same checkpoint reuses its version.
 """
 
 from __future__ import annotations
@@ -19,9 +18,8 @@ from pathlib import Path
 
 from lusaug.core.config import load_params
 from lusaug.core.errors import stage_errors
-from lusaug.core.mlflow_store import setup_experiment
-from lusaug.core.utils import setup_logging, write_json
-from lusaug.export.publish import register_winner
+from lusaug.core.utils import setup_logging
+from lusaug.stages import register
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,19 +35,10 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     with stage_errors("register"):
         params = load_params()
-        setup_experiment("classifiers", params.mlflow.tracking_uri)
-        reg = register_winner(
-            args.candidate,
-            params.register,
-            params.export,
-            splits_csv=args.splits_csv,
-            classes=params.base.classes,
-            frame_geometry={
-                "auto_crop_black": params.frames.auto_crop_black,
-                "black_threshold": params.frames.black_threshold,
-            },
+        paths = register.RegisterPaths(args.candidate, args.splits_csv, args.registered)
+        reg = register.run(
+            paths, params.base, params.frames, params.register, params.export, params.mlflow
         )
-    write_json(args.registered, reg)
     lo, hi = reg["interval"]
     ci = f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""
     state = "reused" if reg["reused"] else "new"

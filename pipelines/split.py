@@ -18,9 +18,9 @@ from rich.table import Table
 
 from lusaug.core.config import load_params
 from lusaug.core.errors import stage_errors
-from lusaug.core.utils import atomic_path, setup_logging, write_json
-from lusaug.data.manifest import SPLITS, read_manifest, write_manifest
-from lusaug.data.split import fold_file, relocate, split_frames
+from lusaug.core.utils import setup_logging
+from lusaug.data.manifest import SPLITS
+from lusaug.stages import split
 
 SHOW = 5  # links printed per linked group (split.json holds them all)
 
@@ -50,18 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     with stage_errors("split"):
         params = load_params()
-        folds, summary = split_frames(
-            read_manifest(args.frames_csv),
-            args.frames_csv.resolve().parent,
-            params.split,
-            params.validate,
-            params.base.classes,
-            params.base.seed,
-        )
-    with atomic_path(args.splits_dir, is_dir=True) as tmp:
-        for fold in folds:  # paths are relative to the CSV: one level below frames.csv
-            write_manifest(relocate(fold.frames), tmp / fold_file(fold.fold))
-    write_json(args.report, summary)
+        paths = split.SplitPaths(args.frames_csv, args.splits_dir, args.report)
+        summary = split.run(paths, params.base, params.split, params.validate)
     console = Console()
     for name, entry in [*summary["folds"].items(), ("final", summary["final"])]:
         console.print(_table(name, entry))

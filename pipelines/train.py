@@ -18,9 +18,8 @@ from pathlib import Path
 from lusaug.core.config import as_flat_dict, load_params
 from lusaug.core.errors import stage_errors
 from lusaug.core.utils import setup_logging
-from lusaug.models.fold_training import summarise, train_fold
 from lusaug.models.mlflow_runs import RunTracking
-from lusaug.models.strategies import FoldInputs
+from lusaug.stages import train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,16 +46,11 @@ def main(argv: list[str] | None = None) -> None:
             tracking = RunTracking(
                 params.mlflow.tracking_uri, as_flat_dict(params), splits_csv=args.splits_csv
             )
-        outcomes = train_fold(
-            args.splits_csv,
-            args.out_dir,
-            args.fold,
-            params.train,
-            params.base,
-            FoldInputs(args.synthetic, args.tuned, args.generator_metrics),
-            tracking,
+        paths = train.TrainPaths(
+            args.splits_csv, args.out_dir, args.synthetic, args.tuned, args.generator_metrics
         )
-    print(f"train@{args.fold}: {summarise(outcomes)}")
+        outcomes = train.run(paths, params.base, params.train, fold=args.fold, tracking=tracking)
+    print(f"train@{args.fold}: {train.summarise(outcomes)}")
     for o in outcomes:
         if o.status == "skipped":
             print(f"  {o.run}: skipped ({o.reason})")

@@ -22,8 +22,7 @@ from lusaug.core.config import PARAMS_PATH, load_params
 from lusaug.core.errors import stage_errors
 from lusaug.core.mlflow_store import tracking_uri
 from lusaug.core.utils import setup_logging
-from lusaug.models.strategies import FoldInputs
-from lusaug.tuning.fold_tuning import tune_fold, work
+from lusaug.stages import tune
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,11 +51,13 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     with stage_errors(f"tune@{args.fold}"):
         params = load_params()
-        inputs = FoldInputs(args.synthetic, None, args.generator_metrics)
-        sections = (params.train, params.base, params.tune, inputs)
+        paths = tune.TunePaths(
+            args.splits_csv, args.tuned, args.plots, args.synthetic, args.generator_metrics
+        )
+        sections = (params.base, params.train, params.tune)
         uri = None if args.no_tracking else tracking_uri(params.mlflow.tracking_uri)
         if args.worker:
-            work(args.strategy, args.splits_csv, args.fold, *sections, tracking_uri=uri)
+            tune.work(paths, args.strategy, *sections, fold=args.fold, tracking_uri=uri)
             return
         worker_argv = [str(args.splits_csv), "--fold", str(args.fold)]
         for flag, value in (
@@ -67,12 +68,10 @@ def main(argv: list[str] | None = None) -> None:
                 worker_argv += [flag, str(value)]
         if args.no_tracking:
             worker_argv.append("--no-tracking")
-        tuned = tune_fold(
-            args.splits_csv,
-            args.tuned,
-            args.plots,
-            args.fold,
+        tuned = tune.run(
+            paths,
             *sections,
+            fold=args.fold,
             tracking_uri=uri,
             worker_argv=worker_argv,
             params_file=PARAMS_PATH,

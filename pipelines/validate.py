@@ -17,7 +17,7 @@ from pathlib import Path
 from lusaug.core.config import load_params
 from lusaug.core.errors import stage_errors
 from lusaug.core.utils import setup_logging
-from lusaug.validation import Sections, run_validation
+from lusaug.stages import validate
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,13 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     with stage_errors("validate"):
         params = load_params()
-        report = run_validation(
-            args.splits_dir,
-            params.split.folds,
-            args.docs_dir,
-            args.metrics,
-            Sections(params.base, params.validate, params.frames),
-            args.split_report,
+        paths = validate.ValidatePaths(
+            args.splits_dir, args.docs_dir, args.metrics, args.split_report
+        )
+        report = validate.run(
+            paths, params.base, params.validate, params.frames, folds=params.split.folds
         )
     if not report.success:
         raise SystemExit(report.message())

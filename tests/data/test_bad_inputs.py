@@ -11,14 +11,15 @@ import pytest
 from PIL import Image
 
 from lusaug.data.decode import FrameSettings, decode_gif_pil
-from lusaug.data.frames import FramesError, extract_frames
+from lusaug.data.frames_plan import FramesError
 from lusaug.data.pixels import pil_to_grey
+from lusaug.stages.frames import FramesPaths, run
 from tests.data.media_helpers import make_raw, small_params, write_video
 
 
 def _run(raw: Path, out: Path, params) -> dict:
-    paths = (out / "frames", out / "frames.csv", out / "ingest.json")
-    return extract_frames(raw, *paths, params.base, params.import_, params.frames)
+    paths = FramesPaths(raw, out / "frames", out / "frames.csv", out / "ingest.json")
+    return run(paths, params.base, params.import_, params.frames)
 
 
 @pytest.fixture

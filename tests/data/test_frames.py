@@ -18,9 +18,10 @@ import yaml
 
 from lusaug.core.config import PROJ_ROOT
 from lusaug.data.decode import CropSpec
-from lusaug.data.frames import FramesError, extract_frames
+from lusaug.data.frames_plan import FramesError
 from lusaug.data.manifest import MANIFEST_COLUMNS, RAW_METADATA_COLUMNS
 from lusaug.data.pixels import to_square, trim_black
+from lusaug.stages.frames import FramesPaths, run
 from tests.data.media_helpers import (
     frame_pattern,
     make_raw,
@@ -31,8 +32,8 @@ from tests.data.media_helpers import (
 
 
 def _run(raw: Path, out: Path, params):
-    paths = (out / "frames", out / "frames.csv", out / "ingest.json")
-    return extract_frames(raw, *paths, params.base, params.import_, params.frames)
+    paths = FramesPaths(raw, out / "frames", out / "frames.csv", out / "ingest.json")
+    return run(paths, params.base, params.import_, params.frames)
 
 
 def _file_report(report: dict, rel: str) -> dict:

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lusaug.data.frames import extract_frames
 from lusaug.data.ingest import import_folder
+from lusaug.stages.frames import FramesPaths
+from lusaug.stages.frames import run as run_frames
 
 pytestmark = [pytest.mark.slow, pytest.mark.pocus]
 
@@ -32,11 +33,8 @@ def real_frames(pocus_dir, params, tmp_path_factory):
         base=replace(params.base, workers=2, image_size=32),
         frames=replace(params.frames, max_per_video=3),
     )
-    report = extract_frames(
-        out / "raw",
-        out / "frames",
-        out / "frames.csv",
-        out / "ingest.json",
+    report = run_frames(
+        FramesPaths(out / "raw", out / "frames", out / "frames.csv", out / "ingest.json"),
         p.base,
         p.import_,
         p.frames,

@@ -13,11 +13,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from lusaug.data.frames import extract_frames
 from lusaug.data.ingest import import_folder
-from lusaug.data.manifest import SPLITS, read_manifest, write_manifest
-from lusaug.data.split import fold_file, relocate, split_frames
-from lusaug.validation import Sections, run_validation
+from lusaug.data.manifest import SPLITS, read_manifest
+from lusaug.data.split import fold_file
+from lusaug.stages import split, validate
+from lusaug.stages.frames import FramesPaths
+from lusaug.stages.frames import run as run_frames
 
 pytestmark = [pytest.mark.slow, pytest.mark.pocus]
 
@@ -37,26 +38,19 @@ def real(pocus_dir, params, tmp_path_factory):
         split=replace(params.split, folds=[0, 1, 2, 3], max_folds=5),  # as the pocus profile
     )
     import_folder(pocus_dir, data / "raw", p, dvc_commit=False)
-    ingest = extract_frames(
-        data / "raw",
-        data / "frames",
-        data / "frames.csv",
-        reports / "ingest.json",
+    ingest = run_frames(
+        FramesPaths(data / "raw", data / "frames", data / "frames.csv", reports / "ingest.json"),
         p.base,
         p.import_,
         p.frames,
     )
-    folds, summary = split_frames(
-        read_manifest(data / "frames.csv"), data, p.split, p.validate, p.base.classes, p.base.seed
-    )
-    for fold in folds:
-        write_manifest(relocate(fold.frames), data / "splits" / fold_file(fold.fold))
-    (reports / "split.json").write_text(json.dumps(summary))
+    split_paths = split.SplitPaths(data / "frames.csv", data / "splits", reports / "split.json")
+    summary = split.run(split_paths, p.base, p.split, p.validate)
     metrics = out / "metrics" / "validation.json"
-    report = run_validation(
-        data / "splits", p.split.folds, reports / "validation", metrics,
-        Sections(p.base, p.validate, p.frames), reports / "split.json",
-    )  # fmt: skip
+    paths = validate.ValidatePaths(
+        data / "splits", reports / "validation", metrics, reports / "split.json"
+    )
+    report = validate.run(paths, p.base, p.validate, p.frames, folds=p.split.folds)
     return SimpleNamespace(
         params=p,
         ingest=ingest,

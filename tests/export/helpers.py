@@ -131,25 +131,22 @@ def register_and_export(root: Path, params, runs: dict[str, dict], tag: str) -> 
 
     ``root`` must hold data/splits.csv; the runs' checkpoints go under ``root/tag``.
     """
-    from lusaug.export.publish import register_winner
-    from lusaug.export.registered import export_registered
+    from lusaug.stages import export, register
 
     vr = make_validation_runs(root / tag, runs)
-    reg = register_winner(
-        vr,
-        params.register,
-        params.export,
-        root=root / tag,
-        splits_csv=root / "data" / "splits.csv",
-    )
-    regfile = root / tag / "registered.json"
-    regfile.write_text(json.dumps(reg))
-    export_registered(
-        regfile,
-        root / "data" / "splits.csv",
-        root / tag / "onnx",
-        root / tag / "onnx_parity.json",
-        params.export,
+    splits, regfile = root / "data" / "splits.csv", root / tag / "registered.json"
+    p = params
+    reg = register.run(
+        register.RegisterPaths(vr, splits, regfile),
+        p.base,
+        p.frames,
+        p.register,
+        p.export,
+        p.mlflow,
         root=root / tag,
     )
+    paths = export.ExportPaths(
+        regfile, splits, root / tag / "onnx", root / tag / "onnx_parity.json"
+    )
+    export.run(paths, p.export, p.mlflow, root=root / tag)
     return reg

@@ -14,53 +14,52 @@ import pytest
 from lusaug.generators.fidelity import FeatureSpace, recognition
 from lusaug.generators.filters import kept_files, load_thresholds
 from lusaug.generators.frame_io import GeneratorDataError, load_folder, load_frames, read_splits
-from lusaug.generators.stages.base_model import run_base_model
-from lusaug.generators.stages.encoder import run_encoder
-from lusaug.generators.stages.filter import run_filter
-from lusaug.generators.stages.generate import run_generate
 from lusaug.generators.text_base import CAPTIONS_FILE
 from lusaug.generators.text_to_image import BaseModelError, LusTextToImagePipeline
+from lusaug.stages import base_model, encoder, generate
+from lusaug.stages import filter as filter_stage
 
 GENERATORS = ["ddpm_3mixed", "ddpm_all_leaky", "ti_object", "finetune"]
 FOLD = 0
 
 
+def _generate(paths, g, params, **options):
+    return generate.run(paths, g, params.base, params.generate, params.mlflow, **options)
+
+
 def _generate_and_filter(root, g, params, splits, val, base_dir="models/base_model"):
-    run_generate(
-        g,
+    paths = generate.GeneratePaths(
         splits,
         root / base_dir,
         root / f"models/generators/{g}",
         root / f"data/synthetic/{g}/candidates",
-        params.base,
-        params.generate,
-        params.mlflow,
-        checkpoint_dir=root / f"models/checkpoints/{g}",
-        resume=True,
-        validation_json=val,
-        fold=FOLD,
-        progress=False,
+        root / f"models/checkpoints/{g}",
+        val,
     )
+    _generate(paths, g, params, resume=True, fold=FOLD, progress=False)
     return _filter(root, g, params, splits)
 
 
-def _filter(root, g, params, splits, metrics_dir="metrics", candidates=None):
-    return run_filter(
-        g,
-        splits,
-        root / f"models/generators/{g}",
-        candidates or root / f"data/synthetic/{g}/candidates",
-        root / "models/encoder",
-        root / f"data/synthetic/{g}/kept",
-        root / f"data/synthetic/{g}/filter.csv",
-        root / metrics_dir / f"synthetic_{g}.json",
-        root / f"plots/synthetic/{g}",
-        params.base,
-        params.filter,
-        params.generate,
-        params.mlflow,
-        fold=FOLD,
+def _filter_paths(root, g, splits, **overrides) -> filter_stage.FilterPaths:
+    paths = filter_stage.FilterPaths(
+        splits=splits,
+        model=root / f"models/generators/{g}",
+        candidates=root / f"data/synthetic/{g}/candidates",
+        encoder=root / "models/encoder",
+        kept=root / f"data/synthetic/{g}/kept",
+        table=root / f"data/synthetic/{g}/filter.csv",
+        metrics=root / f"metrics/synthetic_{g}.json",
+        plots=root / f"plots/synthetic/{g}",
     )
+    return dataclasses.replace(paths, **overrides)
+
+
+def _filter(root, g, params, splits, candidates=None, cfg=None, **overrides):
+    if candidates is not None:
+        overrides["candidates"] = candidates
+    paths = _filter_paths(root, g, splits, **overrides)
+    p = params
+    return filter_stage.run(paths, g, p.base, cfg or p.filter, p.generate, p.mlflow, fold=FOLD)
 
 
 @pytest.fixture(scope="module")
@@ -78,27 +77,29 @@ def ws(tmp_path_factory, frames_root, gen_params, tiny_sd_dir):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         mp.chdir(root)
-        enc = run_encoder(
-            splits,
-            root / "models/encoder",
-            root / "metrics/encoder.json",
+        enc_paths = encoder.EncoderPaths(
+            splits, root / "models/encoder", root / "metrics/encoder.json", val
+        )
+        enc = encoder.run(
+            enc_paths,
             params.base,
             params.train,
             params.filter.encoder,
             params.mlflow,
-            validation_json=val,
+            enabled=params.generate.enabled,
             fold=FOLD,
             progress=False,
         )
-        base = run_base_model(
-            splits,
-            root / "models/base_model",
+        base_paths = base_model.BaseModelPaths(
+            splits, root / "models/base_model", root / "models/checkpoints/base_model", val
+        )
+        base = base_model.run(
+            base_paths,
             params.base,
             params.base_model,
+            params.generate,
             params.mlflow,
-            checkpoint_dir=root / "models/checkpoints/base_model",
             resume=True,
-            validation_json=val,
             fold=FOLD,
             progress=False,
         )
@@ -298,7 +299,7 @@ def test_a_generator_that_copies_is_blocked_from_training_and_the_registry(ws, t
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", ws["uri"])
         mp.chdir(root)
-        m = _filter(root, g, params, ws["splits"], metrics_dir="metrics", candidates=copies)
+        m = _filter(root, g, params, ws["splits"], candidates=copies)
         mlflow.set_tracking_uri(ws["uri"])
         champion = MlflowClient().get_model_version_by_alias(
             "lus-generator-viral", f"champion-fold-{FOLD}"
@@ -327,21 +328,16 @@ def test_too_few_real_frames_skip_the_sharpness_band_and_say_so(ws, tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", ws["uri"])
         mp.chdir(root)
-        m = run_filter(
+        m = _filter(
+            root,
             g,
+            params,
             ws["splits"],
-            root / f"models/generators/{g}",
-            root / f"data/synthetic/{g}/candidates",
-            root / "models/encoder",
-            tmp_path / "kept",
-            tmp_path / "filter.csv",
-            tmp_path / "synthetic.json",
-            tmp_path / "plots",
-            params.base,
-            few,
-            params.generate,
-            params.mlflow,
-            fold=FOLD,
+            cfg=few,
+            kept=tmp_path / "kept",
+            table=tmp_path / "filter.csv",
+            metrics=tmp_path / "synthetic.json",
+            plots=tmp_path / "plots",
         )
     assert "min_real_frames" in m["sharpness"]["skipped"]
     assert m["thresholds"]["min_sharpness"] is None and m["thresholds"]["max_sharpness"] is None
@@ -351,17 +347,10 @@ def test_too_few_real_frames_skip_the_sharpness_band_and_say_so(ws, tmp_path):
 
 def test_text_generators_fail_before_any_work_without_a_base(ws, tmp_path):
     with pytest.raises(BaseModelError, match="generate.base"):
-        run_generate(
-            "ti_object",
-            ws["splits"],
-            tmp_path / "no_base",
-            tmp_path / "m",
-            tmp_path / "c",
-            ws["params"].base,
-            ws["params"].generate,
-            ws["params"].mlflow,
-            validation_json=ws["val"],
+        paths = generate.GeneratePaths(
+            ws["splits"], tmp_path / "no_base", tmp_path / "m", tmp_path / "c", None, ws["val"]
         )
+        _generate(paths, "ti_object", ws["params"])
     assert not (tmp_path / "m").exists()
 
 
@@ -369,17 +358,10 @@ def test_nothing_runs_on_a_split_that_failed_validation(ws, tmp_path):
     bad = tmp_path / "validation.json"
     bad.write_text('{"success": false}')
     with pytest.raises(GeneratorDataError, match="failed validation"):
-        run_generate(
-            "ddpm_3mixed",
-            ws["splits"],
-            None,
-            tmp_path / "m",
-            tmp_path / "c",
-            ws["params"].base,
-            ws["params"].generate,
-            ws["params"].mlflow,
-            validation_json=bad,
+        paths = generate.GeneratePaths(
+            ws["splits"], None, tmp_path / "m", tmp_path / "c", None, bad
         )
+        _generate(paths, "ddpm_3mixed", ws["params"])
     assert not Path(tmp_path / "m").exists()
 
 

@@ -10,8 +10,9 @@ import pytest
 from lusaug.core.config import PROJ_ROOT, Params, as_flat_dict
 from lusaug.models.mlflow_runs import RunTracking
 from lusaug.models.run_files import TrainResult
+from lusaug.models.run_setup import FoldData, RunSpec, prepare_run
 from lusaug.models.strategies import FoldInputs
-from lusaug.models.train import FoldData, RunSpec, prepare_run, train_classifier
+from lusaug.models.train_loop import train_classifier
 from tests.helpers.toy import write_toy_dataset
 
 

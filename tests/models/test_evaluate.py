@@ -15,25 +15,31 @@ import pytest
 import yaml
 
 from lusaug.core.config import PROJ_ROOT, Params, SplitParams
+from lusaug.core.utils import read_execution
 from lusaug.data.manifest import read_manifest, write_manifest
 from lusaug.data.split import fold_file, make_splits, relocate
 from lusaug.models import comparison as cmp
 from lusaug.models.classifier import load_classifier
-from lusaug.models.evaluate import EvaluateOutputs, evaluate_folds
-from lusaug.models.fold_training import train_fold
 from lusaug.models.frame_sets import load_split, predict_proba
 from lusaug.models.oof import HeldOutFrames, RunOOF, fold_dir
 from lusaug.models.statistics import point_metrics
-from lusaug.models.strategies import FoldInputs
+from lusaug.stages import evaluate, train
 from tests.helpers.toy import write_toy_dataset
 
-CV = SplitParams(scheme="cv", folds=[0, 1, 2, 3], max_folds=5, val_fraction=0.34,
-                 fractions={"train": 0.6, "val": 0.2, "test": 0.2})  # fmt: skip
+CV = SplitParams(
+    scheme="cv",
+    folds=[0, 1, 2, 3],
+    max_folds=5,
+    val_fraction=0.34,
+    fractions={"train": 0.6, "val": 0.2, "test": 0.2},
+)
 
 
-def _outputs(root: Path) -> EvaluateOutputs:
+def _paths(root: Path, splits: Path, models: Path) -> evaluate.EvaluatePaths:
     m = root / "metrics"
-    return EvaluateOutputs(
+    return evaluate.EvaluatePaths(
+        splits=splits,
+        models=models,
         metrics=m / "test.json",
         runs=m / "test_runs.json",
         comparison=m / "comparison.json",
@@ -77,16 +83,14 @@ def evaluated(tmp_path_factory, cv_params: Params):
     root = tmp_path_factory.mktemp("cv")
     splits = write_cv_folds(root / "data", cv_params)
     models = root / "models" / "classifiers"
+    p = cv_params
     for k in CV.folds:
-        train_fold(
-            splits / fold_file(k), fold_dir(models, k), k, cv_params.train, cv_params.base,
-            FoldInputs(), progress=False,
-        )  # fmt: skip
-    out = _outputs(root)
-    summary = evaluate_folds(
-        splits, models, CV.folds, cv_params.base, cv_params.train, cv_params.evaluate,
-        "val_f1_macro", out,
-    )  # fmt: skip
+        paths = train.TrainPaths(splits / fold_file(k), fold_dir(models, k))
+        train.run(paths, p.base, p.train, fold=k, progress=False)
+    out = _paths(root, splits, models)
+    summary = evaluate.run(
+        out, p.base, p.train, p.evaluate, folds=CV.folds, select_metric="val_f1_macro"
+    )
     return {"root": root, "splits": splits, "models": models, "out": out, "summary": summary}
 
 
@@ -273,7 +277,7 @@ def test_stage_scripts_run_standalone_with_dvc_argv(
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    info = _json(tmp_path / "models/classifiers/fold-2/baseline-resnet-0/run.json")
+    info = read_execution(tmp_path / "models/classifiers/fold-2/baseline-resnet-0")
     child = client.get_run(info["mlflow_run_id"])
     assert child.data.tags["fold"] == "2" and "test_fold_accuracy" in child.data.metrics
     parent = client.get_run(child.data.tags["mlflow.parentRunId"])

@@ -14,18 +14,19 @@ import torch
 import yaml
 
 from lusaug.core.config import PROJ_ROOT, Params
+from lusaug.core.utils import read_execution
 from lusaug.models.classifier import (
     ClassifierMeta,
     build_classifier,
     load_checkpoint,
     load_classifier,
 )
-from lusaug.models.fold_training import planned_runs, train_fold
 from lusaug.models.frame_sets import DataError
 from lusaug.models.mlflow_runs import TrainTracker
 from lusaug.models.run_files import FILES
+from lusaug.models.run_setup import FoldData, RunSpec, parse_run_name, planned_runs, prepare_run
 from lusaug.models.strategies import FoldInputs, SkipRun, StrategyError
-from lusaug.models.train import FoldData, RunSpec, parse_run_name, prepare_run
+from lusaug.stages import train as train_stage
 from tests.helpers.toy import write_toy_synthetic
 from tests.models.conftest import run_once, tracking_for
 
@@ -95,7 +96,10 @@ def test_run_writes_a_loadable_checkpoint_and_its_files(runs, clf_params):
     preds = pd.read_csv(a.out_dir / FILES["val_predictions"])
     assert {"patient_id", "video_id", "label", "predicted", "prob_viral"} <= set(preds.columns)
     info = json.loads((a.out_dir / FILES["run"]).read_text())
-    assert info["mlflow_run_id"] == a.mlflow_run_id and info["checkpoint"] == "model.pt"
+    assert info["checkpoint"] == "model.pt" and "mlflow_run_id" not in info  # byte-stable
+    execution = read_execution(a.out_dir)  # what differs between identical runs
+    assert execution["mlflow_run_id"] == a.mlflow_run_id and execution["seconds"] > 0
+    assert len(execution["epoch_seconds"]) == EPOCHS and "seconds" not in hist.columns
 
 
 def test_resume_continues_where_it_stopped_and_matches_an_uninterrupted_run(runs):
@@ -107,8 +111,7 @@ def test_resume_continues_where_it_stopped_and_matches_an_uninterrupted_run(runs
     assert runs["resumed"] == list(range(2, EPOCHS + 1))
     assert a.best_epoch > 1, "pick a toy set whose best epoch comes after the interruption"
     assert b.best_epoch == a.best_epoch
-    drop = ["seconds"]
-    pd.testing.assert_frame_equal(a.history.drop(columns=drop), b.history.drop(columns=drop))
+    pd.testing.assert_frame_equal(a.history, b.history)
     wa, wb = _weights(a.checkpoint), _weights(b.checkpoint)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert a.val_metrics == b.val_metrics
@@ -322,24 +325,25 @@ def test_a_fold_trains_only_what_changed(tmp_path, clf_params, toy_splits):
         seeds=[0],
     )
     out = tmp_path / "fold-0"
-    first = {
-        o.run: o.status
-        for o in train_fold(toy_splits, out, 0, train, clf_params.base, inputs, progress=False)
-    }
+    paths = train_stage.TrainPaths(
+        toy_splits, out, inputs.synthetic_dir, inputs.tuned, inputs.generator_metrics
+    )
+
+    def train_fold(cfg) -> list:
+        return train_stage.run(paths, clf_params.base, cfg, fold=0, progress=False)
+
+    first = {o.run: o.status for o in train_fold(train)}
     assert first == {"baseline-resnet-0": "trained", "synthetic-g1-resnet-0": "skipped"}
     skipped = json.loads((out / "synthetic-g1-resnet-0" / FILES["skipped"]).read_text())
     assert "memorisation 0.40" in skipped["reason"] and skipped["fold"] == 0
     weights = _weights(out / "baseline-resnet-0" / FILES["checkpoint"])
     more = dataclasses.replace(train, seeds=[0, 1])
-    again = {
-        o.run: o.status
-        for o in train_fold(toy_splits, out, 0, more, clf_params.base, inputs, progress=False)
-    }
+    again = {o.run: o.status for o in train_fold(more)}
     assert again["baseline-resnet-0"] == "kept" and again["baseline-resnet-1"] == "trained"
     kept = _weights(out / "baseline-resnet-0" / FILES["checkpoint"])
     assert all(torch.equal(weights[k], kept[k]) for k in weights)
     fewer = dataclasses.replace(train, strategies=["baseline"], seeds=[1])
-    train_fold(toy_splits, out, 0, fewer, clf_params.base, inputs, progress=False)
+    train_fold(fewer)
     assert sorted(p.name for p in out.iterdir()) == ["baseline-resnet-1"]
     assert [s.name for s in planned_runs(more)][:2] == ["baseline-resnet-0", "baseline-resnet-1"]
 

@@ -14,7 +14,7 @@ from tests.reporting.helpers import build, read, write
 
 @pytest.mark.parametrize("profile", ["default", "micro", "pocus"])
 def test_planned_settings_agree_with_the_train_plan(params_dict, profile):
-    from lusaug.models.fold_training import planned_runs
+    from lusaug.models.run_setup import planned_runs
 
     overlay = yaml.safe_load((PROJ_ROOT / "profiles" / f"{profile}.yaml").read_text()) or {}
     params = params_from_dict(deep_merge(params_dict, overlay))

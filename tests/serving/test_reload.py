@@ -14,7 +14,7 @@ from lusaug.export.model_source import resolve_model
 from lusaug.export.onnx_runtime import OnnxClassifier
 from lusaug.serving.app import create_app
 from lusaug.serving.preprocess import VideoSampling
-from lusaug.tracking.registry import promote, rollback
+from lusaug.tracking.promotion import promote, rollback
 from tests.export.helpers import CLASSES, frame, make_splits, png_bytes, register_and_export
 from tests.serving.helpers import LiveServer
 

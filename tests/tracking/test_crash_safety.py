@@ -12,7 +12,7 @@ import signal
 import pytest
 
 from lusaug.tracking.faults import CRASH_ENV
-from lusaug.tracking.registry import promote, rollback
+from lusaug.tracking.promotion import promote, rollback
 from tests.tracking.helpers import NAME, history_of, intents_of, run_cli, snapshot
 
 BEFORE_COMMIT = ("lock.acquired", "intent.written")  # the alias has not moved yet

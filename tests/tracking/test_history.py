@@ -8,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from lusaug.cli import app
+from lusaug.tracking.errors import PromotionRefused, RegistryError
 from lusaug.tracking.history import append_entry, history_key
-from lusaug.tracking.registry import PromotionRefused, RegistryError, promote, rollback
+from lusaug.tracking.promotion import promote, rollback
 from tests.tracking.helpers import NAME, history_of, snapshot
 
 

@@ -1,6 +1,6 @@
 """Registry on a temporary SQLite store: register -> export -> promote (gates) -> rollback.
 
-The real path: a checkpoint becomes an ONNX pyfunc version (lusaug.export.publish), the export
+The real path: a checkpoint becomes an ONNX pyfunc version (lusaug.stages.register), the export
 stage tags its parity, promotions follow the alias order with gates, every move lands in the
 append-only history.
 """
@@ -8,6 +8,7 @@ append-only history.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import mlflow
 import numpy as np
@@ -20,16 +21,11 @@ from lusaug.core.mlflow_store import setup_experiment
 from lusaug.export.model_input import FrameSpec, encode_png_base64
 from lusaug.export.model_source import resolve_model
 from lusaug.export.onnx_runtime import OnnxClassifier
-from lusaug.export.publish import register_winner
-from lusaug.export.registered import export_registered
-from lusaug.tracking.registry import (
-    PromotionRefused,
-    RegistryError,
-    history,
-    list_versions,
-    promote,
-    rollback,
-)
+from lusaug.stages import export, register
+from lusaug.tracking.errors import PromotionRefused, RegistryError
+from lusaug.tracking.moves import history
+from lusaug.tracking.promotion import promote, rollback
+from lusaug.tracking.versions import list_versions
 from tests.export.helpers import frame, make_splits, make_validation_runs
 from tests.tracking.helpers import NAME, snapshot
 
@@ -48,30 +44,30 @@ def repo(tmp_path, monkeypatch):
     return tmp_path
 
 
+def _register_file(repo, params, runs_file, tag: str) -> dict:
+    """The register stage on ``runs_file``, with the frames stage's trimming of GEOMETRY."""
+    regfile = repo / tag / "registered.json"
+    paths = register.RegisterPaths(runs_file, repo / "data" / "splits.csv", regfile)
+    frames = replace(params.frames, **GEOMETRY)
+    p = params
+    return register.run(paths, p.base, frames, p.register, p.export, p.mlflow, root=repo / tag)
+
+
 def _register(repo, params, runs: dict, tag: str) -> dict:
     vr = make_validation_runs(repo / tag, runs)
-    reg = register_winner(
-        vr,
-        params.register,
-        params.export,
-        root=repo / tag,
-        splits_csv=repo / "data" / "splits.csv",
-        frame_geometry=GEOMETRY,
-    )
-    return {**reg, "_tag": tag}
+    return {**_register_file(repo, params, vr, tag), "_tag": tag}
 
 
 def _export(repo, params, reg: dict) -> dict:
     regfile = repo / f"registered-{reg['version']}.json"
     regfile.write_text(json.dumps(reg))
-    return export_registered(
+    paths = export.ExportPaths(
         regfile,
         repo / "data" / "splits.csv",
         repo / "models" / "onnx",
         repo / "reports" / "onnx_parity.json",
-        params.export,
-        root=repo / reg["_tag"],
     )
+    return export.run(paths, params.export, params.mlflow, root=repo / reg["_tag"])
 
 
 def test_register_selects_by_validation_metric(repo, params):
@@ -124,13 +120,7 @@ def test_register_selects_by_validation_metric(repo, params):
     assert info.frame_spec == FrameSpec(32, auto_crop_black=True, black_threshold=12)
     assert info.metadata["run_name"] == "class_weights-resnet-0"
     # Same checkpoint again: the version is reused, not duplicated, and no alias moves.
-    again = register_winner(
-        repo / "a" / "metrics" / "validation_runs.json",
-        params.register,
-        params.export,
-        root=repo / "a",
-        frame_geometry=GEOMETRY,
-    )
+    again = _register_file(repo, params, repo / "a" / "metrics" / "validation_runs.json", "a")
     assert again["reused"] and again["version"] == "1"
     assert len(client.search_model_versions(f"name='{NAME}'")) == 1
     assert len(history(client, NAME)) == 1

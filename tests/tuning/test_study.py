@@ -17,9 +17,10 @@ from mlflow import MlflowClient
 
 from lusaug.core.config import params_from_dict, parse_strategy
 from lusaug.generators.filters import FilterThresholds, kept_files
+from lusaug.models.run_setup import FoldData
 from lusaug.models.strategies import FoldInputs, read_tuned
-from lusaug.models.train import FoldData
-from lusaug.tuning.fold_tuning import objective_settings, study_for, tune_fold
+from lusaug.stages.tune import TunePaths, objective_settings, study_for
+from lusaug.stages.tune import run as tune_fold
 from lusaug.tuning.objective import Objective
 from lusaug.tuning.optuna_study import FINISHED, fingerprint, make_storage, optimise
 from tests.export.helpers import make_splits
@@ -63,16 +64,23 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _tune(params, workdir, name="fold-0.yaml", tracking=True, inputs=None) -> dict:
-    return tune_fold(
+def _paths(workdir, name="fold-0.yaml", synthetic=False) -> TunePaths:
+    return TunePaths(
         workdir / "data" / "splits.csv",
         workdir / "params" / "tuned" / name,
         workdir / "plots" / "tune",
-        0,
-        params.train,
+        workdir / "data" / "synthetic" if synthetic else None,
+        workdir / "metrics" if synthetic else None,
+    )
+
+
+def _tune(params, workdir, name="fold-0.yaml", tracking=True, synthetic=False) -> dict:
+    return tune_fold(
+        _paths(workdir, name, synthetic),
         params.base,
+        params.train,
         params.tune,
-        inputs or FoldInputs(),
+        fold=0,
         tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}" if tracking else None,
         root=workdir,
     )
@@ -122,7 +130,7 @@ def test_an_interrupted_study_resumes_to_the_uninterrupted_result(workdir, micro
     cut = params_from_dict(_params_dict(micro_params_dict, "journal:cut.journal"))
     strategy = parse_strategy(TUNED)
     splits = workdir / "data" / "splits.csv"
-    study = study_for(strategy, splits, 0, cut.train, cut.base, cut.tune, FoldInputs(), workdir)
+    study = study_for(strategy, _paths(workdir), 0, cut.base, cut.train, cut.tune, workdir)
     data = FoldData.load(splits, cut.base)
     optimise(study, Objective(strategy, data, cut.train, cut.base, cut.tune, FoldInputs()), 1)
     assert len(study.get_trials(states=FINISHED)) == 1
@@ -219,8 +227,7 @@ def test_tuned_thresholds_are_recorded_with_what_they_keep(workdir, micro_params
         min_entropy_range=[2.0, 6.0],
     )
     params = params_from_dict(d)
-    inputs = FoldInputs(workdir / "data" / "synthetic", None, workdir / "metrics")
-    out = _tune(params, workdir, inputs=inputs)["synthetic_tuned-g1"]
+    out = _tune(params, workdir, synthetic=True)["synthetic_tuned-g1"]
     f = out["filter"]
     assert 5.0 <= f["min_std"] <= 60.0 and 2.0 <= f["min_entropy"] <= 6.0
     assert f["kept"] == _at(table, f["min_std"], f["min_entropy"])
@@ -260,8 +267,7 @@ def test_nothing_to_tune_when_no_candidate_passes_even_the_loosest_thresholds(
         min_std_range=[5.0, 60.0],
     )
     params = params_from_dict(d)
-    inputs = FoldInputs(workdir / "data" / "synthetic", None, workdir / "metrics")
-    out = _tune(params, workdir, inputs=inputs, tracking=False)
+    out = _tune(params, workdir, synthetic=True, tracking=False)
     assert "no candidate of g1 passes" in out["synthetic_tuned-g1"]["skipped"]
     assert "class_weights" in out[TUNED]  # the other study still ran
     written = yaml.safe_load((workdir / "params/tuned/fold-0.yaml").read_text())
@@ -286,14 +292,11 @@ def test_two_workers_share_one_sqlite_study(workdir, micro_params_dict):
     params = params_from_dict(d)
     (workdir / "params.yaml").write_text(yaml.safe_dump(d))
     out = tune_fold(
-        workdir / "data" / "splits.csv",
-        workdir / "params" / "tuned" / "fold-0.yaml",
-        workdir / "plots" / "tune",
-        0,
-        params.train,
+        _paths(workdir),
         params.base,
+        params.train,
         params.tune,
-        FoldInputs(),
+        fold=0,
         tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
         worker_argv=[str(workdir / "data" / "splits.csv"), "--fold", "0"],
         params_file=workdir / "params.yaml",

@@ -22,7 +22,8 @@ from lusaug.data.hashing import cross_group_nearest, hex_to_words
 from lusaug.data.linking import link_patients
 from lusaug.data.manifest import MANIFEST_COLUMNS, SPLITS, read_manifest, write_manifest
 from lusaug.data.split import fold_file, make_splits, relocate, split_frames
-from lusaug.validation import Sections, run_validation, validate_folds, validate_splits
+from lusaug.stages import validate
+from lusaug.validation import Sections, validate_folds, validate_splits
 from lusaug.validation.expectations import CROSS_FOLD_SUITES, FOLD_SUITES
 from lusaug.validation.suite import FINAL, documented_fallbacks
 from lusaug.validation.tables import measure_frames, near_identical_table
@@ -78,7 +79,7 @@ def clean_report(dataset, tmp_path_factory):
 
 
 def _fallbacks(summary: dict, classes, folder) -> dict:
-    """The exemptions run_validation reads from reports/split.json (via the real reader)."""
+    """The exemptions the validate stage reads from reports/split.json (via the real reader)."""
     path = folder / "split.json"
     path.write_text(json.dumps(summary))
     return documented_fallbacks(path, classes)
@@ -385,7 +386,7 @@ def _movable(tables, role: str, exclude: str = ""):
 
 
 def test_patient_tested_twice_and_patient_never_tested(dataset, tmp_path):
-    """run_validation over a data/splits folder where one patient is tested in two folds and
+    """The validate stage over a data/splits folder where one patient is tested in two folds and
     another in none: only the cross-fold suite fails, naming both, and the Data Docs and the
     metrics are written anyway (a stale docs file is gone)."""
     tables = {k: df.copy() for k, df in dataset["tables"].items()}
@@ -405,7 +406,11 @@ def test_patient_tested_twice_and_patient_never_tested(dataset, tmp_path):
     docs, metrics = tmp_path / "reports" / "validation", tmp_path / "metrics" / "validation.json"
     docs.mkdir(parents=True)
     (docs / "stale.html").write_text("old")
-    report = run_validation(splits_dir, [0, 1, 2], docs, metrics, dataset["sections"], split_json)
+    sections = dataset["sections"]
+    paths = validate.ValidatePaths(splits_dir, docs, metrics, split_json)
+    report = validate.run(
+        paths, sections.base, sections.validate, sections.frames, folds=[0, 1, 2]
+    )
 
     assert not report.success
     assert _failed_suites(report) == {"folds.test_folds"}

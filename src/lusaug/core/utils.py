@@ -68,6 +68,32 @@ def write_json(path: Path | str, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
+# What one execution of a stage was like, not what it made: wall-clock seconds, MLflow run ids,
+# registry versions. It sits beside the outputs it describes (``<folder>/execution.json``, or
+# ``<name>.execution.json`` beside a file), and .dvcignore keeps it out of DVC's hashes, so two
+# runs on the same inputs leave byte-identical outputs (and nothing downstream re-runs).
+EXECUTION_FILE = "execution.json"
+
+
+def execution_path(output: Path | str) -> Path:
+    """The execution record of ``output``: inside it when it is a folder, beside it when a file."""
+    output = Path(output)
+    if output.is_dir() or not output.suffix:
+        return output / EXECUTION_FILE
+    return output.with_name(f"{output.stem}.{EXECUTION_FILE}")
+
+
+def write_execution(output: Path | str, info: dict[str, Any]) -> None:
+    """Write (or replace) the execution record of ``output``."""
+    write_json(execution_path(output), info)
+
+
+def read_execution(output: Path | str) -> dict[str, Any]:
+    """The execution record of ``output`` ({} when there is none, e.g. outputs pulled by DVC)."""
+    path = execution_path(output)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def write_text(path: Path | str, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

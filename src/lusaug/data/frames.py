@@ -1,4 +1,4 @@
-"""The ``frames`` stage: decode ``data/raw`` videos and images into grey square PNGs + a manifest.
+"""Decode ``data/raw`` videos and images into grey square PNGs: the ``frames`` stage's worker.
 
 For each media file: decode (OpenCV for videos, GIFs too with a Pillow fallback; Pillow for still
 images), sample frames (``frames.sample_fps`` or every ``frames.every_n``-th, at most
@@ -13,10 +13,11 @@ lists every processed file with its frame counts, the dropped frames (count per 
 and every skipped file with the reason. All three outputs are written to temporary paths and
 renamed, so a failing run leaves the previous outputs as they were.
 
-This module holds the per-file worker and the stage runner; decoding and sampling are in
-:mod:`lusaug.data.decode`, the pixel conversions in :mod:`lusaug.data.pixels`, the scan of
-``data/raw`` in :mod:`lusaug.data.frames_plan` and the ingest report in
-:mod:`lusaug.data.frames_report`.
+This module holds the per-file worker and runs it over every file (:func:`process_files`); the
+stage (:mod:`lusaug.stages.frames`) composes it with the scan of ``data/raw``
+(:mod:`lusaug.data.frames_plan`) and the ingest report (:mod:`lusaug.data.frames_report`);
+decoding and sampling are in :mod:`lusaug.data.decode`, the pixel conversions in
+:mod:`lusaug.data.pixels`.
 """
 
 from __future__ import annotations
@@ -34,11 +35,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
-from lusaug.core.config import BaseParams, FramesParams, ImportParams
-from lusaug.core.utils import atomic_path, write_json
 from lusaug.data.decode import (
     FrameSettings,
     SkipFile,
@@ -46,9 +44,7 @@ from lusaug.data.decode import (
     decode_image,
     decode_video_cv2,
 )
-from lusaug.data.frames_plan import FileTask, FramesError, plan_tasks
-from lusaug.data.frames_report import ingest_report, log_summary, missing_classes
-from lusaug.data.manifest import MANIFEST_COLUMNS
+from lusaug.data.frames_plan import FileTask, FramesError
 from lusaug.data.pixels import to_square, trim_black
 
 logger = logging.getLogger(__name__)
@@ -208,45 +204,11 @@ def _run_task(args: tuple[FileTask, FrameSettings, str, str]) -> FileResult:
     return process_file(*args)
 
 
-# --- the stage --------------------------------------------------------------------------------
-
-
-def _check_settings(base: BaseParams, fp: FramesParams) -> None:
-    problems = []
-    if base.image_size < 1:
-        problems.append(f"base.image_size must be >= 1, got {base.image_size}")
-    if fp.sample_fps < 0:
-        problems.append(f"frames.sample_fps must be >= 0, got {fp.sample_fps}")
-    if fp.sample_fps == 0 and fp.every_n < 1:
-        problems.append(f"frames.every_n must be >= 1 when sample_fps is 0, got {fp.every_n}")
-    if fp.max_per_video < 0:
-        problems.append(f"frames.max_per_video must be >= 0, got {fp.max_per_video}")
-    if base.workers < 1:
-        problems.append(f"base.workers must be >= 1, got {base.workers}")
-    if not 0 <= fp.min_mean <= fp.max_mean <= 255:
-        problems.append(
-            f"need 0 <= frames.min_mean <= frames.max_mean <= 255, got {fp.min_mean}, "
-            f"{fp.max_mean}"
-        )
-    if fp.min_std < 0:
-        problems.append(f"frames.min_std must be >= 0, got {fp.min_std}")
-    if problems:
-        raise FramesError("; ".join(problems))
-
-
-def _check_raw_dir(raw_dir: Path) -> None:
-    if not raw_dir.is_dir():
-        raise FramesError(
-            f"raw folder {raw_dir} does not exist; fill it with `lusaug phantom --out {raw_dir}` "
-            f"or `lusaug import PATH`"
-        )
-    if not any(p.is_file() for p in raw_dir.rglob("*")):
-        raise FramesError(f"raw folder {raw_dir} is empty")
-
-
-def _run(
+def process_files(
     tasks: list[FileTask], settings: FrameSettings, out_dir: Path, rel_prefix: str, workers: int
 ) -> list[FileResult]:
+    """Run :func:`process_file` over every task (``workers`` processes, a progress bar); the
+    results sorted by file."""
     # Biggest files first so that the last one to finish is short (better balance on 2 cores).
     order = sorted(tasks, key=lambda t: -os.path.getsize(t.path))
     jobs = [(t, settings, str(out_dir), rel_prefix) for t in order]
@@ -280,70 +242,3 @@ def _run(
     finally:
         bar.close()
     return sorted(results, key=lambda r: r.rel)
-
-
-def extract_frames(
-    raw_dir: Path,
-    frames_dir: Path,
-    manifest_path: Path,
-    report_path: Path,
-    base: BaseParams,
-    import_: ImportParams,
-    frames: FramesParams,
-) -> dict[str, Any]:
-    """Run the frames stage: ``raw_dir`` -> PNGs in ``frames_dir``, manifest, ingest report.
-
-    Args:
-        raw_dir: ``data/raw`` (videos, images, optional ``metadata.csv`` and ``crop.json``).
-        frames_dir: ``data/frames``; replaced as a whole on success.
-        manifest_path: ``data/frames.csv`` (paths inside are relative to its folder).
-        report_path: ``reports/ingest.json``.
-        base: The base section (classes, image size, workers).
-        import_: The import section (class prefixes, metadata and crop file names).
-        frames: The frames section (sampling, cropping, dropped-frame rules).
-
-    Returns:
-        The report (also written to ``report_path``).
-
-    Raises:
-        FramesError: Missing or empty raw folder, unreadable metadata, bad settings, or a class
-            of ``base.classes`` with no frame at all (after the report is written; the previous
-            frames and manifest are kept).
-    """
-    raw_dir, frames_dir = Path(raw_dir), Path(frames_dir)
-    manifest_path, report_path = Path(manifest_path), Path(report_path)
-    _check_settings(base, frames)
-    _check_raw_dir(raw_dir)
-    tasks, skipped = plan_tasks(raw_dir, base, import_, frames)
-    if not tasks:
-        reasons = Counter(s["reason"] for s in skipped)
-        raise FramesError(f"no usable video or image in {raw_dir} (skipped: {dict(reasons)})")
-
-    settings = FrameSettings.from_params(base, frames)
-    rel_prefix = Path(os.path.relpath(frames_dir.resolve(), manifest_path.resolve().parent))
-    logger.info("frames: %d files from %s with %d worker(s)", len(tasks), raw_dir, base.workers)
-
-    with atomic_path(frames_dir, is_dir=True) as tmp_frames:
-        results = _run(tasks, settings, tmp_frames, rel_prefix.as_posix(), base.workers)
-        report = ingest_report(
-            raw_dir,
-            frames_dir,
-            manifest_path,
-            settings,
-            frames.use_crop_json,
-            base.classes,
-            results,
-            skipped,
-        )
-        error = missing_classes(report, tasks, import_.prefixes, report_path)
-        if error is not None:
-            report["error"] = error
-            write_json(report_path, report)
-            raise FramesError(error)
-        rows = [row for res in results for row in res.rows]
-        df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).sort_values("path", kind="stable")
-        with atomic_path(manifest_path) as tmp_csv:
-            df.to_csv(tmp_csv, index=False)
-        write_json(report_path, report)
-    log_summary(results, report)
-    return report

@@ -28,8 +28,10 @@ import torch
 from lusaug.core.config import FilterParams
 from lusaug.models.classifier import ClassifierMeta, load_classifier
 from lusaug.models.frame_sets import to_input
+from lusaug.models.run_files import FILES
 
 FEATURE_BATCH = 256  # frames per forward pass of the feature extractor
+ENCODER_CHECKPOINT = FILES["checkpoint"]  # the classifier's weights inside the encoder folder
 
 
 class FeatureSpace:
@@ -43,6 +45,11 @@ class FeatureSpace:
     def load(cls, checkpoint: Path | str) -> FeatureSpace:
         model, meta = load_classifier(checkpoint)
         return cls(model, meta)
+
+    @classmethod
+    def from_encoder(cls, encoder_dir: Path | str) -> FeatureSpace:
+        """The space of an ``encoder@k`` stage's folder."""
+        return cls.load(Path(encoder_dir) / ENCODER_CHECKPOINT)
 
     @torch.no_grad()
     def _run(self, images: np.ndarray, pre_logits: bool) -> np.ndarray:

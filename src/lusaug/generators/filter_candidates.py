@@ -1,12 +1,10 @@
-"""Stage ``filter@k-G``: keep good, non-copied candidates; measure fidelity against real patients.
+"""The filter of ``filter@k-G``: its inputs, its verdict on every candidate, the kept PNGs, the table.
 
-Every number has its real reference beside it: the study's std/entropy pass rate on real frames,
-the sharpness pass rate on real and on blurred real frames, KID and PRDC of real training vs
-real validation frames (patient-disjoint: what a perfect generator would score against unseen
-patients), the recognition rate of real validation frames. A generator whose memorisation rate
-is above ``filter.max_memorisation_rate`` is **blocked**: nothing is kept, ``blocked`` is true in
-its metrics (training strategies skip it) and it is never registered. A class-conditional
-generator's other classes are screened too (``filter_classes.py``).
+A candidate is kept when it passes the study's std/entropy test, lies inside the sharpness band
+of the real training frames and is not a near-copy of a training frame. A generator whose
+memorisation rate is above ``filter.max_memorisation_rate`` is **blocked**: nothing is kept.
+:mod:`lusaug.generators.filter_report` turns the verdict into metrics and figures,
+:mod:`lusaug.generators.filter_classes` screens a class-conditional generator's other classes.
 """
 
 from __future__ import annotations
@@ -20,15 +18,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from lusaug.core.config import (
-    CONDITIONAL_KIND,
-    BaseParams,
-    FilterParams,
-    GenerateParams,
-    GeneratorSpec,
-    MlflowParams,
-)
-from lusaug.core.utils import atomic_path, write_json
+from lusaug.core.config import BaseParams, FilterParams, GeneratorSpec
+from lusaug.core.utils import atomic_path
 from lusaug.generators import frame_io
 from lusaug.generators.ddpm import read_meta
 from lusaug.generators.fidelity import FeatureSpace
@@ -42,22 +33,14 @@ from lusaug.generators.filters import (
     pass_mask,
     sharpness_band,
 )
+from lusaug.generators.generator import TRAIN_SET_FILE
 from lusaug.generators.memorisation import (
     MemorisationResult,
     check_memorisation,
     video_copy_distance,
 )
-from lusaug.generators.mlflow_runs import read_run_file
-from lusaug.generators.plots import save_figure
-from lusaug.generators.stages.common import get_spec, label_of, score_basis, set_threads
-from lusaug.generators.stages.encoder import CHECKPOINT
-from lusaug.generators.stages.filter_classes import filter_other_classes
-from lusaug.generators.stages.filter_report import filter_figures, filter_metrics
-from lusaug.generators.stages.filter_tracking import track_filter
 
 logger = logging.getLogger(__name__)
-
-TRAIN_SET_FILE = "train_set.csv"
 
 
 @dataclass
@@ -124,7 +107,7 @@ def load_inputs(
     real_rows = frame_io.class_frames(splits, target, "train")
     real = frame_io.load_frames(real_rows, splits_csv, size)  # sorted
     real_val = frame_io.load_frames(frame_io.class_frames(splits, target, "val"), splits_csv, size)
-    space = FeatureSpace.load(Path(encoder_dir) / CHECKPOINT)
+    space = FeatureSpace.from_encoder(encoder_dir)
     if space.meta.image_size != size:
         raise frame_io.GeneratorDataError(
             f"the encoder works at {space.meta.image_size} px but base.image_size is {size}: "
@@ -230,80 +213,3 @@ def filter_table(inp: FilterInputs, res: Filtered, cfg: FilterParams) -> pd.Data
             "reasons": [";".join(r) for r in outcome.reasons],
         }
     )
-
-
-def run_filter(
-    name: str,
-    splits_csv: Path | str,
-    model_dir: Path | str,
-    candidates_dir: Path | str,
-    encoder_dir: Path | str,
-    kept_dir: Path | str,
-    table_csv: Path | str,
-    metrics_json: Path | str,
-    plots_dir: Path | str,
-    base: BaseParams,
-    cfg: FilterParams,
-    gen: GenerateParams,
-    mlflow_cfg: MlflowParams,
-    validation_json: Path | str | None = None,
-    fold: int | None = None,
-    track: bool = True,
-) -> dict[str, Any]:
-    """Filter generator ``name``'s candidates and score them; returns the metrics it wrote."""
-    spec = get_spec(gen, name)
-    frame_io.check_validation(validation_json)
-    set_threads(gen.threads)
-    inp = load_inputs(spec, splits_csv, model_dir, candidates_dir, encoder_dir, base)
-    res = filter_candidates(name, inp, cfg)
-    write_kept(kept_dir, inp, res)
-    with atomic_path(table_csv) as tmp:
-        filter_table(inp, res, cfg).to_csv(tmp, index=False)
-
-    metrics = filter_metrics(name, inp, res, base, cfg, encoder_dir, fold)
-    if spec.kind == CONDITIONAL_KIND:  # synthetic_only-<G> trains on every class of it
-        metrics["other_classes"] = filter_other_classes(
-            candidates_dir,
-            kept_dir,
-            inp.splits,
-            splits_csv,
-            inp.pool,
-            base.classes,
-            base.target_class,
-            base.image_size,
-            cfg,
-            res.blocked,
-            res.copy_d,
-        )
-    run_info = read_run_file(model_dir)
-    metrics["mlflow_run_id"] = run_info.get("run_id")
-    metrics["model_uri"] = run_info.get("model_uri")
-    metrics["scored_against"] = score_basis(splits_csv, encoder_dir)
-    figures = filter_figures(label_of(name, spec), base.target_class, inp, res, cfg)
-    if track:
-        metrics["registry"] = track_filter(
-            name,
-            spec,
-            base.target_class,
-            cfg,
-            gen,
-            mlflow_cfg,
-            metrics,
-            figures,
-            table_csv,
-            metrics_json,
-            fold,
-        )
-    with atomic_path(plots_dir, is_dir=True) as tmp:
-        for fname, fig in figures.items():
-            save_figure(fig, tmp / fname)
-    write_json(metrics_json, metrics)
-    logger.info(
-        "filter@%s: kept %d of %d (memorised %d)%s",
-        name,
-        metrics["kept"],
-        len(inp.cands),
-        res.mem.counts()["any"],
-        " BLOCKED" if res.blocked else "",
-    )
-    return metrics

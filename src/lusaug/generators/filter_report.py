@@ -1,20 +1,21 @@
 """What ``filter@k-G`` reports: its metrics (``metrics/fold-<k>/synthetic_<G>.json``) and figures.
 
 Both are built from the stage's inputs and the filter's verdict
-(:mod:`lusaug.generators.stages.filter`); every number has its real reference beside it.
+(:mod:`lusaug.generators.filter_candidates`); every number has its real reference beside it.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from lusaug.core.config import BaseParams, FilterParams
 from lusaug.generators.fidelity import fidelity_report, ratio, recognition
+from lusaug.generators.filter_candidates import Filtered, FilterInputs
 from lusaug.generators.filters import image_stats
 from lusaug.generators.plots import (
     beside_real_figure,
@@ -23,11 +24,8 @@ from lusaug.generators.plots import (
     grid_figure,
     sharpness_figure,
 )
-from lusaug.generators.stages.common import derive_seed
+from lusaug.generators.run_context import derive_seed
 from lusaug.models.run_files import FILES
-
-if TYPE_CHECKING:
-    from lusaug.generators.stages.filter import Filtered, FilterInputs
 
 
 def _study_pass(images: np.ndarray, cfg: FilterParams) -> float | None:

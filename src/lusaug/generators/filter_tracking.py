@@ -9,8 +9,9 @@ from typing import Any
 import mlflow
 
 from lusaug.core.config import FilterParams, GenerateParams, MlflowParams, as_flat_dict
+from lusaug.core.utils import read_execution
 from lusaug.generators.mlflow_runs import numeric_metrics, register_best_generator, run_exists
-from lusaug.generators.stages.common import generator_tags, setup_mlflow
+from lusaug.generators.run_context import generator_tags, setup_mlflow
 
 HEADLINE = (
     "candidates",
@@ -78,7 +79,7 @@ def track_filter(
         path = Path(metrics_json).with_name(f"synthetic_{g}.json")
         if g == name or not path.exists():
             continue
-        other = json.loads(path.read_text())
+        other = {**json.loads(path.read_text()), **read_execution(path)}
         # scores compare only on the same split and encoder, and only a generator logged in this
         # tracking store can be registered (a metrics file from git may describe another run)
         if other.get("scored_against") != metrics["scored_against"]:

@@ -30,7 +30,8 @@ from lusaug.generators.textual_inversion import (
 )
 
 PIPELINE_DIR = "pipeline"  # a fine-tuned generator's whole text-to-image pipeline
-TEXT_KINDS = ("textual_inversion", "finetune")
+TEXT_KINDS = ("textual_inversion", "finetune")  # the kinds that build on a base
+TRAIN_SET_FILE = "train_set.csv"  # in a generator's folder: the frames it trained on
 
 
 def write_meta(model_dir: Path | str, meta: dict[str, Any]) -> None:

@@ -12,7 +12,6 @@ as ``lus-base`` with the fold as a tag.
 from __future__ import annotations
 
 import getpass
-import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -26,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 MODEL_PREFIX = "lus-generator-"
 CHAMPION = "champion"
-RUN_FILE = "run.json"
 BASE_MODEL_NAME = "lus-base"
 _MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 
@@ -97,15 +95,6 @@ def log_generator_model(
         pip_requirements=["lusaug", "torch", "diffusers", "numpy", "pandas"],
     )
     return info.model_uri
-
-
-def write_run_file(model_dir: Path | str, **info: Any) -> None:
-    Path(model_dir, RUN_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-
-
-def read_run_file(model_dir: Path | str) -> dict[str, Any]:
-    path = Path(model_dir) / RUN_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def run_exists(run_id: str | None) -> bool:

@@ -13,7 +13,7 @@ import torch
 
 from lusaug.core.config import GenerateParams, GeneratorSpec, MlflowParams
 from lusaug.core.mlflow_store import setup_experiment, standard_tags
-from lusaug.core.utils import sha256_file, write_json
+from lusaug.core.utils import EXECUTION_FILE, sha256_file, write_json
 from lusaug.generators.frame_io import GeneratorDataError
 from lusaug.generators.mlflow_runs import fold_tags, run_exists
 
@@ -99,10 +99,10 @@ def finish_checkpoints(ckpt_dir: Path | None) -> None:
 
 
 def folder_sha256(folder: Path | str) -> str:
-    """One hash of every file in a folder (names and contents)."""
+    """One hash of every file in a folder (names and contents) but its execution records."""
     h = hashlib.sha256()
     for f in sorted(Path(folder).rglob("*")):
-        if f.is_file():
+        if f.is_file() and not f.name.endswith(EXECUTION_FILE):
             h.update(f"{f.relative_to(folder)}:{sha256_file(f)}".encode())
     return h.hexdigest()
 

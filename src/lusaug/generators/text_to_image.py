@@ -125,6 +125,13 @@ def pipeline_class(folder: Path | str) -> str:
     return json.loads(index.read_text()).get("_class_name", "")
 
 
+def resolve_base(base_dir: Path | str, external: str) -> Path:
+    """The pipeline folder generators build on: ``generate.base`` when set, else ``base_dir``."""
+    path = Path(external).expanduser() if external else Path(base_dir)
+    pipeline_class(path)  # a clear error when it is not a pipeline folder
+    return path
+
+
 def load_pipeline(folder: Path | str) -> Any:
     """The pipeline in ``folder``: ours or a local Stable Diffusion (no safety checker, no hub)."""
     if pipeline_class(folder) == PIPELINE_CLASS:

@@ -7,6 +7,7 @@ kwargs, classes, image size, normalisation), which is everything export and serv
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,13 @@ def save_checkpoint(
 ) -> None:
     """Atomically write weights + meta (+ optional optimiser/epoch state for resuming)."""
     payload = {"state_dict": model.state_dict(), "meta": asdict(meta), **state}
+    # torch.save names the zip archive's folder after the file it writes to, and the temporary
+    # file's name is random: saving to memory gives the fixed name "archive", so the same
+    # tensors always give the same bytes (and the same DVC hash).
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def load_checkpoint(path: Path | str) -> dict[str, Any]:

@@ -20,11 +20,12 @@ import torch
 from tqdm.auto import tqdm
 
 from lusaug.core.config import BaseParams, TrainParams
+from lusaug.core.utils import read_execution
 from lusaug.data.split import fold_file
 from lusaug.models.classifier import load_classifier
-from lusaug.models.fold_training import planned_runs
 from lusaug.models.frame_sets import DataError, FrameSet, load_split, predict_proba
 from lusaug.models.run_files import FILES
+from lusaug.models.run_setup import planned_runs
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class RunOOF:
     test_prob: np.ndarray | None  # (N_frames, K) pooled out-of-fold; None when skipped
     val: pd.DataFrame | None  # every fold's val_predictions.csv, with a fold column
     history: dict[int, pd.DataFrame] = field(default_factory=dict)
-    info: dict[int, dict] = field(default_factory=dict)  # fold -> run.json
+    info: dict[int, dict] = field(default_factory=dict)  # fold -> run.json + execution record
     skipped: dict[int, str] = field(default_factory=dict)  # fold -> reason
 
     @property
@@ -131,7 +132,10 @@ def load_oof(
                     probs.append(predict_proba(model, images, meta.mean, meta.std, batch_size))
                 vals.append(_read_val(run_dir, k))
                 run.history[k] = pd.read_csv(run_dir / FILES["history"])
-                run.info[k] = json.loads((run_dir / FILES["run"]).read_text())
+                run.info[k] = {
+                    **json.loads((run_dir / FILES["run"]).read_text()),
+                    **read_execution(run_dir),  # MLflow ids (absent after a `dvc pull`)
+                }
             if run.available:
                 run.test_prob = np.concatenate(probs)
                 run.val = pd.concat(vals, ignore_index=True)

@@ -2,7 +2,9 @@
 
 :func:`finish_run` reloads the best weights, predicts the validation frames, writes the run's
 files atomically (``last.pt`` is removed last: a folder without it is a finished run), logs the
-validation results and the model to MLflow and closes the run.
+validation results and the model to MLflow and closes the run. The files are a function of the
+run's inputs (two runs on the same inputs write the same bytes); wall times and MLflow ids go to
+the folder's execution record (``execution.json``), which DVC does not hash.
 """
 
 from __future__ import annotations
@@ -18,15 +20,15 @@ import pandas as pd
 import torch
 
 from lusaug.core.config import TrainParams, as_flat_dict
-from lusaug.core.utils import atomic_path, write_json
+from lusaug.core.utils import atomic_path, write_execution, write_json
 from lusaug.models import plots
 from lusaug.models.classifier import load_checkpoint
 from lusaug.models.frame_sets import FrameSet, predict_proba, to_input
+from lusaug.models.run_setup import RunSetup
 from lusaug.models.statistics import point_metrics
 
 if TYPE_CHECKING:
     from lusaug.models.mlflow_runs import TrainTracker
-    from lusaug.models.train import RunSetup
 
 FILES = {
     "checkpoint": "model.pt",
@@ -39,6 +41,7 @@ FILES = {
     "run": "run.json",
     "skipped": "skipped.json",  # a run that must not train, with the reason
 }
+EPOCH_SECONDS = "seconds"  # the history column of an epoch's wall time (MLflow only)
 logger = logging.getLogger(__name__)
 EXAMPLE_BATCH = 2  # an input example of batch 1 makes torch.export specialise the batch to 1
 
@@ -78,7 +81,6 @@ def _val_summary(
     classes: list[str],
     epochs_run: int,
     best_epoch: int,
-    seconds: float,
     metrics: dict[str, float],
 ) -> dict[str, Any]:
     """``val_metrics.json``: the run, what it trained on and its best weights' validation."""
@@ -91,7 +93,6 @@ def _val_summary(
         "fold": spec.fold,
         "best_epoch": best_epoch,
         "epochs_run": epochs_run,
-        "seconds": round(seconds, 2),
         "train_frames": dict(zip(classes, setup.counts.tolist(), strict=True)),
         "synthetic_frames": setup.n_synthetic,
         "loss_weights": plan.loss_weights,
@@ -102,18 +103,14 @@ def _val_summary(
     }
 
 
-def _run_info(
-    setup: RunSetup, cfg: TrainParams, summary: dict[str, Any], tracker: TrainTracker
-) -> dict[str, Any]:
-    """``run.json``: what was run, the fingerprint and the MLflow ids."""
+def _run_info(setup: RunSetup, cfg: TrainParams, summary: dict[str, Any]) -> dict[str, Any]:
+    """``run.json``: what was run and its fingerprint."""
     return {
         **{k: summary[k] for k in ("run", "strategy", "architecture", "seed", "fold")},
         "best_epoch": summary["best_epoch"],
         "model": setup.meta.model,
         "kwargs": setup.meta.kwargs,
         "checkpoint": FILES["checkpoint"],
-        "mlflow_run_id": tracker.run_id,
-        "mlflow_parent_run_id": tracker.parent_run_id,
         "fingerprint": setup.fingerprint,
         "params": {
             k: v for k, v in as_flat_dict(cfg).items() if not k.startswith("architectures.")
@@ -142,6 +139,7 @@ def finish_run(
     net.load_state_dict(load_checkpoint(ckpt_path)["state_dict"])
     net.eval()
     hist = pd.DataFrame(history)
+    epoch_seconds = hist.pop(EPOCH_SECONDS) if EPOCH_SECONDS in hist else pd.Series(dtype=float)
     if not accelerator.is_main_process:
         return TrainResult(
             spec.name, out_dir, ckpt_path, best_epoch, len(history), {}, hist, None, 0.0
@@ -152,7 +150,7 @@ def finish_run(
     preds = _val_predictions(val, prob, pred, classes)
     metrics = point_metrics(y, prob, classes, val.frames["video_id"].to_numpy())
     seconds = time.perf_counter() - t0
-    summary = _val_summary(setup, cfg, classes, len(history), best_epoch, seconds, metrics)
+    summary = _val_summary(setup, cfg, classes, len(history), best_epoch, metrics)
     report = classification_report(
         y, pred, labels=list(range(len(classes))), target_names=classes, zero_division=0, digits=3
     )
@@ -174,7 +172,16 @@ def finish_run(
     if cfg.log_model:
         example = to_input(val.images[:EXAMPLE_BATCH], meta.mean, meta.std).numpy()
         tracker.log_model(net, example, cfg.log_model_format)
-    write_json(out_dir / FILES["run"], _run_info(setup, cfg, summary, tracker))
+    write_json(out_dir / FILES["run"], _run_info(setup, cfg, summary))
+    write_execution(
+        out_dir,
+        {
+            "seconds": round(seconds, 2),
+            "epoch_seconds": [round(float(x), 3) for x in epoch_seconds],
+            "mlflow_run_id": tracker.run_id,
+            "mlflow_parent_run_id": tracker.parent_run_id,
+        },
+    )
     tracker.finish("FINISHED")
     (out_dir / FILES["last"]).unlink(missing_ok=True)
     logger.info("finished %s in %.1f s", spec.name, time.perf_counter() - t0)

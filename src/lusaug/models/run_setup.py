@@ -1,22 +1,11 @@
-"""Train one classifier run (strategy x architecture x seed, on one fold) with accelerate.
+"""What one classifier run is and what it trains on, fixed before its first epoch.
 
-One loop for every case: CPU here, GPUs with ``accelerate launch --multi_gpu`` elsewhere, optional
-bf16 autocast. AdamW with linear warm-up then cosine decay; early stopping on validation macro-F1;
-after every epoch the best weights (``model.pt``) and the full training state (``last.pt``:
-optimizer, scheduler, epoch, early-stopping counters, history, RNG state) are written atomically.
-``resume=True`` continues an interrupted run from ``last.pt`` when it belongs to the same run
-(same fingerprint of params, data and strategy inputs); otherwise training starts afresh.
-
-A run has three phases, as timm's ``main`` hands off to ``train_one_epoch`` / ``validate``:
-:func:`prepare_run` (frames, strategy, fingerprint: cheap, so a finished run can be recognised
-and skipped), :func:`train_classifier` (the epochs: set-up, resume, one epoch and its checkpoint
-are the pieces of :mod:`lusaug.models.train_loop`, an epoch's work is :mod:`lusaug.models.epochs`)
-and :func:`lusaug.models.run_files.finish_run` (best weights on validation, the run's files).
-
-Outputs in ``out_dir`` (a finished run has no ``last.pt``): ``model.pt`` (best weights,
-:func:`lusaug.models.classifier.load_classifier` reads it), ``history.csv``,
-``val_predictions.csv``, ``val_metrics.json``, ``classification_report.txt``,
-``val_confusion.png`` and ``run.json`` (what was run, the fingerprint, MLflow ids).
+A run (strategy x architecture x seed, on one fold) has three phases, as timm's ``main`` hands
+off to ``train_one_epoch`` / ``validate``: :func:`prepare_run` here (frames, strategy plan, model
+meta, fingerprint: cheap, so a finished run can be recognised and skipped),
+:func:`lusaug.models.train_loop.train_classifier` (the epochs) and
+:func:`lusaug.models.run_files.finish_run` (best weights on validation, the run's files).
+:func:`planned_runs` lists every run of the ``train`` matrix.
 """
 
 from __future__ import annotations
@@ -26,20 +15,14 @@ import functools
 import hashlib
 import json
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lusaug.core.config import BaseParams, Strategy, TrainParams, parse_strategy
 from lusaug.models.classifier import ClassifierMeta
-from lusaug.models.epochs import make_accelerator, train_one_epoch, validate
 from lusaug.models.frame_sets import FrameSet, concat, load_split, load_synthetic, without_label
-from lusaug.models.mlflow_runs import RunTracking
-from lusaug.models.run_files import FILES, TrainResult, finish_run
 from lusaug.models.strategies import (
     FoldInputs,
     StrategyError,
@@ -51,31 +34,6 @@ from lusaug.models.strategies import (
     synthetic_class_files,
     synthetic_files,
 )
-from lusaug.models.train_loop import (
-    Progress,
-    build_loop,
-    checkpoint_epoch,
-    restore,
-    resume_state,
-    run_epoch,
-    start_tracking,
-)
-
-__all__ = [  # the loop's building blocks and run files are re-exported for callers of this module
-    "FILES",
-    "FoldData",
-    "RunSetup",
-    "RunSpec",
-    "TrainResult",
-    "file_digest",
-    "is_finished",
-    "make_accelerator",
-    "parse_run_name",
-    "prepare_run",
-    "train_classifier",
-    "train_one_epoch",
-    "validate",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +55,16 @@ class RunSpec:
     def name(self) -> str:
         """Folder / MLflow name of a run: ``<strategy>-<arch>-<seed>``."""
         return f"{parse_strategy(self.strategy).name}-{self.arch}-{self.seed}"
+
+
+def planned_runs(cfg: TrainParams, fold: int | None = None) -> list[RunSpec]:
+    """Every run of the matrix, in report order: strategy, then architecture, then seed."""
+    return [
+        RunSpec(s, a, seed, fold)
+        for s in cfg.strategies
+        for a in cfg.architectures
+        for seed in cfg.seeds
+    ]
 
 
 def parse_run_name(name: str) -> tuple[str, str, int]:
@@ -275,88 +243,3 @@ def prepare_run(
         n_synthetic=len(synthetic),
         tuned_on=tuned.architecture if tuned is not None else "",
     )
-
-
-def is_finished(out_dir: Path | str, fingerprint: str) -> bool:
-    """A finished run of exactly this setup (its outputs can be kept as they are)."""
-    out_dir = Path(out_dir)
-    run_file = out_dir / FILES["run"]
-    if (out_dir / FILES["last"]).exists() or not run_file.exists():
-        return False
-    if not (out_dir / FILES["checkpoint"]).exists():
-        return False
-    return json.loads(run_file.read_text()).get("fingerprint") == fingerprint
-
-
-def _clean(out_dir: Path) -> None:
-    """Remove this module's files from a previous run (only known names: never a whole dir)."""
-    for name in FILES.values():
-        (out_dir / name).unlink(missing_ok=True)
-
-
-def train_classifier(
-    setup: RunSetup,
-    out_dir: Path | str,
-    cfg: TrainParams,
-    classes: list[str],
-    *,
-    resume: bool = False,
-    tracking: RunTracking | None = None,
-    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-    progress: bool = True,
-) -> TrainResult:
-    """Train one prepared run and write its outputs; returns what it achieved on validation.
-
-    Args:
-        setup: From :func:`prepare_run`.
-        out_dir: The run's folder (``models/classifiers/fold-<k>/<strategy>-<arch>-<seed>``).
-        cfg: The train section.
-        classes: Class names in label order.
-        resume: Continue from ``out_dir/last.pt`` when it belongs to this run.
-        tracking: Log to MLflow (experiment ``lusaug-classifiers``); None = no tracking.
-        on_epoch_end: Called with (epoch, epoch metrics) after each epoch's checkpoint; it may
-            raise to stop training (e.g. ``optuna.TrialPruned``); the checkpoint is kept.
-        progress: Show a progress bar.
-    """
-    t0 = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    state = resume_state(out_dir / FILES["last"], setup.fingerprint, resume)
-    if state is None:
-        _clean(out_dir)
-    loop = build_loop(setup, cfg, classes)
-    done = Progress() if state is None else restore(loop, state, setup.spec.name)
-    resume_run_id = None if state is None else state.get("mlflow_run_id")
-    tracker = start_tracking(loop, setup, cfg, classes, tracking, resume_run_id)
-    main = loop.accelerator.is_main_process
-    ok = False
-    try:
-        for epoch in range(done.epoch + 1, cfg.epochs + 1):
-            if done.should_stop(cfg.patience):
-                break
-            row = run_epoch(loop, setup, cfg, classes, epoch, progress and main)
-            improved = done.record(row)
-            if main:
-                checkpoint_epoch(loop, setup, out_dir, done, improved, tracker)
-            loop.accelerator.wait_for_everyone()
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
-        result = finish_run(
-            loop.accelerator,
-            loop.model,
-            setup,
-            out_dir,
-            cfg,
-            classes,
-            done.history,
-            done.best_epoch,
-            tracker,
-            t0,
-        )
-        ok = True
-        return result
-    finally:
-        if not ok:
-            tracker.finish("KILLED")

@@ -1,11 +1,25 @@
-"""The phases :func:`lusaug.models.train.train_classifier` runs, in the order it runs them.
+"""Train one prepared classifier run with accelerate: :func:`train_classifier` and its phases.
 
-:func:`build_loop` (accelerator, model, optimizer, scheduler, loader and loss: the objects the
-epochs work on), :func:`restore` (the training state of an interrupted run, from ``last.pt``),
+One loop for every case: CPU here, GPUs with ``accelerate launch --multi_gpu`` elsewhere, optional
+bf16 autocast. AdamW with linear warm-up then cosine decay; early stopping on validation macro-F1;
+after every epoch the best weights (``model.pt``) and the full training state (``last.pt``:
+optimizer, scheduler, epoch, early-stopping counters, history, RNG state) are written atomically.
+``resume=True`` continues an interrupted run from ``last.pt`` when it belongs to the same run
+(same fingerprint of params, data and strategy inputs); otherwise training starts afresh.
+
+The phases, in the order :func:`train_classifier` runs them: :func:`build_loop` (accelerator,
+model, optimizer, scheduler, loader and loss: the objects the epochs work on), :func:`restore` (the training state of an interrupted run, from ``last.pt``),
 :func:`start_tracking` (the MLflow run, its params and the summary line before training),
 :func:`run_epoch` (one epoch and its validation; :class:`Progress` keeps the early-stopping
 counters) and :func:`checkpoint_epoch` (``model.pt`` when validation improved, ``last.pt``
-always). :mod:`lusaug.models.epochs` holds what an epoch itself does.
+always); :func:`lusaug.models.run_files.finish_run` then writes the run's files.
+:mod:`lusaug.models.epochs` holds what an epoch itself does.
+
+Outputs in ``out_dir`` (a finished run has no ``last.pt``): ``model.pt`` (best weights,
+:func:`lusaug.models.classifier.load_classifier` reads it), ``history.csv``,
+``val_predictions.csv``, ``val_metrics.json``, ``classification_report.txt``,
+``val_confusion.png``, ``run.json`` (what was run, the fingerprint) and ``execution.json`` (wall
+times and MLflow ids: not part of the result, DVC does not hash it).
 
 Repeatability: the global torch generator is seeded from the run's seed just before the model is
 built, and ``last.pt`` stores the global RNG state after every epoch; a resumed run restores it
@@ -15,15 +29,18 @@ after everything is built, so it trains on exactly as the uninterrupted run woul
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from lusaug.core.config import TrainParams
+from lusaug.core.utils import EXECUTION_FILE
 from lusaug.models.classifier import build_classifier, load_checkpoint, save_checkpoint
 from lusaug.models.epochs import (
     EpochSampler,
@@ -35,11 +52,9 @@ from lusaug.models.epochs import (
 )
 from lusaug.models.frame_sets import SYNTHETIC_PATIENT, IndexedFrames
 from lusaug.models.mlflow_runs import RunTracking, TrainTracker
-from lusaug.models.run_files import FILES
+from lusaug.models.run_files import FILES, TrainResult, finish_run
+from lusaug.models.run_setup import RunSetup
 from lusaug.models.strategies import sample_weights
-
-if TYPE_CHECKING:
-    from lusaug.models.train import RunSetup
 
 logger = logging.getLogger(__name__)
 
@@ -291,3 +306,88 @@ def checkpoint_epoch(
         row["val_macro_f1"],
         " *" if improved else "",
     )
+
+
+def is_finished(out_dir: Path | str, fingerprint: str) -> bool:
+    """A finished run of exactly this setup (its outputs can be kept as they are)."""
+    out_dir = Path(out_dir)
+    run_file = out_dir / FILES["run"]
+    if (out_dir / FILES["last"]).exists() or not run_file.exists():
+        return False
+    if not (out_dir / FILES["checkpoint"]).exists():
+        return False
+    return json.loads(run_file.read_text()).get("fingerprint") == fingerprint
+
+
+def _clean(out_dir: Path) -> None:
+    """Remove this module's files from a previous run (only known names: never a whole dir)."""
+    for name in [*FILES.values(), EXECUTION_FILE]:
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def train_classifier(
+    setup: RunSetup,
+    out_dir: Path | str,
+    cfg: TrainParams,
+    classes: list[str],
+    *,
+    resume: bool = False,
+    tracking: RunTracking | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train one prepared run and write its outputs; returns what it achieved on validation.
+
+    Args:
+        setup: From :func:`lusaug.models.run_setup.prepare_run`.
+        out_dir: The run's folder (``models/classifiers/fold-<k>/<strategy>-<arch>-<seed>``).
+        cfg: The train section.
+        classes: Class names in label order.
+        resume: Continue from ``out_dir/last.pt`` when it belongs to this run.
+        tracking: Log to MLflow (experiment ``lusaug-classifiers``); None = no tracking.
+        on_epoch_end: Called with (epoch, epoch metrics) after each epoch's checkpoint; it may
+            raise to stop training (e.g. ``optuna.TrialPruned``); the checkpoint is kept.
+        progress: Show a progress bar.
+    """
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    state = resume_state(out_dir / FILES["last"], setup.fingerprint, resume)
+    if state is None:
+        _clean(out_dir)
+    loop = build_loop(setup, cfg, classes)
+    done = Progress() if state is None else restore(loop, state, setup.spec.name)
+    resume_run_id = None if state is None else state.get("mlflow_run_id")
+    tracker = start_tracking(loop, setup, cfg, classes, tracking, resume_run_id)
+    main = loop.accelerator.is_main_process
+    ok = False
+    try:
+        for epoch in range(done.epoch + 1, cfg.epochs + 1):
+            if done.should_stop(cfg.patience):
+                break
+            row = run_epoch(loop, setup, cfg, classes, epoch, progress and main)
+            improved = done.record(row)
+            if main:
+                checkpoint_epoch(loop, setup, out_dir, done, improved, tracker)
+            loop.accelerator.wait_for_everyone()
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+        result = finish_run(
+            loop.accelerator,
+            loop.model,
+            setup,
+            out_dir,
+            cfg,
+            classes,
+            done.history,
+            done.best_epoch,
+            tracker,
+            t0,
+        )
+        ok = True
+        return result
+    finally:
+        if not ok:
+            tracker.finish("KILLED")

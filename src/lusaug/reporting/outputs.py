@@ -72,7 +72,7 @@ def read_yaml(path: Path) -> Any:
 
 def planned_settings(params: Params) -> list[str]:
     """``<strategy>-<arch>`` of every setting the train stages produce, in params order (the
-    plan of ``lusaug.models.fold_training.planned_runs`` without its seeds and torch import)."""
+    plan of ``lusaug.models.run_setup.planned_runs`` without its seeds and torch import)."""
     return [f"{s}-{a}" for s in params.train.strategies for a in params.train.architectures]
 
 

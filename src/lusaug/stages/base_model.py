@@ -2,14 +2,19 @@
 
 Writes a diffusers pipeline folder (``LusTextToImagePipeline.from_pretrained`` loads it) with
 ``train_captions.csv`` (exactly what it was given), a per-class sample grid and the loss curve;
-logs the run to MLflow (tag ``fold``) and registers it as ``lus-base``. With ``generate.base``
-set to a local Stable Diffusion folder nothing is trained: the folder then only says which
-checkpoint the downstream stages use.
+logs the run to MLflow (tag ``fold``) and registers it as ``lus-base``. A base whose fingerprint
+(its section, the image size, the seed and the frames it learns from) is unchanged is kept as it
+is (the folder is a persistent DVC output), so a change elsewhere (``generate.enabled``) costs
+seconds. Nothing trains when no generator reads the base: with ``generate.base`` set to a local
+Stable Diffusion folder the folder only says which checkpoint the downstream stages use, and
+when no enabled generator builds on a base (textual inversion, fine-tuning) it says so.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +23,22 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from lusaug.core.config import BaseModelParams, BaseParams, MlflowParams, as_flat_dict
+from lusaug.core.config import (
+    BaseModelParams,
+    BaseParams,
+    GenerateParams,
+    MlflowParams,
+    as_flat_dict,
+)
 from lusaug.core.mlflow_store import log_data_inputs
-from lusaug.core.utils import atomic_path, write_json
+from lusaug.core.utils import atomic_path, write_execution, write_json
 from lusaug.generators.captions import caption
 from lusaug.generators.diffusion_loop import TrainResult, fingerprint
 from lusaug.generators.frame_io import check_validation, from_unit, load_frames, read_splits
+from lusaug.generators.generator import TEXT_KINDS
 from lusaug.generators.mlflow_runs import log_base_model, register_base_model
 from lusaug.generators.plots import comparison_grid_figure, loss_figure, save_figure
-from lusaug.generators.stages.common import (
+from lusaug.generators.run_context import (
     derive_seed,
     finish_checkpoints,
     prepare_checkpoints,
@@ -36,19 +48,32 @@ from lusaug.generators.stages.common import (
     tags,
 )
 from lusaug.generators.text_base import CAPTIONS_FILE, BaseData, base_training_data, train_base
-from lusaug.generators.text_to_image import TextToImage, pipeline_class
+from lusaug.generators.text_to_image import TextToImage, resolve_base
 
 logger = logging.getLogger(__name__)
 
 EXTERNAL_FILE = "external_base.json"  # written instead of a model when generate.base is set
+SKIPPED_FILE = "skipped.json"  # written instead of a model when no enabled generator needs one
+SUMMARY_FILE = "base.json"
 SAMPLE_STEPS = 20  # DPM-Solver++ steps of the per-class sample grid
 
 
-def resolve_base(base_dir: Path | str, external: str) -> Path:
-    """The pipeline folder generators build on: ``generate.base`` when set, else ``base_dir``."""
-    path = Path(external).expanduser() if external else Path(base_dir)
-    pipeline_class(path)  # a clear error when it is not a pipeline folder
-    return path
+@dataclass(frozen=True)
+class BaseModelPaths:
+    splits: Path  # data/splits/fold-<k>.csv
+    out: Path  # models/fold-<k>/base_model
+    checkpoints: Path | None = None  # models/checkpoints/fold-<k>/base_model (--resume)
+    validation: Path | None = None  # metrics/validation.json (must have passed)
+
+
+def skip_reason(generate: GenerateParams) -> str | None:
+    """Why no enabled generator reads the fold's base (None when one does)."""
+    if any(generate.generators[g].kind in TEXT_KINDS for g in generate.enabled):
+        return None
+    return (
+        f"no generator of generate.enabled {generate.enabled} builds on a base "
+        f"(kinds {', '.join(TEXT_KINDS)})"
+    )
 
 
 def class_grid(t2i: TextToImage, rows: pd.DataFrame, cfg: BaseModelParams, seed: int) -> Any:
@@ -64,13 +89,20 @@ def class_grid(t2i: TextToImage, rows: pd.DataFrame, cfg: BaseModelParams, seed:
     return comparison_grid_figure(grid, "base model: same seeds, one caption per class")
 
 
-def _external_base(external: str, out_dir: Path | str, fold: int | None) -> dict[str, Any]:
-    """``generate.base`` is set: nothing trains, the folder only says which checkpoint to use."""
-    path = resolve_base("", external)
-    summary = {"fold": fold, "external": str(path.resolve()), "trained": False}
+def _untrained(out_dir: Path, name: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """A folder that says why no base was trained (``generate.base`` set, or nothing needs one)."""
     with atomic_path(out_dir, is_dir=True) as tmp:
-        write_json(tmp / EXTERNAL_FILE, summary)
+        write_json(tmp / name, summary)
     return summary
+
+
+def _kept(out_dir: Path, fp: str) -> dict[str, Any] | None:
+    """The summary of the base already in ``out_dir`` when it was trained on exactly this."""
+    path = out_dir / SUMMARY_FILE
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    return summary if summary.get("fingerprint") == fp else None
 
 
 def _summary(
@@ -80,9 +112,10 @@ def _summary(
     n_images: int,
     t2i: TextToImage,
     res: TrainResult,
-    run_id: str,
+    fp: str,
 ) -> dict[str, Any]:
-    """``base.json``: what the base trained on, its size and how training went."""
+    """``base.json``: what the base trained on, its size and how training went (wall times and
+    MLflow ids go to its execution record: they differ between identical runs)."""
     return {
         "fold": fold,
         "trained": True,
@@ -94,10 +127,8 @@ def _summary(
         "unet_parameters": sum(p.numel() for p in t2i.unet.parameters()),
         "text_encoder_parameters": sum(p.numel() for p in t2i.text_encoder.parameters()),
         "train_steps": res.steps,
-        "train_seconds": round(res.seconds, 2),
-        "train_images_per_second": round(res.images_per_second, 2),
         "final_loss": float(np.mean(res.losses[-max(1, len(res.losses) // 10) :])),
-        "mlflow_run_id": run_id,
+        "fingerprint": fp,
     }
 
 
@@ -118,37 +149,51 @@ def _write_figures(
     save_figure(fig, tmp / "loss.png")
 
 
-def run_base_model(
-    splits_csv: Path | str,
-    out_dir: Path | str,
+def run(
+    paths: BaseModelPaths,
     base: BaseParams,
     cfg: BaseModelParams,
+    generate: GenerateParams,
     mlflow_cfg: MlflowParams,
-    external: str = "",
-    threads: int = 0,
-    checkpoint_dir: Path | str | None = None,
+    *,
     resume: bool = False,
-    validation_json: Path | str | None = None,
     fold: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train (or point at) the fold's base; returns the summary written to ``base.json``."""
-    check_validation(validation_json)
-    if external:
-        return _external_base(external, out_dir, fold)
-    set_threads(threads)
-    splits = read_splits(splits_csv)
+    """Train (keep, point at, or skip) the fold's base; returns the summary in its folder.
+
+    ``generate`` gives ``enabled`` and the generators' kinds (is a base needed?), ``base`` (a
+    local Stable Diffusion instead) and ``threads``.
+    """
+    check_validation(paths.validation)
+    out_dir = Path(paths.out)
+    if generate.base:
+        path = resolve_base("", generate.base)
+        summary = {"fold": fold, "external": str(path.resolve()), "trained": False}
+        return _untrained(out_dir, EXTERNAL_FILE, summary)
+    reason = skip_reason(generate)
+    if reason is not None:
+        logger.info("base_model: skipped (%s)", reason)
+        return _untrained(
+            out_dir, SKIPPED_FILE, {"fold": fold, "trained": False, "skipped": reason}
+        )
+    set_threads(generate.threads)
+    splits = read_splits(paths.splits)
     data = base_training_data(splits, base.target_class, base.classes)
-    images = load_frames(data.rows, splits_csv, base.image_size)
     seed = derive_seed(base.seed, "base_model")
-    fp = fingerprint("base_model", cfg, base.image_size, list(data.rows["path"]))
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    fp = fingerprint("base_model", cfg, base.image_size, seed, list(data.rows["path"]))
+    kept = _kept(out_dir, fp)
+    if kept is not None:
+        logger.info("base_model: kept the base in %s (same settings and frames)", out_dir)
+        return kept
+    images = load_frames(data.rows, paths.splits, base.image_size)
+    ckpt_dir = Path(paths.checkpoints) if paths.checkpoints is not None else None
     run_id = prepare_checkpoints(ckpt_dir, resume, fp)
     setup_mlflow(mlflow_cfg)
-    with mlflow.start_run(run_id=run_id, run_name="base_model") as run:
-        remember_run(ckpt_dir, run.info.run_id, fp)
+    with mlflow.start_run(run_id=run_id, run_name="base_model") as active:
+        remember_run(ckpt_dir, active.info.run_id, fp)
         mlflow.set_tags(tags(fold, stage="base_model", target_class=base.target_class))
-        log_data_inputs(run.info.run_id, ".", splits_csv)  # lineage: data + fold split
+        log_data_inputs(active.info.run_id, ".", paths.splits)  # lineage: data + fold split
         if run_id is None:
             mlflow.log_params(as_flat_dict(cfg, "base_model."))
             mlflow.log_params({"train_frames": len(images), "seed": seed})
@@ -169,7 +214,13 @@ def run_base_model(
             on_checkpoint=on_checkpoint if cfg.checkpoint_every else None,
             progress=progress,
         )
-        summary = _summary(fold, base.target_class, data, len(images), t2i, res, run.info.run_id)
+        summary = _summary(fold, base.target_class, data, len(images), t2i, res, fp)
+        execution: dict[str, Any] = {
+            "mlflow_run_id": active.info.run_id,
+            "train_seconds": round(res.seconds, 2),
+            "train_images_per_second": round(res.images_per_second, 2),
+            "resumed_from": res.resumed_from,
+        }
         with atomic_path(out_dir, is_dir=True) as tmp:
             t2i.pipe.save_pretrained(tmp)
             pd.DataFrame(
@@ -178,20 +229,18 @@ def run_base_model(
             _write_figures(tmp, t2i, data, cfg, seed + 1, res.losses)
             mlflow.log_metrics(
                 {
-                    k: float(summary[k])
-                    for k in (
-                        "train_seconds",
-                        "train_images_per_second",
-                        "final_loss",
-                        "train_steps",
-                    )
+                    "train_seconds": res.seconds,
+                    "train_images_per_second": res.images_per_second,
+                    "final_loss": summary["final_loss"],
+                    "train_steps": float(res.steps),
                 }
             )
             if cfg.register:
                 uri = log_base_model(tmp)
-                summary["model_uri"] = uri
-                summary["registry"] = register_base_model(uri, fold, run.info.run_id)
-            write_json(tmp / "base.json", summary)
+                execution["model_uri"] = uri
+                execution["registry"] = register_base_model(uri, fold, active.info.run_id)
+            write_json(tmp / SUMMARY_FILE, summary)
+    write_execution(out_dir, execution)
     finish_checkpoints(ckpt_dir)
     logger.info("base_model: %d frames, %.0f s", len(images), res.seconds)
-    return summary
+    return {**summary, **execution}

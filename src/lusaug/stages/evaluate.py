@@ -1,4 +1,4 @@
-"""The ``evaluate`` stage: pooled out-of-fold test metrics, paired differences, the decision.
+"""Stage ``evaluate``: pooled out-of-fold test metrics, paired differences, the decision.
 
 Reads every fold's test frames once (:mod:`lusaug.models.oof`), scores the pooled predictions of
 every run with patient-bootstrap intervals (:mod:`lusaug.models.comparison`), writes the metrics
@@ -9,7 +9,6 @@ results to MLflow.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -40,7 +39,9 @@ DVC_METRICS = ("accuracy", "f1_macro", "precision_macro", "balanced_accuracy", "
 
 
 @dataclass(frozen=True)
-class EvaluateOutputs:
+class EvaluatePaths:
+    splits: Path  # data/splits (fold-<k>.csv)
+    models: Path  # models/classifiers (fold-<k>/<run>)
     metrics: Path  # metrics/test.json: pooled metrics per setting (dvc metrics)
     runs: Path  # metrics/test_runs.json: per run
     comparison: Path  # metrics/comparison.json: paired differences, decisions, MDD
@@ -130,33 +131,30 @@ def _dvc_metrics(agg: dict, comparison: dict, target: str, info: dict) -> dict[s
     return {"settings": out, "test": info}
 
 
-def evaluate_folds(
-    splits_dir: Path | str,
-    models_dir: Path | str,
-    folds: list[int],
+def run(
+    paths: EvaluatePaths,
     base: BaseParams,
     train: TrainParams,
     cfg: EvaluateParams,
+    *,
+    folds: list[int],
     select_metric: str,
-    out: EvaluateOutputs,
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Everything the ``evaluate`` stage writes; returns the summary.
 
     Args:
-        splits_dir: data/splits (the fold files).
-        models_dir: models/classifiers (one fold-<k> folder of runs per fold).
-        folds: split.folds.
+        paths: The fold files and run folders it reads, the files it writes.
         base: The base section (classes, target class, seed).
         train: The train section (the planned runs).
         cfg: The evaluate section.
+        folds: split.folds.
         select_metric: final.metric: the pooled validation metric that chooses the final model.
-        out: Where to write.
         tracking_uri: Log to MLflow (None = off).
     """
     classes, target = base.classes, base.target_class
-    test = HeldOutFrames.load(splits_dir, folds, base)
-    runs = load_oof(models_dir, test, folds, train, base, cfg.batch_size)
+    test = HeldOutFrames.load(paths.splits, folds, base)
+    runs = load_oof(paths.models, test, folds, train, base, cfg.batch_size)
     y, frames = test.labels, test.frames
     design = cmp.design_for(frames, classes, cfg, base.seed + TEST_SEED_OFFSET)
     scored = cmp.score_runs(runs, y, frames, design, classes)
@@ -190,25 +188,35 @@ def evaluate_folds(
         "stratified": cfg.stratify,
         "pooled": "every frame predicted once, by the model of the fold that tests it",
     }
-    write_json(out.metrics, clean(_dvc_metrics(agg, comparison, target, info)))
-    write_json(out.runs, clean(per_run))
-    write_json(out.comparison, clean({"comparisons": comparison, "mdd": mdd}))
-    write_json(out.validation, clean(validation))
-    write_json(out.selection, clean(selection))
-    write_json(out.rare, clean({"target_class": target, "patients": rare_rows}))
-    with atomic_path(out.predictions, is_dir=True) as tmp:
+    write_json(paths.metrics, clean(_dvc_metrics(agg, comparison, target, info)))
+    write_json(paths.runs, clean(per_run))
+    write_json(paths.comparison, clean({"comparisons": comparison, "mdd": mdd}))
+    write_json(paths.validation, clean(validation))
+    write_json(paths.selection, clean(selection))
+    write_json(paths.rare, clean({"target_class": target, "patients": rare_rows}))
+    with atomic_path(paths.predictions, is_dir=True) as tmp:
         for r in runs:
             if r.available:
                 write_csv(predictions_table(r, test, classes), tmp / f"{r.name}.csv")
     figures = write_plots(
-        out.plots, runs, y, settings, agg, comparison, rare_rows, classes, target, cfg.ci
+        paths.plots, runs, y, settings, agg, comparison, rare_rows, classes, target, cfg.ci
     )
     write_comparison_report(
-        out.report, info, agg, comparison, rare_rows, mdd, selection, figures, classes, target, cfg
+        paths.report,
+        info,
+        agg,
+        comparison,
+        rare_rows,
+        mdd,
+        selection,
+        figures,
+        classes,
+        target,
+        cfg,
     )
     summary = {"settings": agg, "comparison": comparison, "selection": selection, "test": info}
     if tracking_uri is not None:
-        _log_mlflow(runs, scored, agg, comparison, out, figures, target, tracking_uri)
+        _log_mlflow(runs, scored, agg, comparison, paths, figures, target, tracking_uri)
     return summary
 
 
@@ -250,7 +258,7 @@ def _log_mlflow(
     scored: cmp.Scored,
     agg: dict,
     comparison: dict,
-    out: EvaluateOutputs,
+    paths: EvaluatePaths,
     figures: dict[str, Path],
     target: str,
     tracking_uri: str,
@@ -281,13 +289,5 @@ def _log_mlflow(
     for name, e in comparison.items():
         for m in ("accuracy", "f1_macro", f"recall_{target}"):
             metrics[f"diff.{name}.{m}"] = e[m]["diff"]
-    files = [out.report, out.report.with_suffix(".html"), out.metrics, out.comparison]
+    files = [paths.report, paths.report.with_suffix(".html"), paths.metrics, paths.comparison]
     log_to_runs(sorted(parents), metrics, [*files, *figures.values()])
-
-
-def read_selection(path: Path | str) -> dict[str, Any]:
-    """metrics/selection.json (what the final stage refits)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path} not found: run `dvc repro evaluate` first")
-    return json.loads(path.read_text())

@@ -1,4 +1,4 @@
-"""The ``export`` stage: materialise and verify the registered candidate's ONNX.
+"""Stage ``export``: materialise and verify the registered candidate's ONNX.
 
 ``register`` already converted the winner to ONNX (the registered version *is* the ONNX pyfunc);
 this stage downloads exactly that file from the registry (its sha256 must match the version's
@@ -13,18 +13,20 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
 
-from lusaug.core.config import ExportParams
+from lusaug.core.config import ExportParams, MlflowParams
 from lusaug.core.errors import LusaugError
+from lusaug.core.mlflow_store import setup_experiment
 from lusaug.core.utils import sha256_file, write_json
 from lusaug.export.model_source import resolve_model
 from lusaug.export.onnx_export import copy_checked, verify_and_quantize
 from lusaug.models.classifier import load_classifier
-from lusaug.tracking.registry import set_export_tags
+from lusaug.tracking.versions import set_export_tags
 
 logger = logging.getLogger(__name__)
 ONNX_NAME = "classifier.onnx"
@@ -35,22 +37,30 @@ class ParityFailed(LusaugError, RuntimeError):
     """The exported graph does not reproduce the PyTorch logits (report written, tag = failed)."""
 
 
-def export_registered(
-    registered_json: Path | str,
-    splits_csv: Path | str,
-    out_dir: Path | str,
-    report_path: Path | str,
-    cfg: ExportParams,
-    *,
-    root: Path | str = ".",
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Verify the registered version's ONNX; write ``out_dir``/{classifier,classifier.int8}.onnx.
+@dataclass(frozen=True)
+class ExportPaths:
+    registered: Path  # models/registered.json (what `register` registered)
+    splits: Path  # data/splits/final.csv (parity frames; training frames calibrate int8)
+    onnx: Path  # models/onnx (classifier.onnx, classifier.int8.onnx)
+    report: Path  # reports/onnx_parity.json
 
-    Raises :class:`ParityFailed` after writing the report and tagging the version when parity
-    fails, so ``dvc repro`` stops and the promotion gate refuses the version.
+
+def run(
+    paths: ExportPaths,
+    cfg: ExportParams,
+    mlflow_cfg: MlflowParams,
+    *,
+    seed: int = 0,
+    root: Path | str = ".",
+) -> dict[str, Any]:
+    """Verify the registered version's ONNX; write ``paths.onnx``/{classifier,classifier.int8}.onnx.
+
+    ``seed`` (``base.seed``) draws the parity and calibration frames. Raises
+    :class:`ParityFailed` after writing the report and tagging the version when parity fails, so
+    ``dvc repro`` stops and the promotion gate refuses the version.
     """
-    reg = json.loads(Path(registered_json).read_text())
+    setup_experiment("classifiers", mlflow_cfg.tracking_uri, root)
+    reg = json.loads(Path(paths.registered).read_text())
     name, version = reg["name"], str(reg["version"])
     ckpt = Path(reg["checkpoint"])
     ckpt = ckpt if ckpt.is_absolute() else Path(root) / ckpt
@@ -58,7 +68,7 @@ def export_registered(
         raise ValueError(
             f"{ckpt} changed since it was registered as {name} v{version}: run `dvc repro`"
         )
-    out_dir = Path(out_dir)
+    out_dir = Path(paths.onnx)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in (out_dir / ONNX_NAME, out_dir / INT8_NAME):
         stale.unlink(missing_ok=True)  # a failed run must not leave the last run's files behind
@@ -67,9 +77,9 @@ def export_registered(
         onnx_path = copy_checked(source.path, out_dir / ONNX_NAME, reg["onnx_sha256"])
     model, _ = load_classifier(ckpt)
     int8_path = None if cfg.int8 == "none" else out_dir / INT8_NAME
-    report = verify_and_quantize(model, onnx_path, splits_csv, cfg, int8_path, seed)
+    report = verify_and_quantize(model, onnx_path, paths.splits, cfg, int8_path, seed)
     report["registry"] = {"name": name, "version": version, "run_name": reg.get("run_name")}
-    write_json(report_path, report)
+    write_json(paths.report, report)
     set_export_tags(name, version, report)
     with mlflow.start_run(
         run_name="export",
@@ -84,6 +94,6 @@ def export_registered(
             f"ONNX parity failed for {name} v{version}: max |diff| "
             f"{report['parity']['max_abs_diff']:.2e} (atol {cfg.parity_atol}), argmax agreement "
             f"{report['parity']['argmax_agreement']:.3f}; "
-            f"see {report_path}"
+            f"see {paths.report}"
         )
     return report

@@ -4,11 +4,14 @@ Pixel DDPMs train from scratch; textual inversion learns a token on the fold's b
 Stable Diffusion of ``generate.base``); fine-tuning trains the base's UNet on the rare class with
 its captions. Each writes ``models/.../generators/G`` (``generator.json`` says how to load and
 sample it) and its candidate PNGs, logs to MLflow (tag ``fold``) and resumes from checkpoints.
+Wall times, the step a training resumed from and the MLflow ids go to the model folder's
+execution record (``execution.json``), so identical runs leave identical folders.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +30,21 @@ from lusaug.core.config import (
     as_flat_dict,
 )
 from lusaug.core.mlflow_store import log_data_inputs
-from lusaug.core.utils import atomic_path
+from lusaug.core.utils import atomic_path, write_execution
 from lusaug.generators import frame_io
 from lusaug.generators.captions import captions
 from lusaug.generators.ddpm import build_scheduler, save_ddpm, train_ddpm
 from lusaug.generators.diffusion_loop import fingerprint
-from lusaug.generators.generator import PIPELINE_DIR, Generator, write_meta
-from lusaug.generators.mlflow_runs import MetricBuffer, log_generator_model, write_run_file
+from lusaug.generators.generator import (
+    PIPELINE_DIR,
+    TEXT_KINDS,
+    TRAIN_SET_FILE,
+    Generator,
+    write_meta,
+)
+from lusaug.generators.mlflow_runs import MetricBuffer, log_generator_model
 from lusaug.generators.plots import comparison_grid_figure, grid_figure, loss_figure, save_figure
-from lusaug.generators.sampling import sample_ddpm
-from lusaug.generators.stages.base_model import resolve_base
-from lusaug.generators.stages.common import (
+from lusaug.generators.run_context import (
     derive_seed,
     finish_checkpoints,
     generator_tags,
@@ -48,8 +55,9 @@ from lusaug.generators.stages.common import (
     set_threads,
     setup_mlflow,
 )
+from lusaug.generators.sampling import sample_ddpm
 from lusaug.generators.text_base import finetune_unet
-from lusaug.generators.text_to_image import TextToImage
+from lusaug.generators.text_to_image import TextToImage, resolve_base
 from lusaug.generators.textual_inversion import (
     EMBEDDINGS_FILE,
     save_embeddings,
@@ -58,10 +66,18 @@ from lusaug.generators.textual_inversion import (
 
 logger = logging.getLogger(__name__)
 
-TRAIN_SET_FILE = "train_set.csv"
 LOSSES_FILE = "losses.csv"
 CANDIDATE_PREFIX = "cand"
-TEXT_KINDS = ("textual_inversion", "finetune")
+
+
+@dataclass(frozen=True)
+class GeneratePaths:
+    splits: Path  # data/splits/fold-<k>.csv
+    base: Path | None  # models/fold-<k>/base_model (textual inversion and fine-tuning build on it)
+    model: Path  # models/fold-<k>/generators/<G>
+    candidates: Path  # data/synthetic/fold-<k>/<G>/candidates
+    checkpoints: Path | None = None  # models/checkpoints/fold-<k>/<G> (--resume)
+    validation: Path | None = None  # metrics/validation.json (must have passed)
 
 
 def _train_steps(spec: GeneratorSpec, gen: GenerateParams) -> int:
@@ -114,9 +130,10 @@ def _train_ddpm(ctx: dict[str, Any], out: Path) -> dict[str, float]:
         progress=ctx["progress"],
         train_steps=_train_steps(spec, gen),
     )
-    meta.update(resolution=cfg.resolution, train_steps=res.steps, resumed_from=res.resumed_from)
+    meta.update(resolution=cfg.resolution, train_steps=res.steps)
     save_ddpm(out, unet, unet_sched, meta)
-    return _finish_training(ctx, out, res.losses, res.seconds, res.images_per_second)
+    metrics = _finish_training(ctx, out, res.losses, res.seconds, res.images_per_second)
+    return {**metrics, "resumed_from": float(res.resumed_from)}
 
 
 def _finish_training(
@@ -155,7 +172,6 @@ def _train_text(ctx: dict[str, Any], out: Path) -> dict[str, float]:
             num_vectors=cfg.num_vectors,
             guidance_scale=cfg.guidance_scale,
             train_steps=len(res.losses),
-            ti_steps_per_second=res.steps_per_second,
         )
         write_meta(out, meta)
         out_metrics = _finish_training(
@@ -294,18 +310,14 @@ def _other_class_candidates(
         plt.close(grid)
 
 
-def run_generate(
+def run(
+    paths: GeneratePaths,
     name: str,
-    splits_csv: Path | str,
-    base_dir: Path | str | None,
-    model_dir: Path | str,
-    candidates_dir: Path | str,
     base: BaseParams,
     gen: GenerateParams,
     mlflow_cfg: MlflowParams,
-    checkpoint_dir: Path | str | None = None,
+    *,
     resume: bool = False,
-    validation_json: Path | str | None = None,
     fold: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -313,29 +325,29 @@ def run_generate(
     spec = get_spec(gen, name)
     base_path = None
     if spec.kind in TEXT_KINDS:  # fail before any work when there is no base
-        base_path = resolve_base(base_dir or "", gen.base)
-    frame_io.check_validation(validation_json)
+        base_path = resolve_base(paths.base or "", gen.base)
+    frame_io.check_validation(paths.validation)
     set_threads(gen.threads)
-    splits = frame_io.read_splits(splits_csv)
+    splits = frame_io.read_splits(paths.splits)
     target = base.target_class
     seed = derive_seed(base.seed, name)
     tset = frame_io.build_training_set(
         splits, spec, target, base.classes, gen.mixed_patients, seed
     )
-    images = frame_io.load_frames(tset.frames, splits_csv, base.image_size)
+    images = frame_io.load_frames(tset.frames, paths.splits, base.image_size)
     meta = _generator_meta(name, spec, base, gen.sampling, tset, len(images), seed, fold)
     section = _model_section(spec, gen)
     fp = fingerprint(
         name, spec, section, base.image_size, str(base_path), list(tset.frames["path"])
     )
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    ckpt_dir = Path(paths.checkpoints) if paths.checkpoints is not None else None
     run_id = prepare_checkpoints(ckpt_dir, resume, fp)
     setup_mlflow(mlflow_cfg)
     label = label_of(name, spec)
-    with mlflow.start_run(run_id=run_id, run_name=f"generate-{name}") as run:
-        remember_run(ckpt_dir, run.info.run_id, fp)
+    with mlflow.start_run(run_id=run_id, run_name=f"generate-{name}") as active:
+        remember_run(ckpt_dir, active.info.run_id, fp)
         mlflow.set_tags(generator_tags(name, spec, target, fold))
-        log_data_inputs(run.info.run_id, ".", splits_csv)  # lineage: data + fold split
+        log_data_inputs(active.info.run_id, ".", paths.splits)  # lineage: data + fold split
         if spec.leaky:
             mlflow.set_tag("warning", "LEAKY: trained on validation/test frames")
         if run_id is None:
@@ -352,31 +364,26 @@ def run_generate(
             "resume": resume,
             "fp": fp,
             "progress": progress,
-            "run_id": run.info.run_id,
+            "run_id": active.info.run_id,
             "label": label,
             "base_path": base_path,
         }
-        with atomic_path(model_dir, is_dir=True) as tmp:
+        with atomic_path(paths.model, is_dir=True) as tmp:
             train = _train_text if spec.kind in TEXT_KINDS else _train_ddpm
             result = train(ctx, tmp)
             tset.frames.to_csv(tmp / TRAIN_SET_FILE, index=False)
-            cands = _candidates(Generator.load(tmp), ctx, candidates_dir, tmp)
+            cands = _candidates(Generator.load(tmp), ctx, paths.candidates, tmp)
             model_uri = log_generator_model(
                 tmp, base_dir=base_path if spec.kind == "textual_inversion" else None
             )
-            write_run_file(
-                tmp,
-                run_id=run.info.run_id,
-                model_uri=model_uri,
-                experiment_id=run.info.experiment_id,
-            )
         mlflow.log_metrics({"candidates": float(len(cands)), **result})
-    finish_checkpoints(ckpt_dir)
-    logger.info("generate@%s: %d candidates from %d frames", name, len(cands), len(images))
-    return {
-        **meta,
+    execution = {
         **result,
-        "candidates": len(cands),
-        "mlflow_run_id": run.info.run_id,
+        "mlflow_run_id": active.info.run_id,
+        "experiment_id": active.info.experiment_id,
         "model_uri": model_uri,
     }
+    write_execution(paths.model, execution)
+    finish_checkpoints(ckpt_dir)
+    logger.info("generate@%s: %d candidates from %d frames", name, len(cands), len(images))
+    return {**meta, **execution, "candidates": len(cands)}

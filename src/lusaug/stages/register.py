@@ -1,20 +1,23 @@
-"""Publish a classifier checkpoint as a registered ONNX pyfunc version (the ``register`` stage).
+"""Stage ``register``: the final model becomes a new ``lus-classifier`` version (alias ``candidate``).
 
-:func:`register_checkpoint` is the generic step: "register this checkpoint with these tags
+What and how, in one place: :func:`run` reads the final model's candidate file
+(``models/final/candidate.json``), writes its model card and calls :func:`register_checkpoint`,
+the generic step: "register this checkpoint with these tags
 (validation metrics and intervals, provenance) and this model card". It converts the checkpoint
 to ONNX (:func:`~lusaug.export.onnx_export.export_onnx`), logs it as the models-from-code pyfunc
 (:func:`~lusaug.export.mlflow_model.log_onnx_pyfunc`) in a ``register`` run, and hands the
 model URI to the registry (:func:`lusaug.tracking.registration.register_version`), which gives
 it ``register.alias`` through the audited, crash-safe alias move. The same checkpoint with the
-same exporter settings and frame geometry (:func:`export_key`) reuses its version.
+same exporter settings and frame geometry (:func:`export_key`) reuses its version. What it
+registered goes to ``models/registered.json``, which the ``export`` stage verifies.
 
 Lineage: the ``register`` run logs its data (``data/raw`` and the split file, digests = their
 DVC hashes) as dataset inputs; the version's run is that run, and its tags name the training
 run, both hashes and the git commit. The model card, written from those tags, is the version's
 description and ``model_card.md`` among the logged model's artifacts (and the run's).
 
-:func:`register_winner` is today's choice of *what* to register: the best run of
-``metrics/validation_runs.json`` by a validation metric.
+The registry's own mechanisms (versions, aliases, history, lock, gates) are
+:mod:`lusaug.tracking`; the ONNX conversion and the pyfunc are :mod:`lusaug.export`.
 """
 
 from __future__ import annotations
@@ -24,17 +27,24 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
 
-from lusaug.core.config import ExportParams, RegisterParams
-from lusaug.core.mlflow_store import log_data_inputs, standard_tags
-from lusaug.core.utils import sha256_file
+from lusaug.core.config import (
+    BaseParams,
+    ExportParams,
+    FramesParams,
+    MlflowParams,
+    RegisterParams,
+)
+from lusaug.core.mlflow_store import log_data_inputs, setup_experiment, standard_tags
+from lusaug.core.utils import sha256_file, write_execution, write_json
 from lusaug.export.mlflow_model import log_onnx_pyfunc
 from lusaug.export.onnx_export import export_onnx
-from lusaug.models.classifier import load_checkpoint, load_classifier
+from lusaug.models.classifier import load_classifier
 from lusaug.tracking.card import CARD_FILE, fmt_metric, model_card, split_counts
 from lusaug.tracking.registration import (
     claim_alias,
@@ -52,10 +62,21 @@ EXPORT_KEY_TAG = "export_key"
 EXPORT_KEY_CHARS = 32  # of the sha256 hex digest: plenty to tell exports apart
 
 
+@dataclass(frozen=True)
+class RegisterPaths:
+    candidate: Path  # models/final/candidate.json (the final model and its validation metrics)
+    splits: Path  # data/splits/final.csv (the model card's split table; a dataset input)
+    registered: Path  # models/registered.json (what was registered, for `export`)
+
+
 def export_key(checkpoint_sha: str, export_cfg: ExportParams, geometry: Mapping[str, Any]) -> str:
     """Identity of a registered artifact: same weights, exporter settings and frame geometry."""
-    spec = {"checkpoint": checkpoint_sha, "opset": export_cfg.opset, "dynamo": export_cfg.dynamo,
-            "geometry": {k: str(v) for k, v in sorted(geometry.items())}}  # fmt: skip
+    spec = {
+        "checkpoint": checkpoint_sha,
+        "opset": export_cfg.opset,
+        "dynamo": export_cfg.dynamo,
+        "geometry": {k: str(v) for k, v in sorted(geometry.items())},
+    }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:EXPORT_KEY_CHARS]
 
 
@@ -109,10 +130,16 @@ def register_checkpoint(
         model, meta = load_classifier(checkpoint)
         with tempfile.TemporaryDirectory() as tmp:
             onnx_path = export_onnx(
-                model, meta, Path(tmp) / ONNX_FILE, export_cfg, registered_model=cfg.model_name,
-                run_name=run_name, checkpoint_sha256=ckpt_sha, selection_metric=cfg.metric,
+                model,
+                meta,
+                Path(tmp) / ONNX_FILE,
+                export_cfg,
+                registered_model=cfg.model_name,
+                run_name=run_name,
+                checkpoint_sha256=ckpt_sha,
+                selection_metric=cfg.metric,
                 **geometry,
-            )  # fmt: skip
+            )
             onnx_sha = sha256_file(onnx_path)
             run_tags = {**(run_tags or {}), "run_name": run_name}
             with mlflow.start_run(run_name="register", tags=run_tags) as active:
@@ -134,9 +161,13 @@ def register_checkpoint(
                 card_text = card(version_tags) if callable(card) else card
                 _log_card(card_text, info.model_id, Path(tmp))
         version = register_version(
-            info.model_uri, cfg.model_name, tags=version_tags, description=card_text,
-            alias=cfg.alias, reason=reason,
-        )  # fmt: skip
+            info.model_uri,
+            cfg.model_name,
+            tags=version_tags,
+            description=card_text,
+            alias=cfg.alias,
+            reason=reason,
+        )
     return {
         "name": cfg.model_name,
         "version": version,
@@ -156,45 +187,54 @@ def _log_card(card: str, model_id: str, tmp: Path) -> None:
     mlflow.log_artifact(str(path))
 
 
-def register_winner(
-    validation_runs: Path | str,
+def run(
+    paths: RegisterPaths,
+    base: BaseParams,
+    frames: FramesParams,
     cfg: RegisterParams,
     export_cfg: ExportParams,
+    mlflow_cfg: MlflowParams,
     *,
     root: Path | str = ".",
-    splits_csv: Path | str | None = None,
-    classes: list[str] | None = None,
-    frame_geometry: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Register the best run of ``validation_runs`` by ``cfg.metric`` (what registered.json holds).
+    """Register the final model of ``paths.candidate``; write and return ``registered.json``.
 
-    Args:
-        validation_runs: ``metrics/validation_runs.json``.
-        cfg: The ``register`` section.
-        export_cfg: The ``export`` section.
-        root: Directory the runs' checkpoint paths are relative to.
-        splits_csv: ``data/splits.csv``, for the model card's split table.
-        classes: Class names (default: the checkpoint's own).
-        frame_geometry: The frames stage's border trimming (see :func:`register_checkpoint`).
+    ``base`` gives the class names, ``frames`` the border trimming that travels in the ONNX
+    metadata (serving trims alike), ``cfg`` the model name, alias and metric, ``export_cfg`` the
+    exporter. Whether the version was reused goes to the file's execution record.
     """
-    winner = select_winner(read_validation_runs(validation_runs), cfg.metric)
+    setup_experiment("classifiers", mlflow_cfg.tracking_uri, root)
+    winner = select_winner(read_validation_runs(paths.candidate), cfg.metric)
     ckpt = winner.checkpoint_path(root)
     logger.info("winner by %s: %s (%s)", cfg.metric, winner.name, fmt_metric(winner, cfg.metric))
     std = standard_tags(root, dvc_stage="register")
     tags = provenance_tags(winner, cfg, std)
-    classes = classes or list(load_checkpoint(ckpt)["meta"]["classes"])
-    counts = split_counts(splits_csv)
+    classes = list(base.classes)
+    counts = split_counts(paths.splits)
 
     def card(version_tags: Mapping[str, str]) -> str:
         return model_card(winner, cfg, counts, classes, dict(version_tags))
 
+    geometry = {
+        "auto_crop_black": frames.auto_crop_black,
+        "black_threshold": frames.black_threshold,
+    }
     reg = register_checkpoint(
-        ckpt, cfg, export_cfg, run_name=winner.name, metrics=winner.validation_metrics(),
-        tags=tags, card=card, frame_geometry=frame_geometry, run_tags=std, root=root,
-        splits_csv=splits_csv,
-    )  # fmt: skip
+        ckpt,
+        cfg,
+        export_cfg,
+        run_name=winner.name,
+        metrics=winner.validation_metrics(),
+        tags=tags,
+        card=card,
+        frame_geometry=geometry,
+        run_tags=std,
+        root=root,
+        splits_csv=paths.splits,
+    )
     lo, hi = winner.interval(cfg.metric)
-    return {
+    reused = reg.pop("reused")
+    registered = {
         **reg,
         "run_name": winner.name,
         "checkpoint": str(winner.entry.get("checkpoint")),
@@ -202,3 +242,6 @@ def register_winner(
         "value": winner.value(cfg.metric),
         "interval": [lo, hi],
     }
+    write_json(paths.registered, registered)
+    write_execution(paths.registered, {"reused": reused})
+    return {**registered, "reused": reused}

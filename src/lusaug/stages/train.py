@@ -1,4 +1,4 @@
-"""Train every planned run of one fold in one process (the ``train@<fold>`` stage).
+"""Stage ``train@k``: every planned run of one fold (strategy x architecture x seed), in one process.
 
 One process per fold pays the imports, the MLflow set-up and the frame loading once instead of
 once per run. Each run keeps its own resume point: a finished run whose fingerprint (params,
@@ -21,29 +21,27 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from lusaug.core.config import BaseParams, TrainParams
-from lusaug.core.utils import write_json
+from lusaug.core.utils import EXECUTION_FILE, write_json
 from lusaug.models.mlflow_runs import RunTracking
 from lusaug.models.run_files import FILES
+from lusaug.models.run_setup import FoldData, RunSpec, planned_runs, prepare_run
 from lusaug.models.strategies import FoldInputs, SkipRun
-from lusaug.models.train import (
-    FoldData,
-    RunSpec,
-    is_finished,
-    prepare_run,
-    train_classifier,
-)
+from lusaug.models.train_loop import is_finished, train_classifier
 
 logger = logging.getLogger(__name__)
 
 
-def planned_runs(cfg: TrainParams, fold: int | None = None) -> list[RunSpec]:
-    """Every run of the matrix, in report order: strategy, then architecture, then seed."""
-    return [
-        RunSpec(s, a, seed, fold)
-        for s in cfg.strategies
-        for a in cfg.architectures
-        for seed in cfg.seeds
-    ]
+@dataclass(frozen=True)
+class TrainPaths:
+    splits: Path  # data/splits/fold-<k>.csv
+    out: Path  # models/classifiers/fold-<k> (one folder per run)
+    synthetic: Path | None = None  # data/synthetic/fold-<k> (the generators' kept images)
+    tuned: Path | None = None  # params/tuned/fold-<k>.yaml (the tuned strategies' values)
+    generator_metrics: Path | None = None  # metrics/fold-<k> (which generators are blocked)
+
+    def inputs(self) -> FoldInputs:
+        """What the fold's strategies read besides its frames."""
+        return FoldInputs(self.synthetic, self.tuned, self.generator_metrics)
 
 
 @dataclass
@@ -60,36 +58,33 @@ def _is_run_dir(path: Path) -> bool:
 
 def _skip(run_dir: Path, spec: RunSpec, reason: str) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in FILES.values():
+    for name in [*FILES.values(), EXECUTION_FILE]:
         (run_dir / name).unlink(missing_ok=True)
     write_json(run_dir / FILES["skipped"], {"run": spec.name, "fold": spec.fold, "reason": reason})
 
 
-def train_fold(
-    splits_csv: Path | str,
-    out_dir: Path | str,
-    fold: int,
-    cfg: TrainParams,
+def run(
+    paths: TrainPaths,
     base: BaseParams,
-    inputs: FoldInputs,
+    cfg: TrainParams,
+    *,
+    fold: int,
     tracking: RunTracking | None = None,
     progress: bool = True,
 ) -> list[RunOutcome]:
     """Train (or keep, or skip with the reason) every planned run of ``fold``.
 
     Args:
-        splits_csv: The fold's split file (data/splits/fold-<k>.csv).
-        out_dir: The fold's run folder (models/classifiers/fold-<k>); one sub-folder per run.
-        fold: The fold index (tags, logs).
-        cfg: The train section.
+        paths: The fold's split file, run folder and strategy inputs.
         base: The base section.
-        inputs: The fold's tuned file, synthetic sets and generator verdicts.
+        cfg: The train section.
+        fold: The fold index (tags, logs).
         tracking: MLflow tracking (None = off).
         progress: Progress bars.
     """
-    out_dir = Path(out_dir)
+    out_dir, inputs = Path(paths.out), paths.inputs()
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = FoldData.load(splits_csv, base)
+    data = FoldData.load(paths.splits, base)
     plan = planned_runs(cfg, fold)
     outcomes: list[RunOutcome] = []
     for spec in tqdm(plan, desc=f"train fold {fold}", unit="run", disable=not progress):

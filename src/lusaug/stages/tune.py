@@ -1,4 +1,4 @@
-"""The ``tune@<fold>`` stage: one Optuna study per tuned strategy, on that fold's train/val only.
+"""Stage ``tune@k``: one Optuna study per tuned strategy, on that fold's train/val only.
 
 Tuning is nested inside the cross-validation: fold k's study sees fold k's training and
 validation patients, never its test patients, so the tuned values cannot leak the test fold into
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lusaug.core.config import BaseParams, Strategy, TrainParams, TuneParams, parse_strategy
 from lusaug.core.mlflow_store import standard_tags
+from lusaug.models.run_setup import FoldData
 from lusaug.models.strategies import GENERATOR_METRICS, FoldInputs
-from lusaug.models.train import FoldData
 from lusaug.tuning.objective import (
     FILTER_TABLE,
     Objective,
@@ -44,6 +45,19 @@ logger = logging.getLogger(__name__)
 # trial scores: changing them continues the same study.
 _NOT_IN_OBJECTIVE = {"study_name", "storage", "n_trials", "workers"}
 _TRAIN_MATRIX = {"strategies", "seeds", "architectures", "log_model", "log_model_format"}
+
+
+@dataclass(frozen=True)
+class TunePaths:
+    splits: Path  # data/splits/fold-<k>.csv
+    tuned: Path | None = None  # params/tuned/fold-<k>.yaml (None for an extra --worker)
+    plots: Path | None = None  # plots/tune/fold-<k> (a folder per tuned strategy)
+    synthetic: Path | None = None  # data/synthetic/fold-<k> (the filter tables)
+    generator_metrics: Path | None = None  # metrics/fold-<k> (the filter's thresholds)
+
+    def inputs(self) -> FoldInputs:
+        """The fold's synthetic sets and filter verdicts (synthetic_tuned-<G> reads them)."""
+        return FoldInputs(self.synthetic, None, self.generator_metrics)
 
 
 def tuned_strategies(train: TrainParams) -> list[Strategy]:
@@ -78,30 +92,27 @@ def _study_inputs(splits_csv: Path, inputs: FoldInputs, strategy: Strategy) -> l
 
 def study_for(
     strategy: Strategy,
-    splits_csv: Path,
+    paths: TunePaths,
     fold: int | str,
-    train: TrainParams,
     base: BaseParams,
+    train: TrainParams,
     cfg: TuneParams,
-    inputs: FoldInputs,
     root: Path | str = ".",
 ) -> Any:
     """Open (create or resume) the study of ``strategy`` in ``fold``."""
     settings = objective_settings(strategy, fold, train, base, cfg)
-    digest = fingerprint(settings, _study_inputs(splits_csv, inputs, strategy))
+    digest = fingerprint(settings, _study_inputs(Path(paths.splits), paths.inputs(), strategy))
     name = study_name(cfg.study_name, fold, strategy.name, digest)
     return open_study(cfg, make_storage(cfg.storage, root), name)
 
 
-def tune_fold(
-    splits_csv: Path | str,
-    tuned_path: Path | str,
-    plots_dir: Path | str,
-    fold: int | str,
-    train: TrainParams,
+def run(
+    paths: TunePaths,
     base: BaseParams,
+    train: TrainParams,
     cfg: TuneParams,
-    inputs: FoldInputs,
+    *,
+    fold: int | str,
     tracking_uri: str | None = None,
     worker_argv: list[str] | None = None,
     params_file: Path | str = "params.yaml",
@@ -110,23 +121,23 @@ def tune_fold(
     """Run every tuned strategy's study to ``tune.n_trials`` finished trials; write the file.
 
     Args:
-        splits_csv: The fold's split file.
-        tuned_path: params/tuned/fold-<k>.yaml (written even when nothing is tuned).
-        plots_dir: plots/tune/fold-<k> (a folder per strategy).
+        paths: The fold's split file, the tuned file and plots folder it writes (the tuned file
+            is written even when nothing is tuned), its synthetic sets.
+        base, train, cfg: The base, train and tune sections.
         fold: The fold index ("final" for the final model's split).
-        train, base, cfg: The train, base and tune sections.
-        inputs: The fold's synthetic sets (synthetic_tuned-<G> filters G's candidates).
         tracking_uri: Log trials to MLflow (None = off).
         worker_argv: The stage's argv, for ``tune.workers - 1`` extra worker processes.
         params_file: The params file the workers read.
         root: Repository root (relative storage paths).
     """
-    splits_csv = Path(splits_csv)
+    if paths.tuned is None or paths.plots is None:
+        raise TuneError("the tune stage needs the tuned file and the plots folder to write")
+    splits_csv, inputs = Path(paths.splits), paths.inputs()
     if cfg.architecture not in train.architectures:
         raise TuneError(f"tune.architecture {cfg.architecture!r} is not in train.architectures")
     strategies = tuned_strategies(train)
     data = FoldData.load(splits_csv, base) if strategies else None
-    Path(plots_dir).mkdir(parents=True, exist_ok=True)  # a DVC output, even with nothing to tune
+    Path(paths.plots).mkdir(parents=True, exist_ok=True)  # a DVC output, even with nothing to tune
     sections: dict[str, Any] = {}
     for strategy in strategies:
         if strategy.kind == "synthetic_tuned":
@@ -149,9 +160,9 @@ def tune_fold(
                 }
                 logger.warning("fold %s: %s", fold, sections[strategy.name]["skipped"])
                 continue
-        study = study_for(strategy, splits_csv, fold, train, base, cfg, inputs, root)
+        study = study_for(strategy, paths, fold, base, train, cfg, root)
         logger.info(
-            "fold %d: study %s, %d finished trials", fold, study.study_name, len(study.trials)
+            "fold %s: study %s, %d finished trials", fold, study.study_name, len(study.trials)
         )
         callbacks = []
         parent = None
@@ -172,35 +183,35 @@ def tune_fold(
         if any(codes):
             raise TuneError(f"tuning worker(s) failed with exit codes {codes}")
         sections[strategy.name] = section(study, base.classes, cfg.architecture, cfg.metric)
-        plots = save_plots(study, Path(plots_dir) / strategy.name)
+        plots = save_plots(study, Path(paths.plots) / strategy.name)
         if parent is not None:
             _finish_parent(parent, plots, sections[strategy.name], cfg.metric)
-    write_tuned(tuned_path, sections)
+    write_tuned(paths.tuned, sections)
     return sections
 
 
 def work(
+    paths: TunePaths,
     strategy_name: str,
-    splits_csv: Path | str,
-    fold: int,
-    train: TrainParams,
     base: BaseParams,
+    train: TrainParams,
     cfg: TuneParams,
-    inputs: FoldInputs,
+    *,
+    fold: int,
     tracking_uri: str | None = None,
     root: Path | str = ".",
 ) -> None:
     """An extra worker: run trials of one strategy's study until it is complete (its trials
     nest under the same MLflow parent run as the main process's)."""
     strategy = parse_strategy(strategy_name)
-    study = study_for(strategy, Path(splits_csv), fold, train, base, cfg, inputs, root)
-    data = FoldData.load(splits_csv, base)
+    study = study_for(strategy, paths, fold, base, train, cfg, root)
+    data = FoldData.load(paths.splits, base)
     callbacks = []
     if tracking_uri is not None:
         tags = standard_tags(root, dvc_stage="tune", fold=fold, strategy=strategy.name)
         exp_id, parent = tracking_setup(study, tracking_uri, tags, root)
         callbacks.append(MlflowTrialCallback(exp_id, parent, cfg.metric, tags))
-    objective = Objective(strategy, data, train, base, cfg, inputs)
+    objective = Objective(strategy, data, train, base, cfg, paths.inputs())
     optimise(study, objective, cfg.n_trials, callbacks)
 
 

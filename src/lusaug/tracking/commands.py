@@ -78,8 +78,10 @@ def models(
     from mlflow import MlflowClient
     from rich.console import Console
 
-    from lusaug.tracking.registry import RegistryError, ensure_repaired, list_versions
-    from lusaug.tracking.registry import history as read_history
+    from lusaug.tracking.errors import RegistryError
+    from lusaug.tracking.moves import ensure_repaired
+    from lusaug.tracking.moves import history as read_history
+    from lusaug.tracking.versions import list_versions
 
     cfg = _setup(params_file).register
     client = MlflowClient()
@@ -112,8 +114,8 @@ def promote(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="Parameter file."),
 ) -> None:
     """Move an alias to VERSION after the order and gates (ONNX parity, not worse than holder)."""
-    from lusaug.tracking.registry import RegistryError
-    from lusaug.tracking.registry import promote as do_promote
+    from lusaug.tracking.errors import RegistryError
+    from lusaug.tracking.promotion import promote as do_promote
 
     cfg = _setup(params_file).register
     try:
@@ -136,8 +138,8 @@ def rollback(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="Parameter file."),
 ) -> None:
     """Restore the version that held ALIAS before the current one (recorded in the history)."""
-    from lusaug.tracking.registry import RegistryError
-    from lusaug.tracking.registry import rollback as do_rollback
+    from lusaug.tracking.errors import RegistryError
+    from lusaug.tracking.promotion import rollback as do_rollback
 
     name = _setup(params_file).register.model_name
     try:

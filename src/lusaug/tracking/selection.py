@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lusaug.core.config import RegisterParams
+from lusaug.core.utils import read_execution
 from lusaug.tracking.errors import RegistryError
 
 VALIDATION_PREFIX = "val_"
@@ -59,7 +60,8 @@ class RunSummary:
 
 
 def read_validation_runs(path: Path | str) -> list[RunSummary]:
-    """The runs of ``metrics/validation_runs.json``, sorted by name."""
+    """The runs of ``metrics/validation_runs.json`` (or ``models/final/candidate.json``) with
+    their execution records, sorted by name."""
     path = Path(path)
     if not path.exists():
         raise RegistryError(f"{path} not found: run `dvc repro evaluate` first")
@@ -69,7 +71,11 @@ def read_validation_runs(path: Path | str) -> list[RunSummary]:
         raise RegistryError(f"{path} is not JSON: {exc}") from exc
     if not isinstance(data, dict) or not data:
         raise RegistryError(f"{path} lists no runs")
-    return [RunSummary(name, entry) for name, entry in sorted(data.items())]
+    execution = read_execution(path)  # per run: its MLflow run id (absent after a `dvc pull`)
+    return [
+        RunSummary(name, {**entry, **execution.get(name, {})})
+        for name, entry in sorted(data.items())
+    ]
 
 
 def select_winner(runs: Sequence[RunSummary], metric: str) -> RunSummary:

@@ -24,8 +24,9 @@ import pandas as pd
 from lusaug.core.config import BaseParams, Strategy, TrainParams, TuneParams
 from lusaug.core.errors import LusaugError
 from lusaug.generators.filters import FilterThresholds, kept_files, load_thresholds
+from lusaug.models.run_setup import FoldData, RunSpec, prepare_run
 from lusaug.models.strategies import GENERATOR_METRICS, FoldInputs, Tuned
-from lusaug.models.train import FoldData, RunSpec, prepare_run, train_classifier
+from lusaug.models.train_loop import train_classifier
 
 RECALL_CONSTRAINT = "target_recall_floor"
 FILTER_TABLE = "filter.csv"  # data/synthetic/fold-<k>/<G>/filter.csv, written by filter@G

@@ -1,11 +1,20 @@
-"""Great Expectations suites over every fold's split and its frames (the `validate` stage)."""
+"""Great Expectations suites over every fold's split and its frames (the `validate` stage's
+mechanism; :mod:`lusaug.stages.validate` runs them)."""
 
 from lusaug.validation.suite import (
     Sections,
     ValidationReport,
-    run_validation,
+    documented_fallbacks,
+    read_folds,
     validate_folds,
     validate_splits,
 )
 
-__all__ = ["Sections", "ValidationReport", "run_validation", "validate_folds", "validate_splits"]
+__all__ = [
+    "Sections",
+    "ValidationReport",
+    "documented_fallbacks",
+    "read_folds",
+    "validate_folds",
+    "validate_splits",
+]

@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 from lusaug.core.config import BaseParams, FramesParams, ValidateParams
-from lusaug.core.utils import atomic_path, write_json
 from lusaug.data.manifest import SPLITS, read_manifest
 from lusaug.data.split import fold_file
 from lusaug.validation.expectations import (
@@ -439,25 +438,3 @@ def read_folds(splits_dir: Path | str, folds: Sequence[int]) -> dict[int | str, 
     }
     tables[FINAL] = read_manifest(Path(splits_dir) / fold_file(None))
     return tables
-
-
-def run_validation(
-    splits_dir: Path | str,
-    folds: Sequence[int],
-    docs_dir: Path | str,
-    metrics_json: Path | str,
-    sections: Sections,
-    split_report: Path | str | None = None,
-) -> ValidationReport:
-    """Validate every fold in ``splits_dir``; write Data Docs and the metrics JSON atomically.
-
-    Both outputs are written whether or not the data passes (a failing run still documents why);
-    the docs are built in a temporary sibling folder and renamed over ``docs_dir``.
-    """
-    tables = read_folds(splits_dir, folds)
-    with atomic_path(docs_dir, is_dir=True) as tmp:
-        exempt = documented_fallbacks(split_report, sections.base.classes)
-        report = validate_folds(tables, Path(splits_dir).resolve(), sections, tmp, exempt)
-    report.docs_index = Path(docs_dir) / "index.html"
-    write_json(metrics_json, report.to_metrics())
-    return report
