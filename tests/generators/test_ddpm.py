@@ -19,6 +19,7 @@ from lusaug.generators.ddpm import (
     to_model_space,
     train_ddpm,
 )
+from lusaug.generators.diffusion_loop import Checkpointing
 from lusaug.generators.sampling import sample_ddpm
 
 torch.set_num_threads(1)
@@ -143,8 +144,7 @@ def test_checkpoints_are_pruned_and_resume_continues_exactly(
             viral_frames,
             cfg,
             3,
-            checkpoint_dir=ckpt,
-            run_fingerprint="fp",
+            checkpoints=Checkpointing(ckpt, fingerprint="fp"),
             on_checkpoint=stop_at_4,
             progress=False,
         )
@@ -154,9 +154,7 @@ def test_checkpoints_are_pruned_and_resume_continues_exactly(
         viral_frames,
         cfg,
         3,
-        checkpoint_dir=ckpt,
-        resume=True,
-        run_fingerprint="fp",
+        checkpoints=Checkpointing(ckpt, resume=True, fingerprint="fp"),
         progress=False,
     )
     assert res.resumed_from == 4 and len(res.losses) == 8
@@ -167,14 +165,13 @@ def test_checkpoints_are_pruned_and_resume_continues_exactly(
 
 def test_resume_ignores_a_checkpoint_of_another_config(viral_frames, tiny_ddpm_cfg, tmp_path):
     cfg = dataclasses.replace(tiny_ddpm_cfg, train_steps=2, checkpoint_every=1)
-    train_ddpm(viral_frames, cfg, 0, checkpoint_dir=tmp_path, run_fingerprint="a", progress=False)
+    first = Checkpointing(tmp_path, fingerprint="a")
+    train_ddpm(viral_frames, cfg, 0, checkpoints=first, progress=False)
     _, _, res = train_ddpm(
         viral_frames,
         cfg,
         0,
-        checkpoint_dir=tmp_path,
-        resume=True,
-        run_fingerprint="b",
+        checkpoints=Checkpointing(tmp_path, resume=True, fingerprint="b"),
         progress=False,
     )
     assert res.resumed_from == 0

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from lusaug.core.config import DdpmParams
 from lusaug.generators.diffusion_loop import (
+    Checkpointing,
     TrainResult,
     draw_batch,
     fingerprint,
@@ -88,9 +89,7 @@ def train_ddpm(
     seed: int,
     labels: np.ndarray | None = None,
     num_classes: int | None = None,
-    checkpoint_dir: Path | str | None = None,
-    resume: bool = False,
-    run_fingerprint: str = "",
+    checkpoints: Checkpointing | None = None,
     on_checkpoint: CheckpointHook | None = None,
     progress: bool = True,
     train_steps: int | None = None,
@@ -103,9 +102,7 @@ def train_ddpm(
         seed: seeds weights, batches, noise and timesteps.
         labels: class index per frame for a class-conditional model (with ``num_classes``).
         num_classes: classes of a class-conditional model.
-        checkpoint_dir: where ``checkpoint-<step>`` folders go (None = no checkpoints).
-        resume: continue from the latest checkpoint whose fingerprint matches.
-        run_fingerprint: identifies config + data; a checkpoint with another one is ignored.
+        checkpoints: where checkpoints go and whether to resume (None = no checkpoints).
         on_checkpoint: hook for sample grids / logging at each checkpoint (EMA weights loaded).
         progress: show a progress bar.
         train_steps: override ``cfg.train_steps`` (3mixed sets, benchmarks, tests).
@@ -137,9 +134,7 @@ def train_ddpm(
         loss_fn,
         settings_of(cfg, train_steps),
         seed,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
-        run_fingerprint=run_fingerprint,
+        checkpoints,
         on_checkpoint=hook,
         progress=progress,
         desc="ddpm",

@@ -40,6 +40,15 @@ CheckpointHook = Callable[[int, list[float]], None]
 
 
 @dataclass(frozen=True)
+class Checkpointing:
+    """Where a training writes ``checkpoint-<step>`` folders and whether it resumes from them."""
+
+    folder: Path | str | None = None  # None = no checkpoints
+    resume: bool = False  # continue from the latest checkpoint whose fingerprint matches
+    fingerprint: str = ""  # identifies config + data; a checkpoint with another one is ignored
+
+
+@dataclass(frozen=True)
 class LoopSettings:
     """What the loop needs from a model's config section."""
 
@@ -218,9 +227,7 @@ def train_loop(
     loss_fn: Callable[[torch.Generator], torch.Tensor],
     cfg: LoopSettings,
     seed: int,
-    checkpoint_dir: Path | str | None = None,
-    resume: bool = False,
-    run_fingerprint: str = "",
+    checkpoints: Checkpointing | None = None,
     on_checkpoint: CheckpointHook | None = None,
     progress: bool = True,
     desc: str = "diffusion",
@@ -233,9 +240,7 @@ def train_loop(
         loss_fn: draws one batch (all randomness from the generator it gets) and returns a loss.
         cfg: steps, batch size, learning rate, EMA, checkpoint cadence.
         seed: seeds the generator handed to ``loss_fn``.
-        checkpoint_dir: where ``checkpoint-<step>`` folders go (None = no checkpoints).
-        resume: continue from the latest checkpoint whose fingerprint matches.
-        run_fingerprint: identifies config + data; a checkpoint with another one is ignored.
+        checkpoints: where checkpoints go and whether to resume (None = no checkpoints).
         on_checkpoint: hook for sample grids / logging at each checkpoint (EMA weights loaded).
         progress: show a progress bar.
         desc: the progress bar's label.
@@ -246,9 +251,10 @@ def train_loop(
     if not params:
         raise ValueError("train_loop: no trainable parameters")
     total = int(cfg.train_steps)
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    ck = checkpoints or Checkpointing()
+    ckpt_dir = Path(ck.folder) if ck.folder is not None else None
     t = _trainables(modules, params, cfg, total, seed)
-    start = _restore(t, ckpt_dir, run_fingerprint, total) if resume else 0
+    start = _restore(t, ckpt_dir, ck.fingerprint, total) if ck.resume else 0
     acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
     t.ema.to(acc.device)
     result = TrainResult(t.losses, start, start, 0.0, 0.0)
@@ -269,7 +275,7 @@ def train_loop(
         done = step + 1
         if done == total or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
             if ckpt_dir is not None:
-                _save_checkpoint(t, ckpt_dir, done, run_fingerprint, cfg.checkpoints_total_limit)
+                _save_checkpoint(t, ckpt_dir, done, ck.fingerprint, cfg.checkpoints_total_limit)
             result.checkpoints.append(done)
             if on_checkpoint is not None:
                 _call_with_ema(t, on_checkpoint, done)

@@ -14,11 +14,11 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pandas as pd
 
-from lusaug.core.config import FilterParams
+from lusaug.core.config import BaseParams, FilterParams
 from lusaug.core.utils import atomic_path
 from lusaug.generators import frame_io
+from lusaug.generators.filter_candidates import Filtered, FilterInputs
 from lusaug.generators.filters import (
     FilterThresholds,
     apply_filter,
@@ -37,20 +37,20 @@ def other_classes(candidates_dir: Path | str, classes: list[str], target: str) -
 def filter_other_classes(
     candidates_dir: Path | str,
     kept_dir: Path | str,
-    splits: pd.DataFrame,
     splits_csv: Path | str,
-    pool: np.ndarray,
-    classes: list[str],
-    target: str,
-    size: int,
+    inp: FilterInputs,
+    res: Filtered,
+    base: BaseParams,
     cfg: FilterParams,
-    blocked: bool,
-    copy_distance: float,
 ) -> dict[str, dict[str, Any]]:
-    """Screen and keep every other class's candidates; per class: candidates, kept, memorised
-    and the thresholds used. Call after the rare class's ``kept/`` was written."""
+    """Screen and keep every other class's candidates against the rare class's training pool
+    (``inp``) with its verdict (``res``: blocked, the near-copy distance); per class:
+    candidates, kept, memorised and the thresholds used. Call after the rare class's ``kept/``
+    was written."""
+    splits, pool, size = inp.splits, inp.pool, base.image_size
+    blocked, copy_distance = res.blocked, res.copy_d
     summary: dict[str, dict[str, Any]] = {}
-    for label in other_classes(candidates_dir, classes, target):
+    for label in other_classes(candidates_dir, base.classes, base.target_class):
         cands, paths = frame_io.load_folder(Path(candidates_dir) / label, size)
         real = frame_io.load_frames(
             frame_io.class_frames(splits, label, "train"), splits_csv, size

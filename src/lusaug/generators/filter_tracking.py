@@ -36,21 +36,21 @@ HEADLINE = (
 
 def track_filter(
     name: str,
-    spec: Any,
-    target: str,
-    cfg: FilterParams,
     gen: GenerateParams,
+    cfg: FilterParams,
     mlflow_cfg: MlflowParams,
     metrics: dict[str, Any],
     figures: dict[str, Any],
     table_csv: Path | str,
     metrics_json: Path | str,
-    fold: int | None,
 ) -> dict[str, Any]:
     """Log into the generator's run (+ a nested ``filter-<G>`` run), then update the registry.
 
-    Thresholds go on the nested run only: a re-filter must not change a logged param.
+    ``metrics`` is the stage's metrics with its execution record (the generator's run); the
+    other generators' metrics files sit beside ``metrics_json``. Thresholds go on the nested run
+    only: a re-filter must not change a logged param.
     """
+    spec, target, fold = gen.generators[name], metrics["target_class"], metrics["fold"]
     setup_mlflow(mlflow_cfg)
     run_id = metrics.get("mlflow_run_id")
     flat = numeric_metrics(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ from lusaug.generators.captions import (
     captions,
     check_no_class,
 )
-from lusaug.generators.diffusion_loop import TrainResult, settings_of, train_loop
+from lusaug.generators.diffusion_loop import Checkpointing, TrainResult, settings_of, train_loop
 from lusaug.generators.text_to_image import TextToImage, build_base, caption_loss_fn
 
 logger = logging.getLogger(__name__)
@@ -62,9 +61,7 @@ def train_base(
     data: BaseData,
     cfg: BaseModelParams,
     seed: int,
-    checkpoint_dir: Path | str | None = None,
-    resume: bool = False,
-    run_fingerprint: str = "",
+    checkpoints: Checkpointing | None = None,
     on_checkpoint: Any = None,
     progress: bool = True,
 ) -> tuple[TextToImage, TrainResult]:
@@ -75,9 +72,7 @@ def train_base(
         data: rows, captions and vocabulary from :func:`base_training_data`.
         cfg: the ``base_model`` section.
         seed: seeds weights, batches, captions, noise and timesteps.
-        checkpoint_dir: where ``checkpoint-<step>`` folders go (None = no checkpoints).
-        resume: continue from the latest checkpoint with the same fingerprint.
-        run_fingerprint: identifies config + data.
+        checkpoints: where checkpoints go and whether to resume (None = no checkpoints).
         on_checkpoint: ``hook(step, t2i, losses)`` at each checkpoint (EMA weights loaded).
         progress: show a progress bar.
     """
@@ -102,9 +97,7 @@ def train_base(
         loss_fn,
         settings_of(cfg),
         seed,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
-        run_fingerprint=run_fingerprint,
+        checkpoints,
         on_checkpoint=hook,
         progress=progress,
         desc="base model",
@@ -119,9 +112,7 @@ def finetune_unet(
     cfg: FinetuneParams,
     seed: int,
     hflip: bool,
-    checkpoint_dir: Path | str | None = None,
-    resume: bool = False,
-    run_fingerprint: str = "",
+    checkpoints: Checkpointing | None = None,
     progress: bool = True,
 ) -> TrainResult:
     """Fine-tune ``t2i``'s UNet in place on frames with their captions; text encoder frozen."""
@@ -142,9 +133,7 @@ def finetune_unet(
             checkpoints_total_limit=1,
         ),
         seed,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
-        run_fingerprint=run_fingerprint,
+        checkpoints,
         progress=progress,
         desc="fine-tune",
     )

@@ -239,6 +239,17 @@ def rare_patients(
     return rows
 
 
+@dataclass(frozen=True)
+class Findings:
+    """What the pooled comparison found, as its report and figures show it."""
+
+    agg: dict[str, dict]  # per setting: pooled metrics with intervals (or why unavailable)
+    comparison: dict[str, dict]  # per setting: paired differences with the baseline, decision
+    rare_rows: list[dict]  # recall of every rare-class patient per setting
+    classes: list[str]
+    target: str  # the rare class
+
+
 def patients_needed(n_patients: int, detectable: float, gain: float) -> int | None:
     """Patients a study like this one would need for ``gain`` to be detectable (MDD ~ 1/sqrt(n))."""
     if not (math.isfinite(detectable) and detectable > 0):

@@ -7,6 +7,7 @@ from typing import Any
 
 from lusaug.core.config import EvaluateParams
 from lusaug.core.markdown import Doc, interval, pct, plural, signed_pct, write_report
+from lusaug.models.comparison import Findings
 
 # Columns of the study's Table 3 (per architecture), in order.
 TABLE3 = (("accuracy", "Acc"), ("f1_macro", "F1"), ("precision_macro", "Prec"))
@@ -135,16 +136,16 @@ def _rare(doc: Doc, rows: list[dict], target: str, figures: dict[str, Path]) -> 
 def write_comparison_report(
     path: Path,
     info: dict,
-    agg: dict[str, dict],
-    comparison: dict,
-    rare_rows: list[dict],
+    found: Findings,
     mdd: dict,
     selection: dict,
     figures: dict[str, Path],
-    classes: list[str],
-    target: str,
     cfg: EvaluateParams,
 ) -> None:
+    """``reports/comparison.md`` (+ ``.html``): the study's Table 3 layout, the differences, the
+    decision, the per-patient table, more metrics and the final model's setting."""
+    agg, comparison, rare_rows = found.agg, found.comparison, found.rare_rows
+    classes, target = found.classes, found.target
     pct = round(100 * cfg.ci)
     doc = Doc()
     doc.h(1, "Classifier comparison: pooled out-of-fold test predictions")

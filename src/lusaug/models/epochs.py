@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,47 @@ from lusaug.models.statistics import point_metrics
 # Large primes mix (seed, epoch) into one generator seed; +1/+2 separate the generators.
 _SEED_MIX, _EPOCH_MIX = 1_000_003, 7919
 _AUG_OFFSET, _TORCH_OFFSET = 1, 2
+
+
+@dataclass
+class Loop:
+    """The objects one run's epochs work on, built once before the first epoch."""
+
+    accelerator: Any
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    loader: Any  # accelerate's data loader over the training frames
+    loss_fn: torch.nn.Module
+    lr: float  # peak learning rate (the strategy's plan or train.lr)
+    steps: int  # optimizer steps per epoch
+    aug_gen: torch.Generator = field(default_factory=torch.Generator)  # augmentation draws
+
+
+@dataclass
+class Progress:
+    """Where training stands: the last finished epoch, the best one, the history."""
+
+    epoch: int = 0  # last finished epoch (0 = none yet)
+    best_f1: float = -1.0  # best validation macro-F1 so far
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the best one (early stopping)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def should_stop(self, patience: int) -> bool:
+        """Early stopping: ``patience`` epochs without a better validation macro-F1."""
+        return patience > 0 and self.bad_epochs >= patience
+
+    def record(self, row: dict[str, float]) -> bool:
+        """Add one epoch's row; returns whether its validation macro-F1 is the best so far."""
+        self.history.append(row)
+        self.epoch = int(row["epoch"])
+        improved = row["val_macro_f1"] > self.best_f1
+        if improved:
+            self.best_f1, self.best_epoch, self.bad_epochs = row["val_macro_f1"], self.epoch, 0
+        else:
+            self.bad_epochs += 1
+        return improved
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -92,30 +134,30 @@ def seed_epoch(seed: int, epoch: int, loader: Any, aug_gen: torch.Generator) -> 
 
 
 def train_one_epoch(
-    accelerator: Any,
-    model: torch.nn.Module,
-    loader: Any,
-    optimizer: Any,
-    scheduler: Any,
-    loss_fn: torch.nn.Module,
+    loop: Loop,
     meta: ClassifierMeta,
     augment: AugmentParams,
-    aug_gen: torch.Generator,
     grad_clip: float,
     desc: str,
     progress: bool,
 ) -> float:
     """One pass over the training batches; returns the mean training loss."""
+    accelerator, model, optimizer, scheduler = (
+        loop.accelerator,
+        loop.model,
+        loop.optimizer,
+        loop.scheduler,
+    )
     model.train()
     total, seen = 0.0, 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress)
+    bar = tqdm(loop.loader, desc=desc, leave=False, disable=not progress)
     for images, labels in bar:
-        x = augment_batch(images.float() / 255.0, augment, aug_gen)
+        x = augment_batch(images.float() / 255.0, augment, loop.aug_gen)
         x = to_input(x, meta.mean, meta.std).to(accelerator.device)
         y = labels.to(accelerator.device)
         with accelerator.autocast():
             logits = model(x)
-        loss = loss_fn(logits.float(), y)
+        loss = loop.loss_fn(logits.float(), y)
         accelerator.backward(loss)
         if grad_clip > 0:
             accelerator.clip_grad_norm_(model.parameters(), grad_clip)

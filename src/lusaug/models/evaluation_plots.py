@@ -9,6 +9,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix
 
 from lusaug.models import plots
+from lusaug.models.comparison import Findings
 from lusaug.models.oof import RunOOF
 from lusaug.models.run_files import write_csv
 
@@ -30,14 +31,12 @@ def write_plots(
     runs: list[RunOOF],
     y: np.ndarray,
     settings: dict[tuple[str, str], list[RunOOF]],
-    agg: dict[str, dict],
-    comparison: dict[str, dict],
-    rare_rows: list[dict],
-    classes: list[str],
-    target: str,
+    found: Findings,
     ci: float,
 ) -> dict[str, Path]:
     """Per-run confusion CSVs and curves, the summary figures; returns the figure paths."""
+    agg, comparison, rare_rows = found.agg, found.comparison, found.rare_rows
+    classes, target = found.classes, found.target
     plots_dir = Path(plots_dir)
     figs = _fresh(plots_dir)
     labels = list(range(len(classes)))

@@ -145,8 +145,15 @@ def patient_recall_figure(rows: list[dict], target: str) -> Figure:
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             if np.isfinite(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if grid[i, j] < 0.5 else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    f"{grid[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if grid[i, j] < 0.5 else "black",
+                )
     ax.set_xticks(range(len(settings)), settings, rotation=60, ha="right", fontsize=7)
     labels = [f"{r['patient_id']} ({r['frames']} frames, fold {r['fold']})" for r in rows]
     ax.set_yticks(range(len(rows)), labels, fontsize=7)

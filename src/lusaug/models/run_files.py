@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from lusaug.core.config import TrainParams, as_flat_dict
 from lusaug.core.utils import atomic_path, write_execution, write_json
 from lusaug.models import plots
 from lusaug.models.classifier import load_checkpoint
+from lusaug.models.epochs import Loop, Progress
 from lusaug.models.frame_sets import FrameSet, predict_proba, to_input
 from lusaug.models.run_setup import RunSetup
 from lusaug.models.statistics import point_metrics
@@ -119,18 +119,20 @@ def _run_info(setup: RunSetup, cfg: TrainParams, summary: dict[str, Any]) -> dic
 
 
 def finish_run(
-    accelerator: Any,
-    model: torch.nn.Module,
+    loop: Loop,
     setup: RunSetup,
     out_dir: Path,
     cfg: TrainParams,
     classes: list[str],
-    history: list[dict[str, float]],
-    best_epoch: int,
+    done: Progress,
     tracker: TrainTracker,
     t0: float,
 ) -> TrainResult:
-    """Best weights on validation -> the run's files, MLflow results; returns the result."""
+    """Best weights on validation -> the run's files, MLflow results; returns the result.
+
+    ``done`` is where training stopped (its history and best epoch), ``t0`` when it started."""
+    accelerator, model = loop.accelerator, loop.model
+    history, best_epoch = done.history, done.best_epoch
     from sklearn.metrics import classification_report, confusion_matrix
 
     spec, meta, val = setup.spec, setup.meta, setup.val

@@ -8,11 +8,12 @@ optimizer, scheduler, epoch, early-stopping counters, history, RNG state) are wr
 (same fingerprint of params, data and strategy inputs); otherwise training starts afresh.
 
 The phases, in the order :func:`train_classifier` runs them: :func:`build_loop` (accelerator,
-model, optimizer, scheduler, loader and loss: the objects the epochs work on), :func:`restore` (the training state of an interrupted run, from ``last.pt``),
-:func:`start_tracking` (the MLflow run, its params and the summary line before training),
-:func:`run_epoch` (one epoch and its validation; :class:`Progress` keeps the early-stopping
-counters) and :func:`checkpoint_epoch` (``model.pt`` when validation improved, ``last.pt``
-always); :func:`lusaug.models.run_files.finish_run` then writes the run's files.
+model, optimizer, scheduler, loader and loss: the objects the epochs work on), :func:`restore`
+(the training state of an interrupted run, from ``last.pt``), :func:`start_tracking` (the
+MLflow run, its params and the summary line before training), :func:`run_epoch` (one epoch and
+its validation; :class:`~lusaug.models.epochs.Progress` keeps the early-stopping counters) and
+:func:`checkpoint_epoch` (``model.pt`` when validation improved, ``last.pt`` always);
+:func:`lusaug.models.run_files.finish_run` then writes the run's files.
 :mod:`lusaug.models.epochs` holds what an epoch itself does.
 
 Outputs in ``out_dir`` (a finished run has no ``last.pt``): ``model.pt`` (best weights,
@@ -33,7 +34,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ from lusaug.core.utils import EXECUTION_FILE
 from lusaug.models.classifier import build_classifier, load_checkpoint, save_checkpoint
 from lusaug.models.epochs import (
     EpochSampler,
+    Loop,
+    Progress,
     lr_lambda,
     make_accelerator,
     seed_epoch,
@@ -57,47 +59,6 @@ from lusaug.models.run_setup import RunSetup
 from lusaug.models.strategies import sample_weights
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Loop:
-    """The objects one run's epochs work on, built once before the first epoch."""
-
-    accelerator: Any
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    loader: Any  # accelerate's data loader over the training frames
-    loss_fn: torch.nn.Module
-    lr: float  # peak learning rate (the strategy's plan or train.lr)
-    steps: int  # optimizer steps per epoch
-    aug_gen: torch.Generator = field(default_factory=torch.Generator)  # augmentation draws
-
-
-@dataclass
-class Progress:
-    """Where training stands: the last finished epoch, the best one, the history."""
-
-    epoch: int = 0  # last finished epoch (0 = none yet)
-    best_f1: float = -1.0  # best validation macro-F1 so far
-    best_epoch: int = 0
-    bad_epochs: int = 0  # epochs since the best one (early stopping)
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    def should_stop(self, patience: int) -> bool:
-        """Early stopping: ``patience`` epochs without a better validation macro-F1."""
-        return patience > 0 and self.bad_epochs >= patience
-
-    def record(self, row: dict[str, float]) -> bool:
-        """Add one epoch's row; returns whether its validation macro-F1 is the best so far."""
-        self.history.append(row)
-        self.epoch = int(row["epoch"])
-        improved = row["val_macro_f1"] > self.best_f1
-        if improved:
-            self.best_f1, self.best_epoch, self.bad_epochs = row["val_macro_f1"], self.epoch, 0
-        else:
-            self.bad_epochs += 1
-        return improved
 
 
 def resume_state(last: Path, fingerprint: str, resume: bool) -> dict[str, Any] | None:
@@ -241,15 +202,9 @@ def run_epoch(
     te = time.perf_counter()
     seed_epoch(spec.seed, epoch, loop.loader, loop.aug_gen)
     loss = train_one_epoch(
-        loop.accelerator,
-        loop.model,
-        loop.loader,
-        loop.optimizer,
-        loop.scheduler,
-        loop.loss_fn,
+        loop,
         meta,
         cfg.augment,
-        loop.aug_gen,
         cfg.grad_clip,
         f"{spec.name} epoch {epoch}/{cfg.epochs}",
         progress,
@@ -374,18 +329,7 @@ def train_classifier(
             loop.accelerator.wait_for_everyone()
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
-        result = finish_run(
-            loop.accelerator,
-            loop.model,
-            setup,
-            out_dir,
-            cfg,
-            classes,
-            done.history,
-            done.best_epoch,
-            tracker,
-            t0,
-        )
+        result = finish_run(loop, setup, out_dir, cfg, classes, done, tracker, t0)
         ok = True
         return result
     finally:

@@ -33,7 +33,7 @@ from lusaug.core.config import (
 from lusaug.core.mlflow_store import log_data_inputs
 from lusaug.core.utils import atomic_path, write_execution, write_json
 from lusaug.generators.captions import caption
-from lusaug.generators.diffusion_loop import TrainResult, fingerprint
+from lusaug.generators.diffusion_loop import Checkpointing, TrainResult, fingerprint
 from lusaug.generators.frame_io import check_validation, from_unit, load_frames, read_splits
 from lusaug.generators.generator import TEXT_KINDS
 from lusaug.generators.mlflow_runs import log_base_model, register_base_model
@@ -208,9 +208,7 @@ def run(
             data,
             cfg,
             seed,
-            checkpoint_dir=ckpt_dir,
-            resume=resume,
-            run_fingerprint=fp,
+            Checkpointing(ckpt_dir, resume, fp),
             on_checkpoint=on_checkpoint if cfg.checkpoint_every else None,
             progress=progress,
         )

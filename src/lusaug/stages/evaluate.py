@@ -198,22 +198,9 @@ def run(
         for r in runs:
             if r.available:
                 write_csv(predictions_table(r, test, classes), tmp / f"{r.name}.csv")
-    figures = write_plots(
-        paths.plots, runs, y, settings, agg, comparison, rare_rows, classes, target, cfg.ci
-    )
-    write_comparison_report(
-        paths.report,
-        info,
-        agg,
-        comparison,
-        rare_rows,
-        mdd,
-        selection,
-        figures,
-        classes,
-        target,
-        cfg,
-    )
+    found = cmp.Findings(agg, comparison, rare_rows, classes, target)
+    figures = write_plots(paths.plots, runs, y, settings, found, cfg.ci)
+    write_comparison_report(paths.report, info, found, mdd, selection, figures, cfg)
     summary = {"settings": agg, "comparison": comparison, "selection": selection, "test": info}
     if tracking_uri is not None:
         _log_mlflow(runs, scored, agg, comparison, paths, figures, target, tracking_uri)

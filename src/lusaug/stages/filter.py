@@ -80,35 +80,16 @@ def run(
     metrics = filter_metrics(name, inp, res, base, cfg, paths.encoder, fold)
     if spec.kind == CONDITIONAL_KIND:  # synthetic_only-<G> trains on every class of it
         metrics["other_classes"] = filter_other_classes(
-            paths.candidates,
-            paths.kept,
-            inp.splits,
-            paths.splits,
-            inp.pool,
-            base.classes,
-            base.target_class,
-            base.image_size,
-            cfg,
-            res.blocked,
-            res.copy_d,
+            paths.candidates, paths.kept, paths.splits, inp, res, base, cfg
         )
     metrics["scored_against"] = score_basis(paths.splits, paths.encoder)
     generated = read_execution(paths.model)
     execution = {k: generated.get(k) for k in ("mlflow_run_id", "model_uri")}
     figures = filter_figures(label_of(name, spec), base.target_class, inp, res, cfg)
     if track:
+        tracked = {**metrics, **execution}
         execution["registry"] = track_filter(
-            name,
-            spec,
-            base.target_class,
-            cfg,
-            gen,
-            mlflow_cfg,
-            {**metrics, **execution},
-            figures,
-            paths.table,
-            paths.metrics,
-            fold,
+            name, gen, cfg, mlflow_cfg, tracked, figures, paths.table, paths.metrics
         )
     with atomic_path(paths.plots, is_dir=True) as tmp:
         for fname, fig in figures.items():

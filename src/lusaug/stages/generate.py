@@ -34,7 +34,7 @@ from lusaug.core.utils import atomic_path, write_execution
 from lusaug.generators import frame_io
 from lusaug.generators.captions import captions
 from lusaug.generators.ddpm import build_scheduler, save_ddpm, train_ddpm
-from lusaug.generators.diffusion_loop import fingerprint
+from lusaug.generators.diffusion_loop import Checkpointing, fingerprint
 from lusaug.generators.generator import (
     PIPELINE_DIR,
     TEXT_KINDS,
@@ -123,9 +123,7 @@ def _train_ddpm(ctx: dict[str, Any], out: Path) -> dict[str, float]:
         ctx["seed"],
         labels=labels,
         num_classes=num_classes,
-        checkpoint_dir=ctx["ckpt_dir"],
-        resume=ctx["resume"],
-        run_fingerprint=ctx["fp"],
+        checkpoints=ctx["checkpoints"],
         on_checkpoint=on_checkpoint,
         progress=ctx["progress"],
         train_steps=_train_steps(spec, gen),
@@ -189,9 +187,7 @@ def _train_text(ctx: dict[str, Any], out: Path) -> dict[str, float]:
         cfg,
         seed,
         cfg.hflip,
-        checkpoint_dir=ctx["ckpt_dir"],
-        resume=ctx["resume"],
-        run_fingerprint=ctx["fp"],
+        checkpoints=ctx["checkpoints"],
         progress=ctx["progress"],
     )
     t2i.pipe.save_pretrained(out / PIPELINE_DIR)
@@ -360,9 +356,7 @@ def run(
             "seed": seed,
             "images": images,
             "tset": tset,
-            "ckpt_dir": ckpt_dir,
-            "resume": resume,
-            "fp": fp,
+            "checkpoints": Checkpointing(ckpt_dir, resume, fp),
             "progress": progress,
             "run_id": active.info.run_id,
             "label": label,

@@ -27,7 +27,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,24 @@ class RegisterPaths:
     registered: Path  # models/registered.json (what was registered, for `export`)
 
 
+@dataclass(frozen=True)
+class NewVersion:
+    """What a registered version is known by."""
+
+    run_name: str  # the registered model's run (``final-...``): ONNX metadata, tags
+    # validation metrics with their interval bounds (``val_f1_macro``, ``val_f1_macro_lo``, ...):
+    # version tags (the gates read them) and run metrics
+    metrics: Mapping[str, float]
+    tags: Mapping[str, str]  # provenance (run, strategy, architecture, git, data hash)
+    # the model card (Markdown), or a function of the version's final tags (with the register
+    # run id and the data hashes) that writes it: the description and ``model_card.md``
+    card: str | Callable[[Mapping[str, str]], str]
+    # the frames stage's border trimming (``auto_crop_black``, ``black_threshold``): it travels
+    # in the ONNX metadata so serving trims alike
+    frame_geometry: Mapping[str, Any] = field(default_factory=dict)
+    run_tags: Mapping[str, str] = field(default_factory=dict)  # of the MLflow ``register`` run
+
+
 def export_key(checkpoint_sha: str, export_cfg: ExportParams, geometry: Mapping[str, Any]) -> str:
     """Identity of a registered artifact: same weights, exporter settings and frame geometry."""
     spec = {
@@ -84,13 +102,8 @@ def register_checkpoint(
     checkpoint: Path | str,
     cfg: RegisterParams,
     export_cfg: ExportParams,
+    new: NewVersion,
     *,
-    run_name: str,
-    metrics: Mapping[str, float],
-    tags: Mapping[str, str],
-    card: str | Callable[[Mapping[str, str]], str],
-    frame_geometry: Mapping[str, Any] | None = None,
-    run_tags: Mapping[str, str] | None = None,
     root: Path | str = ".",
     splits_csv: Path | str | None = None,
 ) -> dict[str, Any]:
@@ -100,16 +113,7 @@ def register_checkpoint(
         checkpoint: The classifier checkpoint (``models/.../model.pt``).
         cfg: The ``register`` section (model name, alias, selection metric).
         export_cfg: The ``export`` section (opset, exporter).
-        run_name: Name of the registered model (a run name, ``final-...``): ONNX metadata, tags.
-        metrics: Validation metrics with their interval bounds (``val_f1_macro``,
-            ``val_f1_macro_lo``, ...): version tags (the gates read them) and run metrics.
-        tags: Provenance tags of the version (run, strategy, architecture, git, data hash).
-        card: The model card (Markdown), or a function of the version's final tags (with the
-            register run id and the data hashes) that writes it: the version's description and
-            its ``model_card.md`` artifact.
-        frame_geometry: The frames stage's border trimming (``auto_crop_black``,
-            ``black_threshold``); it travels in the ONNX metadata so serving trims alike.
-        run_tags: Extra tags of the MLflow ``register`` run (git commit, data hash, ...).
+        new: What the version is known by (run name, metrics, tags, card, frame geometry).
         root: The repository root (``data.dvc``, git) for the run's dataset inputs.
         splits_csv: The split file the model was trained on (a dataset input of the run).
 
@@ -117,7 +121,8 @@ def register_checkpoint(
         ``name``, ``version``, ``alias``, ``reused``, ``model_uri``, ``checkpoint_sha256``,
         ``onnx_sha256``.
     """
-    geometry = dict(frame_geometry or {})
+    run_name, metrics, tags, card = new.run_name, new.metrics, new.tags, new.card
+    geometry = dict(new.frame_geometry)
     ckpt_sha = sha256_file(checkpoint)
     key = export_key(ckpt_sha, export_cfg, geometry)
     existing = find_version(cfg.model_name, EXPORT_KEY_TAG, key)
@@ -141,7 +146,7 @@ def register_checkpoint(
                 **geometry,
             )
             onnx_sha = sha256_file(onnx_path)
-            run_tags = {**(run_tags or {}), "run_name": run_name}
+            run_tags = {**new.run_tags, "run_name": run_name}
             with mlflow.start_run(run_name="register", tags=run_tags) as active:
                 run_id = active.info.run_id
                 lineage = log_data_inputs(run_id, root, splits_csv)
@@ -219,19 +224,8 @@ def run(
         "auto_crop_black": frames.auto_crop_black,
         "black_threshold": frames.black_threshold,
     }
-    reg = register_checkpoint(
-        ckpt,
-        cfg,
-        export_cfg,
-        run_name=winner.name,
-        metrics=winner.validation_metrics(),
-        tags=tags,
-        card=card,
-        frame_geometry=geometry,
-        run_tags=std,
-        root=root,
-        splits_csv=paths.splits,
-    )
+    new = NewVersion(winner.name, winner.validation_metrics(), tags, card, geometry, std)
+    reg = register_checkpoint(ckpt, cfg, export_cfg, new, root=root, splits_csv=paths.splits)
     lo, hi = winner.interval(cfg.metric)
     reused = reg.pop("reused")
     registered = {

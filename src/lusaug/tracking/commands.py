@@ -46,9 +46,15 @@ def _versions_table(cfg: Any, rows: list[dict[str, Any]]) -> Any:
         if r[f"{m}_lo"] is not None and r[f"{m}_hi"] is not None:
             value += f" [{r[f'{m}_lo']:.3f}, {r[f'{m}_hi']:.3f}]"
         table.add_row(
-            r["version"], ", ".join(r["aliases"]), r["run_name"], r["strategy"],
-            r["architecture"], value, r["onnx_parity"], r["created"],
-        )  # fmt: skip
+            r["version"],
+            ", ".join(r["aliases"]),
+            r["run_name"],
+            r["strategy"],
+            r["architecture"],
+            value,
+            r["onnx_parity"],
+            r["created"],
+        )
     return table
 
 
@@ -63,10 +69,17 @@ def _history_table(name: str, entries: list[Any]) -> Any:
         gates = "; ".join(f"{g.name} {'pass' if g.passed else 'FAIL'}" for g in e.gates) or "-"
         kind = e.kind + (" (forced)" if e.forced else "") + (" (repaired)" if e.repaired else "")
         table.add_row(
-            str(e.seq), e.when, kind, e.alias, f"v{e.version}",
+            str(e.seq),
+            e.when,
+            kind,
+            e.alias,
+            f"v{e.version}",
             ", ".join(e.from_aliases) or "-",
-            f"v{e.previous_holder}" if e.previous_holder else "-", e.who, e.reason, gates,
-        )  # fmt: skip
+            f"v{e.previous_holder}" if e.previous_holder else "-",
+            e.who,
+            e.reason,
+            gates,
+        )
     return table
 
 

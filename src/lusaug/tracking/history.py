@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,7 @@ HISTORY_PREFIX = "lusaug.history."
 INTENT_PREFIX = "lusaug.intent."
 SEQ_WIDTH = 6  # zero-padded, so the tags also sort by sequence in the MLflow UI
 KINDS = ("register", "promotion", "rollback")
+WHEN_UNIT = "milliseconds"  # resolution of an entry's UTC time
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,6 @@ class HistoryEntry:
     """One alias move: ``version`` took ``alias`` (``to``) from ``previous_holder``."""
 
     seq: int
-    op: str  # unique id of the operation (links the entry to its intent)
     kind: str  # register | promotion | rollback
     alias: str  # the alias that moved ("to")
     version: str
@@ -54,11 +54,13 @@ class HistoryEntry:
     previous_holder: str | None
     who: str
     host: str
-    when: str  # UTC, ISO 8601
     reason: str
-    forced: bool
+    forced: bool = False
     gates: tuple[GateResult, ...] = ()
     repaired: bool = False  # completed by the next command after its process died
+    # unique id of the operation (links the entry to its intent) and its UTC time (ISO 8601)
+    op: str = field(default_factory=lambda: uuid.uuid4().hex)
+    when: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec=WHEN_UNIT))
 
     @property
     def to(self) -> str:
@@ -78,40 +80,6 @@ class HistoryEntry:
         data["gates"] = tuple(GateResult(**g) for g in data.get("gates", ()))
         known = {f.name for f in fields(cls)}  # entries written by a newer lusaug still load
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def new_entry(
-    *,
-    seq: int,
-    kind: str,
-    alias: str,
-    version: str,
-    from_aliases: list[str],
-    previous_holder: str | None,
-    who: str,
-    host: str,
-    reason: str,
-    forced: bool = False,
-    gates: list[GateResult] | tuple[GateResult, ...] = (),
-) -> HistoryEntry:
-    """A fresh entry stamped with a new operation id and the current UTC time."""
-    if kind not in KINDS:
-        raise ValueError(f"history kind must be one of {KINDS}, got {kind!r}")
-    return HistoryEntry(
-        seq=seq,
-        op=uuid.uuid4().hex,
-        kind=kind,
-        alias=alias,
-        version=str(version),
-        from_aliases=tuple(sorted(a for a in from_aliases if a != alias)),
-        previous_holder=previous_holder,
-        who=who,
-        host=host,
-        when=datetime.now(UTC).isoformat(timespec="milliseconds"),
-        reason=reason,
-        forced=forced,
-        gates=tuple(gates),
-    )
 
 
 def history_key(seq: int) -> str:

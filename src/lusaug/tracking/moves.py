@@ -33,11 +33,11 @@ from mlflow.exceptions import MlflowException
 from lusaug.tracking.errors import RegistryBusy
 from lusaug.tracking.faults import fault_point
 from lusaug.tracking.history import (
+    KINDS,
     GateResult,
     HistoryEntry,
     append_entry,
     clear_intent,
-    new_entry,
     next_seq,
     read_history,
     read_intents,
@@ -134,13 +134,15 @@ def plan_move(
     gates: Sequence[GateResult] = (),
 ) -> HistoryEntry:
     """The history entry of moving ``alias`` to ``version`` now (call it holding the lock)."""
+    if kind not in KINDS:
+        raise ValueError(f"history kind must be one of {KINDS}, got {kind!r}")
     mv = get_version(client, name, version)
-    return new_entry(
+    return HistoryEntry(
         seq=next_seq(model_tags(client, name)),
         kind=kind,
         alias=alias,
-        version=version,
-        from_aliases=list(mv.aliases or []),
+        version=str(version),
+        from_aliases=tuple(sorted(a for a in mv.aliases or [] if a != alias)),
         previous_holder=alias_holder(client, name, alias),
         who=who(),
         host=host_id().split("/")[0],

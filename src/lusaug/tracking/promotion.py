@@ -186,9 +186,15 @@ def promote(
         why = reason.strip() or "gates passed"
         forced = bool(failed)
         entry = plan_move(
-            client, name, kind="promotion", alias=to, version=version, reason=why,
-            forced=forced, gates=gates,
-        )  # fmt: skip
+            client,
+            name,
+            kind="promotion",
+            alias=to,
+            version=version,
+            reason=why,
+            forced=forced,
+            gates=gates,
+        )
         written = commit_move(client, name, entry, lock, final_checks)
     return PromotionResult(name, version, to, previous, forced, gates, written)
 

@@ -53,9 +53,12 @@ def claim_alias(
     """Give ``alias`` to ``version`` (history kind ``register``); None if it already has it."""
     client = MlflowClient()
     with registry_operation(
-        client, name, purpose=f"register v{version} as {alias}", wait_s=lock_wait_s,
+        client,
+        name,
+        purpose=f"register v{version} as {alias}",
+        wait_s=lock_wait_s,
         lease_s=lock_lease_s,
-    ) as lock:  # fmt: skip
+    ) as lock:
         if alias_holder(client, name, alias) == str(version):
             return None
         entry = plan_move(
