@@ -255,6 +255,27 @@ def test_metadata_rows_and_files_outside_it(tmp_path, params):
     assert set(extra_rows.label) == {"regular"}
 
 
+def test_real_world_names_are_read_and_ambiguous_ones_reported(tmp_path, params):
+    """A prefix followed by a space, digit or bracket names the class; a name that a shorter
+    prefix of another class also matches is listed in reports/ingest.json with the reason."""
+    raw = make_raw(tmp_path / "raw", n_frames=4, with_metadata=False)
+    for name in ("Reg 2.avi", "Cov-case3.avi", "Vir(1).avi", "Vir_or_Pneu 4.avi"):
+        write_video(raw / "pocus_videos/convex" / name, 4)
+    prefixes = {**params.import_.prefixes, "Vir_or_Pneu": "pneumonia"}
+    p = small_params(params)
+    p = replace(p, import_=replace(p.import_, prefixes=prefixes))
+    report = _run(raw, tmp_path / "out", p)
+    assert report["skipped"] == []
+    labels = {f["file"].rsplit("/", 1)[1]: f["label"] for f in report["files"]}
+    assert labels["Reg 2.avi"] == "regular" and labels["Cov-case3.avi"] == "covid"
+    assert labels["Vir(1).avi"] == "viral" and labels["Vir_or_Pneu 4.avi"] == "pneumonia"
+    (amb,) = report["ambiguous_names"]
+    assert amb["file"] == "pocus_videos/convex/Vir_or_Pneu 4.avi" and amb["label"] == "pneumonia"
+    assert "'Vir' (viral)" in amb["reason"] and "'Vir_or_Pneu' (pneumonia)" in amb["reason"]
+    saved = json.loads((tmp_path / "out/ingest.json").read_text())
+    assert saved["ambiguous_names"] == report["ambiguous_names"]
+
+
 def test_parallel_equals_serial(tmp_path, params):
     raw = make_raw(tmp_path / "raw", per_class=2, n_frames=10)
     serial = small_params(params, max_per_video=4, sample_fps=0.0, every_n=1)

@@ -18,8 +18,11 @@ from lusaug.cli import app
 from lusaug.data.dvc_data import DvcError, commit_raw, tracked_path
 from lusaug.data.ingest import (
     IngestError,
+    PrefixMatch,
     class_from_filename,
+    format_summary,
     import_folder,
+    match_prefix,
     normalise_patient_id,
     plan_import,
 )
@@ -46,7 +49,14 @@ PREFIXES = {
         ("Pneu-Atlas-pneumonia.gif", "pneumonia"),
         ("Reg_Avi_lung-sliding.MP4", "regular"),
         ("Vir_liftl_H1N1_case2_clip1.mp4", "viral"),
-        ("Covid_clip.mp4", None),  # prefix must be followed by _, - or the end
+        # real-world names: a prefix followed by any non-letter (space, digit, bracket, dot)
+        ("Reg 2.mp4", "regular"),
+        ("Cov-case3.mp4", "covid"),
+        ("Cov3.mp4", "covid"),
+        ("Vir(1).mp4", "viral"),
+        ("Reg[2].mov", "regular"),
+        ("Pneu.final.mp4", "pneumonia"),
+        ("Covid_clip.mp4", None),  # a prefix followed by a letter is another word
         ("Regular-1.mp4", None),
         ("cov_lowercase.mp4", None),  # case-sensitive unless the mapping lists it
         ("Unknown_x.mp4", None),
@@ -61,6 +71,34 @@ def test_longest_prefix_wins():
     prefixes = {"Vir": "viral", "Vir_or_Pneu": "pneumonia"}
     assert class_from_filename("Vir_or_Pneu_file4.mp4", prefixes) == "pneumonia"
     assert class_from_filename("Vir_file1.mp4", prefixes) == "viral"
+
+
+def test_a_name_two_classes_read_is_ambiguous_and_says_why():
+    prefixes = {"Vir": "viral", "Vir_or_Pneu": "pneumonia", "Reg": "regular", "Reg 2": "regular"}
+    m = match_prefix("Vir_or_Pneu file4.mp4", prefixes)
+    assert m.label == "pneumonia"
+    assert m.ambiguous == (
+        "starts with class prefixes 'Vir' (viral), 'Vir_or_Pneu' (pneumonia): "
+        "the longest, 'Vir_or_Pneu', gives pneumonia"
+    )
+    assert match_prefix("Vir 7.mp4", prefixes) == PrefixMatch("viral")  # one class: clear
+    assert match_prefix("Reg 2 b.mp4", prefixes) == PrefixMatch("regular")  # same class twice
+    assert match_prefix("Virus.mp4", prefixes) == PrefixMatch(None)
+
+
+def test_import_lists_ambiguous_names_with_the_reason(tmp_path, params):
+    src = tmp_path / "src"
+    for name in ("Vir_or_Pneu 1.avi", "Reg 2.avi", "Cov-case3.avi", "Pneu(4).avi", "Vir7.avi"):
+        write_video(src / name, 3)
+    prefixes = {**params.import_.prefixes, "Vir_or_Pneu": "pneumonia"}
+    p = replace(params, import_=replace(params.import_, prefixes=prefixes, metadata_csv=""))
+    summary = import_folder(src, tmp_path / "raw", p, dvc_commit=False)
+    assert summary["per_class"] == {"regular": 1, "covid": 1, "pneumonia": 2, "viral": 1}
+    assert summary["skipped"] == []
+    (amb,) = summary["ambiguous_names"]
+    assert amb["file"] == "Vir_or_Pneu 1.avi" and amb["label"] == "pneumonia"
+    assert "'Vir' (viral)" in amb["reason"] and "the longest, 'Vir_or_Pneu'" in amb["reason"]
+    assert "ambiguous names 1:" in format_summary(summary)
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,7 @@ class FileResult:
     info: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     dropped: dict[str, list[int]] = field(default_factory=dict)  # reason -> frame indices
+    ambiguous: str | None = None  # why the file name also reads as another class
 
 
 def frame_problem(img: np.ndarray, settings: FrameSettings) -> str | None:
@@ -119,7 +120,9 @@ def process_file(
         out_dir: Folder being built (renamed to the frames folder at the end).
         rel_prefix: Manifest path prefix of that folder, relative to the manifest CSV.
     """
-    res = FileResult(task.rel, task.label, task.video_id, notes=list(task.notes))
+    res = FileResult(
+        task.rel, task.label, task.video_id, notes=list(task.notes), ambiguous=task.ambiguous
+    )
     try:
         picked = _decode(task, settings, res.notes, res.info)
         shapes = Counter(f.shape for _, f in picked)

@@ -25,6 +25,7 @@ from lusaug.data.ingest import (
     class_from_filename,
     is_ignorable,
     is_media,
+    match_prefix,
     normalise_patient_id,
     probe_from_path,
 )
@@ -50,6 +51,7 @@ class FileTask:
     license: str
     crop: CropSpec | None = None
     notes: tuple[str, ...] = ()
+    ambiguous: str | None = None  # why the file name also reads as another class
 
 
 def _read_raw_metadata(path: Path) -> dict[str, dict[str, str]]:
@@ -188,6 +190,9 @@ def plan_tasks(
     tasks = []
     for path, rel, info in candidates:
         notes: list[str] = []
+        ambiguous = match_prefix(path.name, import_.prefixes).ambiguous
+        if ambiguous and rel in meta:
+            ambiguous += f"; {RAW_METADATA_NAME} labels it {info['label']}"
         crop = None
         raw_crop = crops.get(rel, crops_lower.get(rel.lower()))
         if raw_crop is not None:
@@ -204,6 +209,7 @@ def plan_tasks(
                 video_id=ids[rel],
                 crop=crop,
                 notes=tuple(notes),
+                ambiguous=ambiguous,
                 **info,
             )
         )

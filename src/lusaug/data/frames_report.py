@@ -90,6 +90,12 @@ def ingest_report(
         ],
         "dropped_frames": dropped,
         "skipped": skipped,
+        # names a shorter class prefix also matches: the label may not be what the name meant
+        "ambiguous_names": [
+            {"file": r.rel, "label": r.label, "reason": r.ambiguous}
+            for r in results
+            if r.ambiguous
+        ],
     }
 
 

@@ -14,6 +14,7 @@ import math
 import re
 import shutil
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,28 +65,45 @@ def is_ignorable(path: Path, extra_names: tuple[str, ...] = ()) -> bool:
     )
 
 
-def class_from_filename(name: str, prefixes: dict[str, str]) -> str | None:
-    """Class of a file from its name prefix, or None when no prefix matches.
+@dataclass(frozen=True)
+class PrefixMatch:
+    """What a file name says about its class."""
 
-    A prefix matches when the stem starts with it and the next character is ``_``, ``-`` or the
-    end of the stem (``Cov-Atlas``, ``Cov_combatting``, ``pneu-radiopaeda``); so ``Covid_x`` does
-    not match ``Cov``. The longest matching prefix wins.
+    label: str | None  # the class of the longest matching prefix (None: no prefix matches)
+    ambiguous: str | None = None  # why the name also reads as another class (None: it does not)
+
+
+def match_prefix(name: str, prefixes: dict[str, str]) -> PrefixMatch:
+    """The class a file name's prefix gives, and whether the name is ambiguous.
+
+    A prefix matches when the stem starts with it and the next character is not a letter: the
+    end of the stem, ``_``, ``-``, a space, a digit, a bracket (``Cov-Atlas``, ``Cov_combatting``,
+    ``Reg 2``, ``Cov-case3``, ``Vir(1)``); so ``Covid_x`` does not match ``Cov``. The longest
+    matching prefix wins; when a shorter matching prefix names another class the name is
+    ambiguous, and the reason says which prefixes matched and which one decided.
 
     Args:
         name: File name or stem (the suffix is ignored).
         prefixes: Prefix -> class mapping (``import.prefixes``), case-sensitive.
     """
     stem = Path(name).stem
-    best: str | None = None
-    for prefix in prefixes:
-        if not stem.startswith(prefix):
-            continue
-        rest = stem[len(prefix) :]
-        if rest and rest[0] not in "_-":
-            continue
-        if best is None or len(prefix) > len(best):
-            best = prefix
-    return prefixes[best] if best is not None else None
+    matches = [
+        p for p in prefixes if stem.startswith(p) and not stem[len(p) : len(p) + 1].isalpha()
+    ]
+    if not matches:
+        return PrefixMatch(None)
+    best = max(matches, key=len)
+    label = prefixes[best]
+    if all(prefixes[p] == label for p in matches):
+        return PrefixMatch(label)
+    found = ", ".join(f"{p!r} ({prefixes[p]})" for p in sorted(matches, key=len))
+    reason = f"starts with class prefixes {found}: the longest, {best!r}, gives {label}"
+    return PrefixMatch(label, reason)
+
+
+def class_from_filename(name: str, prefixes: dict[str, str]) -> str | None:
+    """Class of a file from its name prefix (:func:`match_prefix`), or None when none matches."""
+    return match_prefix(name, prefixes).label
 
 
 def normalise_patient_id(value: Any) -> str:
@@ -276,6 +294,11 @@ def import_folder(
             shutil.copy2(src / ip.crop_json, tmp / ip.crop_json)
 
     per_class = Counter(r["label"] for r in rows)
+    ambiguous = [
+        {"file": r["file"], "label": r["label"], "reason": m.ambiguous}
+        for r in rows
+        if (m := match_prefix(Path(r["file"]).name, params.import_.prefixes)).ambiguous
+    ]
     summary: dict[str, Any] = {
         "source": str(src),
         "dest": str(dest),
@@ -283,6 +306,7 @@ def import_folder(
         "per_class": {c: per_class.get(c, 0) for c in params.base.classes},
         "patients": len({r["patient_id"] for r in rows}),
         "skipped": skipped,
+        "ambiguous_names": ambiguous,
         "dvc": None,
     }
     missing = [c for c, n in summary["per_class"].items() if n == 0]
@@ -302,6 +326,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary["skipped"]:
         lines.append(f"skipped {len(summary['skipped'])}:")
         lines += [f"  {s['file']}: {s['reason']}" for s in summary["skipped"]]
+    if summary.get("ambiguous_names"):
+        lines.append(f"ambiguous names {len(summary['ambiguous_names'])}:")
+        lines += [f"  {a['file']}: {a['reason']}" for a in summary["ambiguous_names"]]
     if summary.get("dvc"):
         lines.append(f"dvc: {summary['dvc']}")
     return "\n".join(lines)
