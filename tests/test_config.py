@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
+import re
 import shutil
 from pathlib import Path
 
@@ -144,9 +148,24 @@ def test_dvc_stage_scripts_and_params_exist(params_dict):
             )
 
 
-def test_stage_names_match_scripts():
-    """A newcomer finds a stage's code from its name: pipelines/<stage>.py."""
-    for name, stage in _stages().items():
+def test_a_stage_has_one_name_at_every_level():
+    """A newcomer finds a stage's code from its name: dvc.yaml stage <s> -> pipelines/<s>.py ->
+    lusaug.stages.<s> (its ``run`` and frozen ``<S>Paths``), and every stage module is a stage."""
+    stages = _stages()
+    modules = {p.stem for p in (PROJ_ROOT / "src/lusaug/stages").glob("*.py")} - {"__init__"}
+    assert modules == set(stages), "src/lusaug/stages/ holds one module per dvc.yaml stage"
+    for name, stage in stages.items():
         script = Path(stage["cmd"].split()[1])
-        assert script.parent.name == "pipelines"
-        assert name.split("_")[0] in script.stem or script.stem in name, (name, script)
+        assert (script.parent.name, script.stem) == ("pipelines", name), (name, script)
+        calls = re.search(
+            rf"^from lusaug\.stages import {name}\b",
+            (PROJ_ROOT / script).read_text(),
+            re.MULTILINE,
+        )
+        assert calls, f"{script} does not call lusaug.stages.{name}"
+        module = importlib.import_module(f"lusaug.stages.{name}")
+        paths = getattr(module, "".join(w.title() for w in name.split("_")) + "Paths", None)
+        assert paths is not None and dataclasses.is_dataclass(paths), name
+        assert paths.__dataclass_params__.frozen, f"{paths.__name__} is not frozen"
+        first = next(iter(inspect.signature(module.run).parameters.values()))
+        assert first.name == "paths" and first.annotation in (paths, paths.__name__), name

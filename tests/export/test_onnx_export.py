@@ -10,7 +10,12 @@ import onnx
 import pandas as pd
 import pytest
 
-from lusaug.export.onnx_export import export_onnx, graph_kind, verify_and_quantize
+from lusaug.export.onnx_export import (
+    export_onnx,
+    graph_kind,
+    load_split_frames,
+    verify_and_quantize,
+)
 from lusaug.export.onnx_runtime import ModelSourceError, OnnxClassifier
 from lusaug.models.classifier import load_classifier
 from tests.export.helpers import CLASSES, SIZE, make_checkpoint, make_splits
@@ -47,10 +52,18 @@ def test_export_parity_and_int8(tmp_path, params, splits, arch, int8_mode):
     q = report["int8"]
     assert q["mode"] == int8_mode  # auto: static QDQ for CNNs, dynamic for ViTs
     assert q["calibration_split"] == ("train" if int8_mode == "static" else None)
-    assert -1.0 <= q["accuracy_delta"] <= 1.0
     qclf = OnnxClassifier(tmp_path / "q.onnx")  # preprocessing metadata survives quantisation
     assert qclf.info.classes == CLASSES and qclf.info.metadata["int8"] == int8_mode
     assert qclf.proba(np.zeros((3, 1, SIZE, SIZE), np.float32)).shape == (3, 4)
+    # the report's int8 figures are what the two graphs do on the parity frames
+    frames, labels = load_split_frames(splits, "val", params.export.parity_max_frames, 0)
+    assert len(frames) == par["frames"]
+    x, y = clf.normalise(frames), np.array([CLASSES.index(c) for c in labels])
+    fp32, int8 = clf.logits(x).argmax(1), qclf.logits(x).argmax(1)
+    assert par["accuracy_onnx"] == pytest.approx(float((fp32 == y).mean()))
+    assert q["accuracy_int8"] == pytest.approx(float((int8 == y).mean()))
+    assert q["accuracy_delta"] == pytest.approx(q["accuracy_int8"] - par["accuracy_onnx"])
+    assert q["argmax_agreement_with_fp32"] == pytest.approx(float((int8 == fp32).mean()))
 
 
 def test_parity_catches_a_different_model(tmp_path, params, splits):

@@ -100,7 +100,8 @@ def test_encoder_base_generate_filter_scripts(workspace):
     assert f"filter@{G}" in flt.stdout
     m = json.loads((root / f"metrics/synthetic_{G}.json").read_text())
     assert m["kept"] == len(list((root / f"data/synthetic/{G}/kept").glob("*.png")))
-    assert m["fold"] == 0 and m["blocked"] in (True, False)
+    limit = yaml.safe_load((root / "params.yaml").read_text())["filter"]["max_memorisation_rate"]
+    assert m["fold"] == 0 and m["blocked"] == (m["memorisation"]["rate"] > limit)
     assert (root / "models/base_model/model_index.json").exists()
     assert (root / f"plots/synthetic/{G}/beside_real.png").exists()
     assert (root / "models/checkpoints/.gitignore").read_text() == "*\n"
