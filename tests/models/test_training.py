@@ -27,6 +27,7 @@ from lusaug.models.run_files import FILES
 from lusaug.models.run_setup import FoldData, RunSpec, parse_run_name, planned_runs, prepare_run
 from lusaug.models.strategies import FoldInputs, SkipRun, StrategyError
 from lusaug.stages import train as train_stage
+from tests.helpers.outputs import hashed_bytes
 from tests.helpers.toy import write_toy_synthetic
 from tests.models.conftest import run_once, tracking_for
 
@@ -372,3 +373,29 @@ def test_logged_model_loads_back_in_either_format(fmt, clf_params: Params, tmp_p
     x = torch.rand(3, 1, size, size)
     with torch.no_grad():
         assert torch.allclose(loaded(x), net(x), atol=1e-5)
+
+
+def test_two_runs_of_the_train_stage_write_the_same_bytes(tmp_path, toy_splits, clf_params):
+    """Identical inputs give identical outputs, so DVC's hashes do not change on a re-run and
+    nothing downstream re-runs: the checkpoint is saved under a fixed archive name, and the wall
+    times and MLflow ids (which do differ) live only in each run's execution record."""
+    train = dataclasses.replace(
+        clf_params.train,
+        epochs=2,
+        strategies=["baseline"],
+        architectures={"resnet": clf_params.train.architectures["resnet"]},
+        seeds=[0],
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+        for name in ("a", "b"):
+            paths = train_stage.TrainPaths(toy_splits, tmp_path / name)
+            tracking = tracking_for(clf_params, tmp_path)
+            train_stage.run(
+                paths, clf_params.base, train, fold=0, tracking=tracking, progress=False
+            )
+    a, b = hashed_bytes(tmp_path / "a"), hashed_bytes(tmp_path / "b")
+    assert set(a) == set(b) and "baseline-resnet-0/model.pt" in a
+    assert [f for f in a if a[f] != b[f]] == []
+    ids = [read_execution(tmp_path / n / "baseline-resnet-0")["mlflow_run_id"] for n in "ab"]
+    assert ids[0] != ids[1]  # two MLflow runs, recorded where DVC does not look

@@ -198,9 +198,13 @@ def test_evaluate_pools_every_setting_and_decides(repro_repo):
     assert metrics["test"]["frames"] == len(frames) and metrics["test"]["folds"] == len(
         _folds(repro_repo)
     )
+    runs = _json(repro_repo / "metrics/test_runs.json")
     for name, m in metrics["settings"].items():
-        for key in ("f1_macro", "f1_macro_lo", "f1_macro_hi", "accuracy"):
-            assert 0.0 <= m[key] <= 1.0, (name, key, m[key])
+        seeds = [r for r in runs.values() if f"{r['strategy']}-{r['architecture']}" == name]
+        assert seeds, name
+        for key in ("f1_macro", "accuracy"):  # a setting is the mean of its seeds' runs
+            mean = sum(r[key]["value"] for r in seeds) / len(seeds)
+            assert m[key] == pytest.approx(mean, abs=2e-6), (name, key)
         assert m["f1_macro_lo"] <= m["f1_macro_hi"], name
     baseline = params["evaluate"]["baseline"]
     comparison = _json(repro_repo / "metrics/comparison.json")["comparisons"]
