@@ -214,7 +214,8 @@ def test_leaky_generator_is_marked_everywhere(ws):
     train = pd.read_csv(root / "models/generators/ddpm_all_leaky/train_set.csv")
     assert {"val", "test"} <= set(train["split"])
     mlflow.set_tracking_uri(ws["uri"])
-    run = mlflow.get_run(m["mlflow_run_id"])
+    execution = read_execution(root / "metrics/synthetic_ddpm_all_leaky.json")
+    run = mlflow.get_run(execution["mlflow_run_id"])
     assert run.data.tags["leaky"] == "true" and "LEAKY" in run.data.tags["warning"]
 
 
