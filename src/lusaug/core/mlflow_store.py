@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from lusaug.core.utils import file_hash
+
 EXPERIMENTS = {
     "classifiers": "lusaug-classifiers",
     "generators": "lusaug-generators",
@@ -150,11 +152,7 @@ class DataInput:
 
 def file_md5(path: Path | str) -> str:
     """The hash DVC 3 records for a file: the md5 of its bytes."""
-    h = hashlib.md5()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_hash(path, "md5")
 
 
 def _git(root: Path | str, *args: str) -> str:

@@ -54,12 +54,17 @@ def atomic_path(target: Path | str, *, is_dir: bool = False) -> Iterator[Path]:
         raise
 
 
-def sha256_file(path: Path | str) -> str:
-    h = hashlib.sha256()
+def file_hash(path: Path | str, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.new(algorithm)
     with Path(path).open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def sha256_file(path: Path | str) -> str:
+    return file_hash(path, "sha256")
 
 
 def write_json(path: Path | str, data: Any) -> None:

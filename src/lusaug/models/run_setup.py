@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lusaug.core.config import BaseParams, Strategy, TrainParams, parse_strategy
+from lusaug.core.utils import file_hash
 from lusaug.models.classifier import ClassifierMeta
 from lusaug.models.frame_sets import FrameSet, concat, load_split, load_synthetic, without_label
 from lusaug.models.strategies import (
@@ -74,11 +75,8 @@ def parse_run_name(name: str) -> tuple[str, str, int]:
 
 
 def file_digest(path: Path | str) -> str:
-    h = hashlib.sha1()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """sha1 of a file: what a run's fingerprint records of its split file."""
+    return file_hash(path, "sha1")
 
 
 @dataclass
