@@ -22,6 +22,7 @@ from lusaug.stages import filter as filter_stage
 from tests.helpers.outputs import hashed_bytes
 
 GENERATORS = ["ddpm_3mixed", "ddpm_all_leaky", "ti_object", "finetune"]
+BASE_RUNS = "tags.mlflow.runName = 'base_model'"
 FOLD = 0
 
 
@@ -368,6 +369,51 @@ def test_too_few_real_frames_skip_the_sharpness_band_and_say_so(ws, tmp_path):
     assert m["thresholds"]["min_sharpness"] is None and m["thresholds"]["max_sharpness"] is None
     assert m["rejected_by_reason"]["blurred"] == m["rejected_by_reason"]["noisy"] == 0
     assert ws["filt"][g]["sharpness"]["skipped"] is None  # the fixture's real band applied
+
+
+def test_encoder_and_base_skip_when_no_stage_reads_them(
+    frames_root, gen_params, tmp_path, mlflow_uri
+):
+    """No enabled generator: nothing reads the encoder. Only DDPMs: nothing reads a base. Each
+    writes why instead of a model, without training (no MLflow run is even opened)."""
+    splits, val = frames_root / "data/splits.csv", frames_root / "metrics/validation.json"
+    p = gen_params
+    enc_paths = encoder.EncoderPaths(splits, tmp_path / "encoder", tmp_path / "encoder.json", val)
+    enc = encoder.run(enc_paths, p.base, p.train, p.filter.encoder, p.mlflow, enabled=[], fold=1)
+    assert enc == {"fold": 1, "trained": False, "skipped": encoder.skip_reason([])}
+    assert "generate.enabled is empty" in enc["skipped"]
+    assert [f.name for f in enc_paths.out.iterdir()] == ["skipped.json"]
+    assert json.loads((enc_paths.out / "skipped.json").read_text()) == enc
+    assert json.loads(enc_paths.metrics.read_text()) == enc
+    ddpm_only = dataclasses.replace(p.generate, enabled=["ddpm_all", "ddpm_3mixed"])
+    base_paths = base_model.BaseModelPaths(splits, tmp_path / "base", None, val)
+    base = base_model.run(base_paths, p.base, p.base_model, ddpm_only, p.mlflow, fold=1)
+    assert base["trained"] is False and "builds on a base" in base["skipped"]
+    assert [f.name for f in base_paths.out.iterdir()] == ["skipped.json"]
+    assert not (tmp_path / "mlflow.db").exists()  # the tracking store was never opened
+
+
+def test_a_base_trained_on_the_same_settings_and_frames_is_kept(ws):
+    """base_model@k's folder persists: a re-run (e.g. generate.enabled changed) with the same
+    base settings, seed and frames keeps it as it is, in seconds, without a new MLflow run."""
+    import mlflow
+
+    root, params = ws["root"], ws["params"]
+    paths = base_model.BaseModelPaths(ws["splits"], root / "models/base_model", None, ws["val"])
+    before = hashed_bytes(paths.out)
+    mlflow.set_tracking_uri(ws["uri"])
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string=BASE_RUNS)
+    fewer = dataclasses.replace(params.generate, enabled=["ti_object"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", ws["uri"])
+        mp.chdir(root)
+        kept = base_model.run(paths, params.base, params.base_model, fewer, params.mlflow)
+    assert kept == json.loads((paths.out / base_model.SUMMARY_FILE).read_text())
+    assert kept["trained"] and hashed_bytes(paths.out) == before
+    after = mlflow.search_runs(
+        search_all_experiments=True, filter_string="run_name = 'base_model'"
+    )
+    assert len(after) == len(runs)
 
 
 def test_text_generators_fail_before_any_work_without_a_base(ws, tmp_path):
