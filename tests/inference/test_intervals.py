@@ -1,4 +1,4 @@
-"""The verdict interval: the t interval on per-patient differences plus the between-run seed term."""
+"""The verdict interval: the t interval on per-patient differences plus the between-run term."""
 
 from __future__ import annotations
 
@@ -83,3 +83,17 @@ def test_descriptive_bootstrap_of_four_patients_has_few_distinct_draws():
     # negative difference the lower bound is above 0 (issue 21)
     assert iv.lo >= 0.0 and iv.basis == "descriptive"
     assert "fewer than 10 patients" in iv.note
+
+
+def test_a_run_reference_supplies_the_seed_term_when_the_arms_hold_one_run_each():
+    d = np.array([0.10, 0.25, 0.05, 0.20, 0.15])
+    whole = endpoints(np.vstack([d + 0.15, d - 0.15]))  # e.g. the whole baseline of a placebo
+    halves = whole.select([0]), whole.select([1])
+    alone = compare_patients(*halves, "recall")
+    borrowed = compare_patients(*halves, "recall", run_reference=[whole])
+    assert alone.variance.run_df == 0 and "NOT estimable" in alone.interval.method
+    # between-run variance of the whole baseline's two run means: var([m + .15, m - .15])
+    assert borrowed.variance.run == pytest.approx(0.045) and borrowed.variance.run_df == 1
+    assert borrowed.variance.seed_term == pytest.approx(0.045 * (1 + 1))
+    assert "1 reference setting" in borrowed.interval.method
+    assert borrowed.interval.hi - borrowed.interval.lo > alone.interval.hi - alone.interval.lo

@@ -99,6 +99,7 @@ def compare(
     metrics: tuple[str, ...] = ("accuracy", NON_INFERIORITY_METRIC),
     bootstrap_draws: int = 0,
     min_patients_for_bootstrap: int = 10,
+    run_reference: Sequence[tuple[PatientEndpoints, PatientCounts]] = (),
 ) -> Comparison:
     """All endpoints of one comparison.
 
@@ -114,9 +115,16 @@ def compare(
         metrics: population metrics to compare (macro-F1 is needed by :func:`decide`).
         bootstrap_draws: draws of the descriptive percentile bootstrap (0 = none).
         min_patients_for_bootstrap: see :func:`compare_population`.
+        run_reference: settings whose between-run variance replaces the two arms' in every
+            interval (the placebo passes the whole baseline; see
+            :func:`~lusaug.inference.intervals.two_way_interval`).
     """
     test = {"ci": ci, "max_patterns": max_patterns, "mc_draws": mc_draws, "seed": seed}
-    rare = {e: compare_patients(strategy[0], control[0], e, **test) for e in endpoints}
+    ref_ends = [r[0] for r in run_reference]
+    rare = {
+        e: compare_patients(strategy[0], control[0], e, **test, run_reference=ref_ends)
+        for e in endpoints
+    }
     population = {
         m: compare_population(
             strategy[1],
@@ -126,6 +134,7 @@ def compare(
             bootstrap_draws=bootstrap_draws,
             bootstrap_seed=seed,
             min_patients_for_bootstrap=min_patients_for_bootstrap,
+            run_reference=[r[1] for r in run_reference],
         )
         for m in metrics
     }

@@ -161,7 +161,11 @@ def run_placebo(
     ends_a, ends_b = placebo_settings(baseline[0])
     counts_a, counts_b = placebo_settings(baseline[1])
     names = (PLACEBO_STRATEGY, PLACEBO_CONTROL, architecture)
-    comparison = compare((ends_a, counts_a), (ends_b, counts_b), names, **compare_options)
+    # the between-run variance comes from all the baseline's runs (S - 1 df): a half may hold
+    # a single run, and its own spread would then leave the seed term out
+    comparison = compare(
+        (ends_a, counts_a), (ends_b, counts_b), names, run_reference=[baseline], **compare_options
+    )
     decision = decide(comparison, endpoint, alpha=alpha, margin=margin, role="placebo")
     verdict = DIFFERENCE if decision.verdict in ("helps", "hurts") else NO_DIFFERENCE
     floor = noise_floor(baseline[0], comparison, endpoint)
