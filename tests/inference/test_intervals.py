@@ -10,6 +10,7 @@ from lusaug.inference import (
     compare_patients,
     compare_population,
     descriptive_mean_bootstrap,
+    setting_value,
 )
 from lusaug.inference.simulate import CONTROL, STRATEGY, SimDesign, simulate
 from tests.inference.builders import endpoints
@@ -97,3 +98,21 @@ def test_a_run_reference_supplies_the_seed_term_when_the_arms_hold_one_run_each(
     assert borrowed.variance.seed_term == pytest.approx(0.045 * (1 + 1))
     assert "1 reference setting" in borrowed.interval.method
     assert borrowed.interval.hi - borrowed.interval.lo > alone.interval.hi - alone.interval.lo
+
+
+def test_a_settings_own_value_has_the_t_interval_plus_the_seed_term_over_its_runs():
+    d = np.array([0.6, 0.8, 0.5, 0.7, 0.4])
+    agreeing = setting_value(endpoints(np.vstack([d, d])), "recall")
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+    assert agreeing.estimate == pytest.approx(d.mean())
+    assert (agreeing.interval.lo, agreeing.interval.hi) == pytest.approx(
+        (d.mean() - half, d.mean() + half)
+    )
+    shifted = setting_value(endpoints(np.vstack([d + 0.1, d - 0.1])), "recall")
+    assert shifted.variance.seeds == [2]
+    assert shifted.variance.seed_term == pytest.approx(0.02 / 2)  # var([m+.1, m-.1]) / S
+    assert shifted.per_seed == pytest.approx([d.mean() + 0.1, d.mean() - 0.1])
+    counts = simulate(SimDesign(seeds=2), 8).setting(CONTROL)[1]
+    f1 = setting_value(counts, "f1_macro")
+    assert f1.interval.lo < f1.estimate < f1.interval.hi and f1.pooled is None
+    assert f1.estimate == pytest.approx(np.mean(f1.per_seed))

@@ -5,6 +5,7 @@ setting (strategy x architecture, S seed runs) from the pooled out-of-fold predi
 
     ends = rare_patient_endpoints(y, patient_ids, probs, rare, seeds)   # (S, P_rare) per endpoint
     counts = patient_counts(y, patient_ids, probs, seeds)               # (S, P, K, K)
+    value = setting_value(ends, "auroc", ci=...)  # or (counts, "f1_macro"): value + interval
 
 per comparison (strategy vs a control of the same architecture, on the same frames):
 
@@ -81,10 +82,12 @@ from lusaug.inference.endpoints import (
 from lusaug.inference.intervals import (
     PairedEndpoint,
     PopulationDifference,
+    SettingValue,
     VarianceParts,
     compare_patients,
     compare_population,
     descriptive_mean_bootstrap,
+    setting_value,
 )
 from lusaug.inference.multiplicity import ChanceInFamily, chance_in_family, holm
 from lusaug.inference.placebo import (
@@ -131,6 +134,7 @@ __all__ = [
     "PopulationDifference",
     "PrimarySpec",
     "SampleSize",
+    "SettingValue",
     "SignFlipResult",
     "VarianceParts",
     "chance_in_family",
@@ -154,6 +158,7 @@ __all__ = [
     "rare_patient_endpoints",
     "run_placebo",
     "sample_size",
+    "setting_value",
     "sign_flip_test",
     "split_seeds",
 ]

@@ -78,7 +78,7 @@ class VarianceParts(JsonResult):
     run_df: int  # sum over arms of (runs - 1); 0 = not estimable
     seed_term: float  # V_run = run (1/S_A + 1/S_B): what seeds add, whatever the patients
     patient_seed: float  # V_int: the patient x seed part of ``run`` (counted twice, on purpose)
-    seeds: list[int]  # [S_A, S_B]
+    seeds: list[int]  # [S_A, S_B] ([S] for one setting's own value)
     strata_without_spread: list[int]  # classes with < 2 patients: no patient spread estimable
 
 
@@ -133,8 +133,8 @@ def _arm_run_variance(
 def two_way_interval(
     loo_a: np.ndarray,
     full_a: np.ndarray,
-    loo_b: np.ndarray,
-    full_b: np.ndarray,
+    loo_b: np.ndarray | None,
+    full_b: np.ndarray | None,
     strata: np.ndarray,
     ci: float,
     per_patient: bool = False,
@@ -145,8 +145,9 @@ def two_way_interval(
     Args:
         loo_a: (S_A, P) the statistic of each strategy run with patient p left out.
         full_a: (S_A,) the statistic of each strategy run on all patients.
-        loo_b: (S_B, P) the same for the control.
-        full_b: (S_B,).
+        loo_b: (S_B, P) the same for the control; None for the interval of one setting's own
+            value (then the seed term is var_run / S_A).
+        full_b: (S_B,), or None.
         strata: (P,) stratum (class) of each patient.
         ci: interval level.
         per_patient: the statistic is a mean over patients (for the method text only).
@@ -156,12 +157,14 @@ def two_way_interval(
     """
     if not 0.0 < ci < 1.0:
         raise InferenceError(f"ci must be in (0, 1), got {ci}")
-    estimate = float(full_a.mean() - full_b.mean())
+    arms = [(loo_a, full_a)] if loo_b is None else [(loo_a, full_a), (loo_b, full_b)]
+    estimate = float(full_a.mean() - (0.0 if full_b is None else full_b.mean()))
     groups, lonely = _strata_groups(strata)
-    v_pat, df_pat = _jackknife((loo_a.mean(0) - loo_b.mean(0))[None], groups)
+    paired = loo_a.mean(0) - (0.0 if loo_b is None else loo_b.mean(0))
+    v_pat, df_pat = _jackknife(paired[None], groups)
     v_pat = float(v_pat[0])
     runs, dfs, noises = [], [], []
-    for loo, full in run_reference or ((loo_a, full_a), (loo_b, full_b)):
+    for loo, full in run_reference or arms:
         run, df, noise = _arm_run_variance(loo, full, groups)
         if df:
             runs.append(run * df)
@@ -171,8 +174,8 @@ def two_way_interval(
     nan = float("nan")
     run = sum(runs) / run_df if run_df else nan
     noise = sum(noises) / run_df if run_df else nan
-    seeds = [int(full_a.size), int(full_b.size)]
-    seed_term = run * (1 / seeds[0] + 1 / seeds[1]) if run_df else 0.0
+    seeds = [int(full.size) for _, full in arms]
+    seed_term = run * sum(1 / k for k in seeds) if run_df else 0.0
     var = v_pat + seed_term
     if seed_term > 0:
         df = var * var / (v_pat * v_pat / df_pat + seed_term * seed_term / run_df)
@@ -247,6 +250,52 @@ def descriptive_mean_bootstrap(
     m = bootstrap_counts(np.zeros(d.size, dtype=int), draws, seed) * w
     note = _small_strata_note(np.zeros(d.size, dtype=int), min_patients_for_bootstrap)
     return percentile_bootstrap(m @ d / m.sum(1), ci, note)
+
+
+@dataclass(frozen=True)
+class SettingValue(JsonResult):
+    """One setting's own value of an endpoint or metric, with its interval (patients and seeds).
+
+    For the per-setting MLflow runs and tables: the mean over runs, each run's value, and the
+    two-part interval of :func:`two_way_interval` with no control (seed term var_run / S).
+    """
+
+    name: str  # a rare-class endpoint ("recall", "auroc", "ap") or a population metric
+    estimate: float
+    per_seed: list[float]
+    interval: Interval
+    variance: VarianceParts
+    pooled: list[float] | None  # rare-class endpoints: the pooled value of each run
+
+
+def setting_value(
+    setting: PatientEndpoints | PatientCounts, name: str, *, ci: float = 0.95
+) -> SettingValue:
+    """A setting's value of ``name`` (per-patient mean for a rare-class endpoint) and interval.
+
+    Args:
+        setting: rare-class endpoints (name: "recall", "auroc", "ap") or per-patient counts
+            (name: "accuracy", "f1_macro", "balanced_accuracy").
+        name: what to summarise.
+        ci: interval level.
+    """
+    pooled = None
+    if isinstance(setting, PatientEndpoints):
+        if name not in setting.values:
+            raise InferenceError(f"unknown endpoint {name!r}; known: {sorted(setting.values)}")
+        y = setting.values[name]
+        p = y.shape[1]
+        loo, full = (y.sum(1, keepdims=True) - y) / max(p - 1, 1), y.mean(1)
+        strata = np.zeros(p, dtype=int)
+        pooled = setting.pooled[name].tolist()
+    else:
+        c = setting.counts
+        loo = metric_from_counts(c.sum(1, keepdims=True) - c, name)
+        full, strata = metric_from_counts(c.sum(1), name), setting.strata
+    estimate, interval, parts = two_way_interval(
+        loo, full, None, None, strata, ci, isinstance(setting, PatientEndpoints)
+    )
+    return SettingValue(name, estimate, full.tolist(), interval, parts, pooled)
 
 
 @dataclass(frozen=True)
