@@ -213,7 +213,7 @@ def metric_from_counts(counts: np.ndarray, metric: str) -> np.ndarray:
     """``metric`` of confusion matrices (..., K, K) -> (...).
 
     Macro averages run over the classes present in the truth of each matrix, with
-    ``zero_division=0`` for a present class never predicted (as :mod:`lusaug.models.metrics`).
+    ``zero_division=0`` for a present class never predicted (as :mod:`lusaug.models.statistics`).
     """
     c = np.asarray(counts, dtype=np.float64)
     tp = np.diagonal(c, axis1=-2, axis2=-1)

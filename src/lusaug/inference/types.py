@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lusaug.errors import LusaugError
+from lusaug.core.errors import LusaugError
 
 
 class InferenceError(LusaugError, ValueError):
