@@ -13,6 +13,7 @@ from lusaug.calibration.records import (
     done_keys,
     read_lines,
     replicate_key,
+    with_true_effects,
 )
 from lusaug.config import PROJ_ROOT
 
@@ -58,3 +59,28 @@ def test_a_placebo_entry_is_a_placebo_and_a_missing_endpoint_is_an_error():
     assert comp["role"] == "placebo" and comp["estimate"] == 0.0
     with pytest.raises(KeyError, match="auroc_viral"):
         comparisons_from_report({"comparisons": {"x": entry}}, {}, "auroc_viral", 4)
+
+
+def test_roles_by_strategy_and_control_and_true_effects_joined_later():
+    ep = {"diff": 0.1, "lo": -0.1, "hi": 0.3}
+    report = {
+        "comparisons": {
+            "a": {
+                "strategy": "synthetic-oracle",
+                "control": "oversample_matched-oracle",
+                "recall_viral": ep,
+            },
+            "b": {"strategy": "synthetic-oracle", "baseline": "baseline", "recall_viral": ep},
+        }
+    }
+    roles = {"synthetic-oracle vs oversample_matched-oracle": "oracle", "synthetic-oracle": "x"}
+    with pytest.raises(ValueError, match="role 'x'"):
+        comparisons_from_report(report, roles, "recall_viral", 4)
+    roles["synthetic-oracle"] = "other"
+    comps = {c["name"]: c for c in comparisons_from_report(report, roles, "recall_viral", 4)}
+    assert comps["a"]["role"] == "oracle" and comps["b"]["role"] == "other"
+    record = {"key": "rare4-r000", "n_rare_patients": 4, "comparisons": list(comps.values())}
+    (joined,) = with_true_effects([record], {4: 0.2, 8: 0.3})
+    truth = {c["name"]: c["true_effect"] for c in joined["comparisons"]}
+    assert truth == {"a": 0.2, "b": None}
+    assert record["comparisons"][0]["true_effect"] is None  # the input is not changed

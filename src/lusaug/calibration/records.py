@@ -98,7 +98,8 @@ def comparisons_from_report(
 
     Args:
         report: the parsed comparison.json (``comparisons`` by setting name).
-        roles: strategy -> role (:data:`ROLES`); strategies not named are ``other``.
+        roles: ``"<strategy> vs <control>"`` or ``"<strategy>"`` -> role (:data:`ROLES`); the
+            first form wins; comparisons named by neither are ``other``.
         endpoint: the primary endpoint's key in each comparison (e.g. ``recall_viral``).
         n_patients: the replicate's rare-class patients.
         true_effects: setting name -> true effect (oracle settings), when known.
@@ -114,7 +115,10 @@ def comparisons_from_report(
         entries.update({f"placebo-{k}": {**v, "strategy": "placebo"} for k, v in placebo.items()})
     for name, comp in sorted(entries.items()):
         strategy = str(comp.get("strategy", name))
-        role = "placebo" if strategy == "placebo" else roles.get(strategy, "other")
+        # TODO(verdicts): `control` (the same-share control) replaces `baseline` there
+        control = comp.get("control", comp.get("baseline"))
+        role = roles.get(f"{strategy} vs {control}", roles.get(strategy, "other"))
+        role = "placebo" if strategy == "placebo" else role
         if role not in ROLES:
             raise ValueError(f"role {role!r} of {strategy!r} is not one of {ROLES}")
         ep = _endpoint_entry(comp, endpoint)
@@ -123,8 +127,7 @@ def comparisons_from_report(
                 "name": name,
                 "role": role,
                 "strategy": strategy,
-                # TODO(verdicts): `control` (same-share control) replaces `baseline` there
-                "control": comp.get("control", comp.get("baseline")),
+                "control": control,
                 "architecture": comp.get("architecture"),
                 "endpoint": endpoint,
                 "decision": comp.get("decision"),
@@ -140,4 +143,22 @@ def comparisons_from_report(
                 "true_effect": (true_effects or {}).get(name),
             }
         )
+    return out
+
+
+def with_true_effects(
+    records: Iterable[Mapping[str, Any]],
+    effects: Mapping[int, float],
+    role: str = "oracle",
+) -> list[dict[str, Any]]:
+    """Copies of ``records`` whose ``role`` comparisons carry the true effect of their number
+    of rare-class patients (``effects``: n_rare_patients -> effect; absent n: left as is)."""
+    out = []
+    for rec in records:
+        n = int(rec.get("n_rare_patients", -1))
+        comps = [
+            {**c, "true_effect": effects[n]} if c.get("role") == role and n in effects else c
+            for c in rec.get("comparisons", [])
+        ]
+        out.append({**rec, "comparisons": comps})
     return out
