@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,6 +102,23 @@ ROLES: dict[str, dict[str, str]] = {
 ENDPOINT_TRUTH = {"recall": "rare_recall_pooled"}
 
 
+def apply_settings(params_path: Path, settings: dict[str, Any]) -> None:
+    """Set dotted keys of ``params_path`` together (one check of the whole result: one key at a
+    time can fail, e.g. strategies naming a generator that a later key enables)."""
+    overlay: dict[str, Any] = {}
+    for key, value in settings.items():
+        *parents, leaf = key.split(".")
+        node = overlay
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    profile = load_params(params_path).base.profile
+    with tempfile.TemporaryDirectory(prefix="lusaug-calibration-overlay-") as tmp:
+        (Path(tmp) / "calibration.yaml").write_text(yaml.safe_dump(overlay))
+        apply_profile("calibration", params_path, profiles_dir=Path(tmp))
+    set_param(params_path, "base.profile", f"{profile}+calibration")
+
+
 def replicate_seeds(master: int, replicate: int) -> dict[str, int]:
     """phantom.seed and base.seed of replicate r (the same at every patient count)."""
     state = np.random.SeedSequence([master, replicate]).generate_state(2)
@@ -148,8 +166,7 @@ def run_replicate(args: argparse.Namespace, n_rare: int, r: int) -> dict[str, An
     try:
         repo = copy_repo(tmp)
         run(["lusaug", "profile", args.profile], repo)
-        for key, value in settings.items():
-            set_param(repo / "params.yaml", key, value)
+        apply_settings(repo / "params.yaml", settings)
         run(["lusaug", "phantom", "--out", "data/raw", "--force"], repo)
         run(["dvc", "commit", "-q", "-f", "data.dvc"], repo)
         run(["dvc", "repro", "-q", "frames"], repo, timeout=args.timeout)
@@ -200,8 +217,7 @@ def replicate_params(record: dict[str, Any]) -> Params:
         path = Path(tmp) / "params.yaml"
         shutil.copy(ROOT / "params.yaml", path)
         apply_profile(record["profile"], path)
-        for key, value in record["settings"].items():
-            set_param(path, key, value)
+        apply_settings(path, record["settings"])
         return load_params(path)
 
 
