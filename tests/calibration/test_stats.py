@@ -102,6 +102,11 @@ def test_type_one_power_and_coverage_count_only_finished_replicates():
     assert (cov.k, cov.n, cov.rate) == (18, 20, 0.9)
     out = summary(records)
     assert out["finished"] == 20 and out["failed"] == [replicate_key(4, 20)]
+    # re-run with --retry-failed: its new line supersedes the failed one
+    records.append(_record(20, 4, [_comp("placebo", "placebo", "no difference")]))
+    out = summary(records)
+    assert out["replicates"] == out["finished"] == 21 and out["failed"] == []
+    assert out["type_one"]["placebo"]["k"] == 1 and out["type_one"]["placebo"]["n"] == 21
 
 
 def test_coverage_leaves_out_comparisons_without_a_true_effect():

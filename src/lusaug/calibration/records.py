@@ -75,9 +75,19 @@ def done_keys(records: Iterable[Mapping[str, Any]], retry_failed: bool = False) 
     }
 
 
+def latest(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The last record of every key (a replicate re-run with --retry-failed supersedes its
+    failed line), in the order keys first appeared."""
+    last: dict[Any, Mapping[str, Any]] = {}
+    for i, rec in enumerate(records):
+        last[rec.get("key", i)] = rec
+    return list(last.values())
+
+
 def ok_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The replicates that finished (the statistics use only these; failures are reported)."""
-    return [r for r in records if r.get("status") == "ok"]
+    """The replicates that finished, latest record per key (the statistics use only these;
+    failures are reported)."""
+    return [r for r in latest(records) if r.get("status") == "ok"]
 
 
 def _endpoint_entry(comp: Mapping[str, Any], endpoint: str) -> Mapping[str, Any]:

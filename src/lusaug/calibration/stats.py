@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lusaug.calibration.records import HELPS, ok_records
+from lusaug.calibration.records import HELPS, latest, ok_records
 
 CI_METHODS = ("exact", "wilson")  # Clopper-Pearson | Wilson score
 NULL_ROLES = ("null", "placebo")
@@ -204,7 +204,7 @@ def summary(
     records: Iterable[Mapping[str, Any]], ci: float = 0.95, method: str = "exact"
 ) -> dict[str, Any]:
     """Everything the benchmark reports, as plain JSON-able values."""
-    records = list(records)
+    records = latest(records)
     finished = ok_records(records)
     return {
         "replicates": len(records),
