@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedSeq
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,9 +62,10 @@ from lusaug.calibration.records import (
 )
 from lusaug.calibration.stats import summary
 from lusaug.calibration.true_effect import design_from_split, estimate_true_effect
-from lusaug.config import GENERATOR_KINDS, Params, load_params
+from lusaug.config import GENERATOR_KINDS, Params, load_params, params_from_dict
 from lusaug.generators.controls import ORACLE_KIND, RELABEL_KIND
-from lusaug.profiles import apply_profile, set_param
+from lusaug.profiles import load_overlay
+from lusaug.utils import atomic_path
 from tests.pipelines.helpers import copy_repo, run
 
 RESULTS = Path("benchmarks/results/calibration.jsonl")
@@ -102,9 +105,24 @@ ROLES: dict[str, dict[str, str]] = {
 ENDPOINT_TRUTH = {"recall": "rare_recall_pooled"}
 
 
-def apply_settings(params_path: Path, settings: dict[str, Any]) -> None:
-    """Set dotted keys of ``params_path`` together (one check of the whole result: one key at a
-    time can fail, e.g. strategies naming a generator that a later key enables)."""
+def _merge_flow(node: Any, overlay: dict[str, Any]) -> None:
+    """profiles._merge_into, writing lists in flow style as set_param does: a block list under
+    a commented key breaks the next round trip (`lusaug folds --write` after `lusaug profile
+    micro` fails on main the same way)."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(node.get(key), dict):
+            _merge_flow(node[key], value)
+            continue
+        if isinstance(value, list):
+            value = CommentedSeq(value)
+            value.fa.set_flow_style()
+        node[key] = value
+
+
+def apply_settings(params_path: Path, profile: str, settings: dict[str, Any]) -> None:
+    """Apply ``profile`` and the dotted ``settings`` to ``params_path`` in one pass (comments
+    kept); the result is checked once (one key at a time can fail, e.g. strategies naming a
+    generator that a later key enables)."""
     overlay: dict[str, Any] = {}
     for key, value in settings.items():
         *parents, leaf = key.split(".")
@@ -112,11 +130,18 @@ def apply_settings(params_path: Path, settings: dict[str, Any]) -> None:
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    profile = load_params(params_path).base.profile
-    with tempfile.TemporaryDirectory(prefix="lusaug-calibration-overlay-") as tmp:
-        (Path(tmp) / "calibration.yaml").write_text(yaml.safe_dump(overlay))
-        apply_profile("calibration", params_path, profiles_dir=Path(tmp))
-    set_param(params_path, "base.profile", f"{profile}+calibration")
+    rt = YAML()
+    rt.preserve_quotes = True
+    rt.width = 4096
+    with params_path.open() as fh:
+        doc = rt.load(fh)
+    _merge_flow(doc, load_overlay(profile))
+    _merge_flow(doc, overlay)
+    doc["base"]["profile"] = f"{profile}+calibration"
+    with atomic_path(params_path) as tmp:
+        with tmp.open("w") as fh:
+            rt.dump(doc, fh)
+        params_from_dict(yaml.safe_load(tmp.read_text()))
 
 
 def replicate_seeds(master: int, replicate: int) -> dict[str, int]:
@@ -165,8 +190,7 @@ def run_replicate(args: argparse.Namespace, n_rare: int, r: int) -> dict[str, An
     tmp = Path(tempfile.mkdtemp(prefix="lusaug-calibration-"))
     try:
         repo = copy_repo(tmp)
-        run(["lusaug", "profile", args.profile], repo)
-        apply_settings(repo / "params.yaml", settings)
+        apply_settings(repo / "params.yaml", args.profile, settings)
         run(["lusaug", "phantom", "--out", "data/raw", "--force"], repo)
         run(["dvc", "commit", "-q", "-f", "data.dvc"], repo)
         run(["dvc", "repro", "-q", "frames"], repo, timeout=args.timeout)
@@ -216,8 +240,7 @@ def replicate_params(record: dict[str, Any]) -> Params:
     with tempfile.TemporaryDirectory(prefix="lusaug-calibration-params-") as tmp:
         path = Path(tmp) / "params.yaml"
         shutil.copy(ROOT / "params.yaml", path)
-        apply_profile(record["profile"], path)
-        apply_settings(path, record["settings"])
+        apply_settings(path, record["profile"], record["settings"])
         return load_params(path)
 
 
