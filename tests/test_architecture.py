@@ -3,8 +3,8 @@
 Layers, lowest first. A module may import its own package, any package of a lower layer and,
 within one layer, a peer package as long as the package graph has no cycle:
 
-    core (config, errors, utils, markdown, mlflow_store, profiles) -> data -> validation
-    -> models, generators -> tuning -> tracking -> export -> serving -> reporting -> stages -> cli
+    core (config, errors, utils, markdown, mlflow_store, profiles) -> data, inference -> validation
+    -> models, generators -> tuning, calibration -> tracking -> export -> serving -> reporting -> stages -> cli
 
 and no module imports itself back through others (no circle of modules, within a package or
 across). Every way of naming a module counts: ``import lusaug.a.b``, ``from lusaug.a import b``,
@@ -29,10 +29,10 @@ from lusaug.core.config import PROJ_ROOT
 SRC = PROJ_ROOT / "src" / "lusaug"
 LAYERS = [
     {"__init__", "core"},
-    {"data"},
+    {"data", "inference"},
     {"validation"},
     {"models", "generators"},
-    {"tuning"},
+    {"tuning", "calibration"},
     {"tracking"},
     {"export"},
     {"serving"},
