@@ -44,8 +44,8 @@ from lusaug.data.phantom.fresh import PatientFrames, fresh_patient, render_fresh
 from lusaug.data.phantom.fresh import render_patients as render
 from lusaug.models.classifier import load_classifier
 from lusaug.models.frame_sets import predict_proba
-from lusaug.models.strategies import KEPT_DIR, FoldInputs
 from lusaug.models.run_setup import FoldData, RunSpec, prepare_run
+from lusaug.models.strategies import KEPT_DIR, FoldInputs
 from lusaug.models.train_loop import train_classifier
 
 logger = logging.getLogger(__name__)

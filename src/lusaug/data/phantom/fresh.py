@@ -31,6 +31,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from lusaug.core.config import Params
+from lusaug.core.errors import LusaugError
 from lusaug.data.decode import FrameSettings
 from lusaug.data.frames import process_file
 from lusaug.data.frames_plan import FileTask
@@ -45,7 +46,6 @@ from lusaug.data.phantom.dataset import (
 )
 from lusaug.data.phantom.render import render_clip
 from lusaug.data.phantom.source import PhantomSource
-from lusaug.core.errors import LusaugError
 
 # plan_phantom spawns streams 0 (plan) and 1 (patients) per class; fresh patients use stream 2.
 FRESH_BRANCH = 2

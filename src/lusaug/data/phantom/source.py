@@ -26,6 +26,7 @@ import cv2
 import pandas as pd
 
 from lusaug.core.config import Params
+from lusaug.core.errors import LusaugError
 from lusaug.data.manifest import RAW_METADATA_NAME
 from lusaug.data.phantom.dataset import (
     IMAGE_DIR,
@@ -35,7 +36,6 @@ from lusaug.data.phantom.dataset import (
     PlannedPatient,
     plan_phantom,
 )
-from lusaug.core.errors import LusaugError
 
 RAW_README = "README.md"  # written by write_phantom beside metadata.csv
 # The README's header line, e.g. "seed 7, difficulty 0.6, 160x160 px at 12 fps."
