@@ -68,8 +68,13 @@ def toy_fold(spec: ToySpec | None = None) -> tuple[FrameTable, FrameTable]:
                 for f, img in enumerate(_clip(label, rng, patient, spec)):
                     images.append(img)
                     rows.append(
-                        {"path": f"{vid}_{f}.png", "label": label, "video_id": vid,
-                         "patient_id": pid, "split": split}  # fmt: skip
+                        {
+                            "path": f"{vid}_{f}.png",
+                            "label": label,
+                            "video_id": vid,
+                            "patient_id": pid,
+                            "split": split,
+                        }
                     )
     table = FrameTable(np.stack(images), pd.DataFrame(rows))
     return table.split("train"), table.split("val")
@@ -86,4 +91,6 @@ def block_features(images: np.ndarray) -> np.ndarray:
     gy = np.abs(np.diff(x, axis=1))[:, : 4 * b - 1, : 4 * b]
     gxb = gx[:, :, : 4 * (gx.shape[2] // 4)].reshape(n, 4, b, 4, -1).mean(axis=(2, 4))
     gyb = gy[:, : 4 * (gy.shape[1] // 4)].reshape(n, 4, -1, 4, b).mean(axis=(2, 4))
-    return np.concatenate([means, gxb.reshape(n, -1), gyb.reshape(n, -1), x.std(axis=(1, 2))[:, None]], 1)
+    return np.concatenate(
+        [means, gxb.reshape(n, -1), gyb.reshape(n, -1), x.std(axis=(1, 2))[:, None]], 1
+    )

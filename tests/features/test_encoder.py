@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -41,7 +42,7 @@ def test_a_frame_of_another_split_fails_before_training(fold, tmp_path, split):
     rows = train.rows.copy()
     mixed = type(train)(
         np.concatenate([train.images, intruder.images]),
-        __import__("pandas").concat([rows, intruder.rows], ignore_index=True),
+        pd.concat([rows, intruder.rows], ignore_index=True),
     )
     with pytest.raises(FeaturesError, match=f"training patients only.*{split}"):
         train_ssl(_request(mixed, tmp_path))
@@ -52,6 +53,7 @@ def _weights(encoder: SslEncoder) -> list[torch.Tensor]:
     return [t.clone() for t in encoder.backbone.state_dict().values()]
 
 
+@pytest.mark.slow  # trains twice (~1 min on a loaded 2-core machine)
 def test_training_is_deterministic_and_gives_features(fold, tmp_path):
     train, val = fold
     a = train_ssl(_request(train, tmp_path / "a"))
@@ -68,6 +70,7 @@ def test_training_is_deterministic_and_gives_features(fold, tmp_path):
     assert again.epochs_trained == 0, "a finished encoder with the same inputs is reused"
 
 
+@pytest.mark.slow  # trains twice (~1 min on a loaded 2-core machine)
 def test_an_interrupted_run_resumes_to_the_same_weights(fold, tmp_path, monkeypatch):
     train, _ = fold
     whole = train_ssl(_request(train, tmp_path / "whole"))
@@ -85,4 +88,6 @@ def test_an_interrupted_run_resumes_to_the_same_weights(fold, tmp_path, monkeypa
     resumed = train_ssl(_request(train, tmp_path / "cut"))
     assert resumed.resumed_from == 1 and resumed.epochs_trained == 1
     assert resumed.losses == pytest.approx(whole.losses)
-    assert all(torch.equal(x, y) for x, y in zip(_weights(whole.encoder), _weights(resumed.encoder)))
+    assert all(
+        torch.equal(x, y) for x, y in zip(_weights(whole.encoder), _weights(resumed.encoder))
+    )

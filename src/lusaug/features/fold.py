@@ -75,6 +75,16 @@ class FoldProtocol:
             "controls": self.controls.as_dict(),
             "controls_details": self.control_evaluations,
             "tstr_real_reference": self.tstr_real,
+            "memorisation_reference": {
+                "same_clip_copy_distance": {
+                    "pixel": self.ctx.copy.pixel,
+                    "ssl": self.ctx.copy.ssl,
+                },
+                "val_to_train_nn_median": {
+                    "pixel": self.ctx.copy.between_patients_pixel,
+                    "ssl": self.ctx.copy.between_patients_ssl,
+                },
+            },
             "recognition_note": RECOGNITION_NOTE,
         }
 
