@@ -76,3 +76,20 @@ def test_probe_on_frames_with_any_extractor():
     assert noise.balanced_accuracy.value < 0.6
     assert good.patients["val"][RARE] == 1
     assert {r["patient"] for r in good.per_patient} == set(val.column("patient_id"))
+
+
+def test_fast_metrics_match_scikit_learn():
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    from lusaug.features.stats import auroc, balanced_accuracy
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        positive = rng.integers(0, 2, 40).astype(bool)
+        scores = rng.integers(0, 6, 40)  # ties on purpose
+        assert auroc(positive, scores) == pytest.approx(roc_auc_score(positive, scores))
+        labels, pred = rng.integers(0, 4, 40), rng.integers(0, 4, 40)
+        assert balanced_accuracy(labels, pred) == pytest.approx(
+            balanced_accuracy_score(labels, pred)
+        )
+    assert auroc(np.ones(3, bool), np.arange(3)) is None

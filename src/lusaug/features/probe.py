@@ -21,13 +21,18 @@ from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from lusaug.config.features import ProbeParams
 from lusaug.features.frames import FeaturesError, FrameTable
-from lusaug.features.stats import Estimate, patient_draws, percentile_interval
+from lusaug.features.stats import (
+    Estimate,
+    auroc,
+    balanced_accuracy,
+    patient_draws,
+    percentile_interval,
+)
 
 Extractor = Callable[[np.ndarray], np.ndarray]
 
@@ -79,10 +84,7 @@ def fit_logistic(feats: np.ndarray, labels: np.ndarray, cfg: ProbeParams) -> Pip
 
 
 def _scores(labels: np.ndarray, pred: np.ndarray, rare_p: np.ndarray, rare: str) -> tuple:
-    bacc = float(balanced_accuracy_score(labels, pred))
-    is_rare = labels == rare
-    auroc = float(roc_auc_score(is_rare, rare_p)) if 0 < is_rare.sum() < len(labels) else None
-    return bacc, auroc
+    return balanced_accuracy(labels, pred), auroc(labels == rare, rare_p)
 
 
 def _patient_counts(data: LabelledFeatures) -> dict[str, int]:

@@ -59,6 +59,26 @@ def patient_draws(
         yield np.concatenate([rows_of[p] for p in drawn])
 
 
+def balanced_accuracy(labels: np.ndarray, pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``labels`` (sklearn's definition, without its
+    per-call validation: the bootstraps call this thousands of times)."""
+    labels, pred = np.asarray(labels), np.asarray(pred)
+    return float(np.mean([(pred[labels == c] == c).mean() for c in np.unique(labels)]))
+
+
+def auroc(positive: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the ROC curve from ranks (Mann-Whitney U; ties count half); None without
+    both outcomes."""
+    from scipy.stats import rankdata
+
+    positive = np.asarray(positive, bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def standardise_images(images: np.ndarray) -> np.ndarray:
     """uint8 (N, H, W) -> float64 (N, D), zero mean and unit std per image (flat -> zeros)."""
     x = np.asarray(images, np.float64).reshape(len(images), -1)
