@@ -22,6 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# prdc calls sklearn's pairwise_distances(n_jobs=8) from joblib threads, which warn about
+# sklearn's `delayed` on every call; a filter in the caller does not reach those threads.
+warnings.filterwarnings(
+    "ignore", message=r"`sklearn.utils.parallel.delayed` should be used", category=UserWarning
+)
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -142,9 +148,7 @@ def prdc_scores(real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, float] 
 
     if len(real) < k + 2 or len(fake) < k + 2:
         return None
-    # prdc prints the set sizes, and its sklearn call warns about joblib's delayed
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
+    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the set sizes
         out = compute_prdc(np.asarray(real, np.float32), np.asarray(fake, np.float32), k)
     return {name: float(v) for name, v in out.items()}
 
