@@ -65,7 +65,7 @@ from lusaug.calibration.true_effect import design_from_split, estimate_true_effe
 from lusaug.core.config import GENERATOR_KINDS, Params, load_params, params_from_dict
 from lusaug.core.profiles import load_overlay
 from lusaug.core.utils import atomic_path
-from lusaug.generators.controls import ORACLE_KIND, RELABEL_KIND
+from lusaug.generators.control_generators import ORACLE_KIND, RELABEL_KIND
 from tests.pipelines.helpers import copy_repo, run
 
 RESULTS = Path("benchmarks/results/calibration.jsonl")

@@ -12,7 +12,7 @@ from lusaug.data.ingest import import_folder
 from lusaug.data.manifest import RAW_METADATA_NAME, frame_path
 from lusaug.data.phantom import write_phantom
 from lusaug.data.phantom.source import PhantomSourceError
-from lusaug.generators.controls import oracle_candidates, relabel_candidates
+from lusaug.generators.control_generators import oracle_candidates, relabel_candidates
 from lusaug.generators.frame_io import read_splits
 
 SIZE = 32
