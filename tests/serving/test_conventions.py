@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from lusaug.cli import app as cli_app
 from lusaug.config import PROJ_ROOT
 from lusaug.data.ingest import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-from lusaug.serving.metrics import INTENDED_USE
+from lusaug.serving.prometheus import INTENDED_USE
 from tests.export.helpers import CLASSES, frame, png_bytes
 from tests.serving.helpers import start_server, write_gif, write_mpeg, write_video
 

@@ -22,8 +22,8 @@ from fastapi.responses import JSONResponse
 from lusaug.config import ServeParams
 from lusaug.export.model_input import BadInput
 from lusaug.serving.budget import MIB, BodyLimit, ServeLimits
-from lusaug.serving.metrics import ResponseMeta
 from lusaug.serving.preprocess import VideoSampling
+from lusaug.serving.prometheus import ResponseMeta
 from lusaug.serving.routes import health, metrics, predict, reload
 from lusaug.serving.state import ServerState
 

@@ -81,8 +81,8 @@ def predict(
     from lusaug.config import load_params
     from lusaug.export.model_source import resolve_model
     from lusaug.export.onnx_runtime import ModelSourceError, OnnxClassifier
-    from lusaug.serving.metrics import INTENDED_USE
     from lusaug.serving.predict import predict_files
+    from lusaug.serving.prometheus import INTENDED_USE
 
     params = load_params(params_file)
     _use_tracking(params)

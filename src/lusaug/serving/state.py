@@ -33,8 +33,8 @@ from lusaug.export.model_source import current_version
 from lusaug.export.onnx_runtime import ModelSourceError
 from lusaug.serving.batching import MicroBatcher
 from lusaug.serving.budget import MIB, InflightBudget, ServeLimits
-from lusaug.serving.metrics import ServerMetrics
 from lusaug.serving.preprocess import VideoSampling
+from lusaug.serving.prometheus import ServerMetrics
 from lusaug.serving.session import LoadedModel, load_model, prune_cache
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from lusaug.serving.metrics import INTENDED_USE
+from lusaug.serving.prometheus import INTENDED_USE
 from lusaug.serving.routes import server_state
 
 router = APIRouter(tags=["health"])

@@ -20,8 +20,8 @@ from starlette.concurrency import run_in_threadpool
 
 from lusaug.serving.batching import proba_chunked
 from lusaug.serving.inputs import Plan, decode, inspect
-from lusaug.serving.metrics import INTENDED_USE
 from lusaug.serving.preprocess import MIME_SUFFIXES, media_kind
+from lusaug.serving.prometheus import INTENDED_USE
 from lusaug.serving.routes import server_state
 from lusaug.serving.session import LoadedModel
 from lusaug.serving.state import ServerState
