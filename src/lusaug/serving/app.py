@@ -1,12 +1,14 @@
 """The FastAPI inference server: ONNX Runtime, micro-batching, hot reload, bounded requests.
 
 Endpoints (one router module each, under :mod:`lusaug.serving.routes`): ``POST /predict``
-(multipart ``files``: images, or one video; or a single image/video as the raw body with its
-``Content-Type``), ``GET /health``, ``/health/live``, ``/health/ready``, ``GET /metadata``,
-``GET /metrics`` (Prometheus), ``POST /reload`` (from localhost only). Every bad request gets a
-4xx JSON ``{"detail": reason}`` (503 with ``Retry-After`` when the server is busy) and the server
-keeps serving; every response names the model version and its intended use in its headers.
-Limits: :mod:`lusaug.serving.budget`; nothing from a request is ever unpickled.
+(multipart ``files``: any mix of images and videos, one result each; or a single image/video as
+the raw body with its ``Content-Type``), ``GET /health``, ``/health/live``, ``/health/ready``,
+``GET /metadata``, ``GET /metrics`` (Prometheus), ``POST /reload`` (from localhost only).
+Answers are the Pydantic models of :mod:`lusaug.serving.schemas`. A refused request gets a 4xx JSON ``{"detail", "reason"}``
+(503 with ``Retry-After`` when the server is busy; the status of each reason:
+:mod:`lusaug.serving.faults`) and the server keeps serving; every response names the model
+version and its intended use in its headers. Limits: :mod:`lusaug.serving.budget`; nothing from
+a request is ever unpickled.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from fastapi.responses import JSONResponse
 from lusaug.config import ServeParams
 from lusaug.export.model_input import BadInput
 from lusaug.serving.budget import MIB, BodyLimit, ServeLimits
+from lusaug.serving.faults import as_refused
 from lusaug.serving.preprocess import VideoSampling
 from lusaug.serving.prometheus import ResponseMeta
 from lusaug.serving.routes import health, metrics, predict, reload
@@ -75,18 +78,31 @@ def create_app(
 
     @app.exception_handler(BadInput)
     async def bad_input(_: Request, exc: BadInput) -> JSONResponse:
-        state.metrics.refused.labels(str(exc.status)).inc()
-        headers = getattr(exc, "headers", None)
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+        refused = as_refused(exc)
+        state.metrics.refused.labels(refused.reason.value).inc()
+        body = {"detail": str(refused), "reason": refused.reason.value}
+        headers = getattr(refused, "headers", None)
+        return JSONResponse(body, status_code=refused.status, headers=headers)
+
+    def body_refused(reason) -> None:
+        state.metrics.refused.labels(reason.value).inc()
 
     # Outermost first: every response (413s of the body cap included) gets headers + metrics.
-    app.add_middleware(BodyLimit, max_bytes=int(cfg.max_request_mb * MIB), budget=state.budget)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=int(cfg.max_request_mb * MIB),
+        budget=state.budget,
+        on_refused=body_refused,
+    )
     # Metric route labels: the served paths; anything else is counted as "other".
     routes = {r.path for router in ROUTERS for r in router.routes} | {
         app.openapi_url,
         app.docs_url,
     }
     app.add_middleware(
-        ResponseMeta, metrics=state.metrics, model=state.model_labels, routes=routes
+        ResponseMeta,
+        metrics=state.metrics,
+        model=state.model_labels,
+        routes=routes,
     )
     return app
