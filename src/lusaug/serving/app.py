@@ -3,8 +3,9 @@
 Endpoints (one router module each, under :mod:`lusaug.serving.routes`): ``POST /predict``
 (multipart ``files``: any mix of images and videos, one result each; or a single image/video as
 the raw body with its ``Content-Type``), ``GET /health``, ``/health/live``, ``/health/ready``,
-``GET /metadata``, ``GET /metrics`` (Prometheus), ``POST /reload`` (from localhost only).
-Answers are the Pydantic models of :mod:`lusaug.serving.schemas`. A refused request gets a 4xx JSON ``{"detail", "reason"}``
+``GET /metadata``, ``GET /metrics`` (Prometheus), ``POST /reload`` (from localhost only), and
+``GET /docs`` (Swagger UI, served offline). Answers are the Pydantic models of
+:mod:`lusaug.serving.schemas`. A refused request gets a 4xx JSON ``{"detail", "reason"}``
 (503 with ``Retry-After`` when the server is busy; the status of each reason:
 :mod:`lusaug.serving.faults`) and the server keeps serving; every response names the model
 version and its intended use in its headers. Limits: :mod:`lusaug.serving.budget`; nothing from
@@ -27,10 +28,10 @@ from lusaug.serving.budget import MIB, BodyLimit, ServeLimits
 from lusaug.serving.faults import as_refused
 from lusaug.serving.preprocess import VideoSampling
 from lusaug.serving.prometheus import ResponseMeta
-from lusaug.serving.routes import health, metrics, predict, reload
+from lusaug.serving.routes import docs, health, metrics, predict, reload
 from lusaug.serving.state import ServerState
 
-ROUTERS = (predict.router, health.router, reload.router, metrics.router)
+ROUTERS = (predict.router, health.router, reload.router, metrics.router, docs.router)
 
 
 def create_app(
@@ -71,10 +72,18 @@ def create_app(
         if state.batcher is not None:
             await state.batcher.stop()
 
-    app = FastAPI(title="lusaug classifier", version="1", lifespan=lifespan)
+    app = FastAPI(
+        title="lusaug classifier",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,  # FastAPI's own pages load their assets from a CDN: see routes/docs.py
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
     app.state.lusaug = state
     for router in ROUTERS:
         app.include_router(router)
+    docs.mount_assets(app)
 
     @app.exception_handler(BadInput)
     async def bad_input(_: Request, exc: BadInput) -> JSONResponse:
@@ -94,15 +103,13 @@ def create_app(
         budget=state.budget,
         on_refused=body_refused,
     )
-    # Metric route labels: the served paths; anything else is counted as "other".
-    routes = {r.path for router in ROUTERS for r in router.routes} | {
-        app.openapi_url,
-        app.docs_url,
-    }
+    # Metric route labels: the served paths, the docs' assets as one; the rest is "other".
+    routes = {r.path for router in ROUTERS for r in router.routes} | {app.openapi_url}
     app.add_middleware(
         ResponseMeta,
         metrics=state.metrics,
         model=state.model_labels,
         routes=routes,
+        prefixes=(docs.ASSETS_URL,),
     )
     return app
