@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 import yaml
 from typer.core import TyperGroup
@@ -31,7 +30,7 @@ USER_ERRORS = (LusaugError, FileNotFoundError, yaml.YAMLError)
 class _OneLineErrors(TyperGroup):
     """Turns a user-fixable error from any command into one ``error: ...`` line."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except USER_ERRORS as exc:
@@ -59,7 +58,9 @@ def main(ctx: typer.Context) -> None:
 
 @app.command("profile")
 def profile(
-    name: str = typer.Argument(..., help="A profiles/<name>.yaml: default | micro | pocus | paper."),
+    name: str = typer.Argument(
+        ..., help="A profiles/<name>.yaml: default | micro | pocus | paper."
+    ),
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="Parameter file."),
 ) -> None:
     """Switch params.yaml to a named profile (comments kept); `default` restores the defaults."""

@@ -19,8 +19,15 @@ from lusaug.cli import app as cli_app
 from lusaug.config import PROJ_ROOT
 from lusaug.data.ingest import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from lusaug.serving.schemas import INTENDED_USE
+from lusaug.utils import sha256_file
 from tests.export.helpers import CLASSES, frame, png_bytes
-from tests.serving.helpers import start_server, write_gif, write_mpeg, write_video
+from tests.serving.helpers import (
+    ServerProcess,
+    start_server,
+    write_gif,
+    write_mpeg,
+    write_video,
+)
 from tests.serving.load import send_once
 
 CURL = shutil.which("curl")
@@ -271,3 +278,14 @@ def test_jpeg_exif_orientation_is_applied_as_in_frames(server, tmp_path):
     assert a.status_code == b.status_code == 200
     pa, pb = a.json()["results"][0]["probs"], b.json()["results"][0]["probs"]
     assert max(abs(pa[c] - pb[c]) for c in CLASSES) < 0.05  # same picture, JPEG noise apart
+
+
+def test_lusaug_serve_logs_the_model_it_loaded(onnx_file, tmp_path):
+    """The real `lusaug serve`: its log names the model, its version and its ONNX hash."""
+    proc = ServerProcess(onnx_file, tmp_path).start()
+    try:
+        log = proc.log.read_text()
+    finally:
+        proc.stop()
+    sha = sha256_file(onnx_file)
+    assert f"lusaug.serving.state: serving classifier.onnx a plain file (onnx sha256 {sha}" in log
