@@ -288,4 +288,5 @@ def test_lusaug_serve_logs_the_model_it_loaded(onnx_file, tmp_path):
     finally:
         proc.stop()
     sha = sha256_file(onnx_file)
-    assert f"lusaug.serving.state: serving classifier.onnx a plain file (onnx sha256 {sha}" in log
+    loaded = "lusaug.serving.state: serving classifier.onnx (a file, not registered), "
+    assert f"{loaded}onnx sha256 {sha}, from {onnx_file}" in log, log

@@ -37,7 +37,7 @@ def test_hot_reload_after_promotion_without_dropping_requests(
     app = create_app(f"models:/{NAME}@production", cfg, VideoSampling(), tmp_path / "cache")
     v1_sha = app.state.lusaug.current.clf.info.sha256
     # The log says which model is served: name, version, alias and ONNX hash, at load ...
-    assert f"serving {NAME} version 1 @production (onnx sha256 {v1_sha}" in caplog.text
+    assert f"serving {NAME} version 1 @production, onnx sha256 {v1_sha}" in caplog.text
     live = LiveServer(app).start()
     blob = png_bytes(frame(1, np.random.default_rng(5)))
     seen: list[tuple[int, str]] = []
@@ -85,7 +85,7 @@ def test_hot_reload_after_promotion_without_dropping_requests(
         )
         assert meta["onnx_sha256"] == v2.info.sha256
         # ... and at every reload.
-        now = f"reloaded: now serving {NAME} version 2 @production (onnx sha256 {v2.info.sha256}"
+        now = f"reloaded: now serving {NAME} version 2 @production, onnx sha256 {v2.info.sha256}"
         assert now in caplog.text and "(was version 1)" in caplog.text
 
         # Rollback + explicit POST /reload (localhost) swaps back at once.

@@ -61,11 +61,11 @@ def _missing(exc: MlflowException) -> bool:
 
 def describe(model: LoadedModel) -> str:
     """Name, version, alias, ONNX sha256 and source of a model: the log's record of it."""
-    version = f"version {model.version}" if model.version else "a plain file"
+    version = f"version {model.version}" if model.version else "(a file, not registered)"
     alias = f" @{model.source.alias}" if model.source.alias else ""
     return (
-        f"{model.name} {version}{alias} (onnx sha256 {model.clf.info.sha256}, "
-        f"from {model.source.uri})"
+        f"{model.name} {version}{alias}, onnx sha256 {model.clf.info.sha256}, "
+        f"from {model.source.uri}"
     )
 
 
