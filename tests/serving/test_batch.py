@@ -5,6 +5,7 @@ exactly what POST /predict answers."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import httpx
@@ -16,7 +17,7 @@ from lusaug.cli import app as cli_app
 from lusaug.config import PROJ_ROOT
 from lusaug.export.model_input import FrameSpec, ImageLimits
 from lusaug.serving.budget import ServeLimits
-from lusaug.serving.faults import FAULTS, Reason, batch_status
+from lusaug.serving.faults import FAULTS, Reason, batch_status, responses_by_status
 from lusaug.serving.inputs import decode, inspect
 from lusaug.serving.preprocess import VideoSampling
 from tests.export.helpers import CLASSES, frame, png_bytes
@@ -141,6 +142,18 @@ def test_batch_status_rule():
     assert batch_status([Reason.TOO_NARROW, Reason.IMAGE_TOO_LARGE]) == (422, Reason.MIXED)
     assert set(FAULTS) == set(Reason)  # every reason has its one status
     assert {f.status for f in FAULTS.values()} == {400, 413, 415, 422, 503}
+
+
+def test_the_readme_status_table_is_the_faults_table():
+    """Every reason the server can answer is in the README's table, under its status."""
+    readme = (PROJ_ROOT / "README.md").read_text()
+    table = {}
+    for status, reasons in re.findall(r"^\| (\d{3}) \| [^|]+ \| (.+) \|$", readme, re.MULTILINE):
+        table[int(status)] = re.findall(r"`([a-z_]+)`", reasons)
+    http = {s: [r.value for r in rs] for s, rs in responses_by_status().items()}
+    assert {s: set(names) & set(Reason) for s, names in table.items()} == {
+        s: set(names) for s, names in http.items()
+    }
 
 
 def test_the_pixel_budget_counts_every_video_and_image_of_a_batch(onnx_file, params, media):
