@@ -26,13 +26,6 @@ from tests.serving.helpers import start_server, write_gif, write_video
 
 
 @pytest.fixture(scope="module")
-def server(onnx_file, params):
-    live = start_server(onnx_file, params)
-    yield live
-    live.stop()
-
-
-@pytest.fixture(scope="module")
 def media(tmp_path_factory):
     d = tmp_path_factory.mktemp("batch")
     rng = np.random.default_rng(3)

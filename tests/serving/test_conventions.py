@@ -23,7 +23,6 @@ from lusaug.utils import sha256_file
 from tests.export.helpers import CLASSES, frame, png_bytes
 from tests.serving.helpers import (
     ServerProcess,
-    start_server,
     write_gif,
     write_mpeg,
     write_video,
@@ -32,13 +31,6 @@ from tests.serving.load import send_once
 
 CURL = shutil.which("curl")
 JSON_TYPE = {"content-type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-def server(onnx_file, params):
-    live = start_server(onnx_file, params)
-    yield live
-    live.stop()
 
 
 @pytest.fixture(scope="module")

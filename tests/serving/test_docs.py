@@ -6,19 +6,9 @@ import re
 import urllib.parse
 
 import httpx
-import pytest
-
-from tests.serving.helpers import start_server
 
 ASSET_REF = re.compile(r"""(?:src|href)="([^"]+)"|url:\s*'([^']+)'""")
 CSS_URL = re.compile(r"""url\(\s*["']?([^"')]+)""")
-
-
-@pytest.fixture(scope="module")
-def server(onnx_file, params):
-    live = start_server(onnx_file, params)
-    yield live
-    live.stop()
 
 
 def _local(url: str) -> bool:

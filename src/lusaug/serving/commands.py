@@ -99,7 +99,8 @@ def _print_answer(answer) -> None:
         console.print(table)
     for r in answer.results:
         if r.kind == "error":  # Text: the message is shown as is, never read as markup
-            console.print(Text(f"{r.file}: {r.status} {r.reason.value}: {r.error}", style="red"))
+            why = r.error if r.error.startswith(r.file) else f"{r.file}: {r.error}"
+            console.print(Text(f"{why} ({r.status} {r.reason.value})", style="red"))
 
 
 def predict(
