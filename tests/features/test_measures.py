@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lusaug.core.config.features_sections import default_features
+from lusaug.features.estimates import kid, pixel_distances
 from lusaug.features.measures import (
     Candidate,
     RealFrames,
@@ -13,7 +14,6 @@ from lusaug.features.measures import (
     c2st_auroc,
     memorisation,
 )
-from lusaug.features.estimates import kid, pixel_distances
 
 CFG = default_features()
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from lusaug.core.config.features_sections import default_features
+from lusaug.features.estimates import patient_draws
 from lusaug.features.frame_table import FeaturesError
 from lusaug.features.probe import LabelledFeatures, linear_probe, probe_features
-from lusaug.features.estimates import patient_draws
 from tests.features.helpers import RARE, block_features, toy_fold
 
 CFG = default_features(probe={"resamples": 300}).probe

@@ -13,13 +13,14 @@ from PIL import Image
 
 from lusaug.core.utils import sha256_file
 from lusaug.export.model_input import ImageLimits
+from lusaug.export.model_source import ModelSource
 from lusaug.export.onnx_runtime import OnnxClassifier
 from lusaug.serving.app import create_app
 from lusaug.serving.predict import predict_files
 from tests.export.helpers import CLASSES, SIZE, frame, png_bytes
+from tests.serving.corpus import FILE_FAULTS
 from tests.serving.helpers import (
     LiveServer,
-    png_header_only,
     serve_cfg,
     start_server,
     video_sampling,
@@ -73,19 +74,24 @@ def test_predict_images_matches_offline_predict(server, onnx_file, params, tmp_p
     ]
     r = httpx.post(f"{server.url}/predict", files=_files(blobs))
     assert r.status_code == 200, r.text
-    preds = r.json()["predictions"]
+    body = r.json()
+    preds = body["results"]
     assert [p["file"] for p in preds] == ["a.png", "b.png", "c.jpg"]
+    assert [p["kind"] for p in preds] == ["image"] * 3 and {p["status"] for p in preds} == {200}
+    assert (body["predicted"], body["failed"]) == (3, 0)
     # `lusaug predict` runs the same preprocessing: identical probabilities.
     for name, data, _ in blobs:
         (tmp_path / name).write_bytes(data)
     offline = predict_files(
         OnnxClassifier(onnx_file),
+        ModelSource(onnx_file, str(onnx_file)),
         [tmp_path / n for n, _, _ in blobs],
         ImageLimits(),
         _sampling(params),
         64,
-    )
+    ).results
     for p, o in zip(preds, offline):
+        o = o.model_dump()
         assert p["label"] == o["label"]
         np.testing.assert_allclose(
             [p["probs"][c] for c in CLASSES], [o["probs"][c] for c in CLASSES], atol=1e-6
@@ -95,59 +101,50 @@ def test_predict_images_matches_offline_predict(server, onnx_file, params, tmp_p
         f"{server.url}/predict", content=blobs[0][1], headers={"content-type": "image/png"}
     )
     assert raw.status_code == 200, raw.text
-    assert raw.json()["predictions"][0]["probs"] == preds[0]["probs"]
+    assert raw.json()["results"][0]["probs"] == preds[0]["probs"]
 
 
-def test_predict_video_aggregates_sampled_frames(server, params, tmp_path):
+def test_predict_video_aggregates_sampled_frames_with_their_source_index_and_time(
+    server, params, tmp_path
+):
     clip = write_video(tmp_path / "clip.mp4", n_frames=24, fps=12.0)
     r = httpx.post(
         f"{server.url}/predict", files=_files([("clip.mp4", clip.read_bytes(), "video/mp4")])
     )
     assert r.status_code == 200, r.text
-    body = r.json()
-    expected = int(24 / (12.0 / params.frames.sample_fps))  # frames stage's sampling rate
-    assert body["video"]["frames"] == len(body["predictions"]) == expected
-    mean = np.mean([[p["probs"][c] for c in CLASSES] for p in body["predictions"]], axis=0)
-    np.testing.assert_allclose([body["video"]["probs"][c] for c in CLASSES], mean, atol=1e-6)
-    assert body["video"]["label"] == CLASSES[int(mean.argmax())]
+    (video,) = r.json()["results"]
+    step = round(12.0 / params.frames.sample_fps)  # the frames stage's sampling rate
+    frames = video["frame_predictions"]
+    assert video["kind"] == "video" and video["frames"] == len(frames) == 24 // step
+    assert [f["frame"] for f in frames] == list(range(0, 24, step))
+    assert video["fps"] == 12.0
+    np.testing.assert_allclose([f["time_s"] for f in frames], np.arange(0, 24, step) / 12.0)
+    mean = np.mean([[p["probs"][c] for c in CLASSES] for p in frames], axis=0)
+    np.testing.assert_allclose([video["probs"][c] for c in CLASSES], mean, atol=1e-6)
+    assert video["label"] == CLASSES[int(mean.argmax())]
 
 
-def _truncated_png() -> bytes:
-    data = png_bytes(np.random.default_rng(1).integers(0, 255, (SIZE, SIZE), dtype=np.uint8))
-    return data[: len(data) // 2]
-
-
-def _webp() -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.full((40, 40), 90, np.uint8)).save(buf, format="WEBP")
-    return buf.getvalue()
-
-
+# (status, reason, request): one request per fault; each file fault of the corpus alone (among
+# good files: test_batch.py, with the same status).
 BAD_REQUESTS = {
-    "no files": (415, {"content": b"", "headers": {"content-type": "application/octet-stream"}}),
-    "empty multipart": (400, {"files": {"note": (None, "hello")}}),
-    "empty raw body": (422, {"content": b"", "headers": {"content-type": "image/png"}}),
-    "empty file": (422, {"files": _files([("e.png", b"", "image/png")])}),
-    "non-image bytes": (
-        422,
-        {"files": _files([("x.png", b"this is not an image", "image/png")])},
+    **{
+        case: (status, reason, {"files": _files([blob])})
+        for case, (status, reason, blob) in FILE_FAULTS.items()
+    },
+    "not multipart, not media": (
+        415,
+        "unsupported_content_type",
+        {"content": b"", "headers": {"content-type": "application/octet-stream"}},
     ),
-    "truncated png": (422, {"files": _files([("t.png", _truncated_png(), "image/png")])}),
-    "webp (not a frames type)": (415, {"files": _files([("w.webp", _webp(), "image/webp")])}),
-    "4096x1 strip": (
-        422,
-        {"files": _files([("strip.png", png_header_only(4096, 1), "image/png")])},
-    ),
-    "20000x20000": (
-        413,
-        {"files": _files([("huge.png", png_header_only(20000, 20000), "image/png")])},
-    ),
-    "5000 px side": (
-        413,
-        {"files": _files([("wide.png", png_header_only(5000, 100), "image/png")])},
+    "multipart without files": (400, "no_files", {"files": {"note": (None, "hello")}}),
+    "empty raw body": (
+        415,
+        "empty_file",
+        {"content": b"", "headers": {"content-type": "image/png"}},
     ),
     "too many files": (
-        400,
+        413,
+        "too_many_files",
         {
             "files": _files(
                 [
@@ -157,39 +154,25 @@ BAD_REQUESTS = {
             )
         },
     ),
-    "unsupported video": (
-        415,
-        {"files": _files([("clip.xyz", b"\x00" * 100, "video/x-unknown")])},
-    ),
-    "undecodable video": (415, {"files": _files([("clip.mp4", b"\x00" * 1000, "video/mp4")])}),
-    "video plus image": (
-        400,
-        {
-            "files": _files(
-                [
-                    ("c.mp4", b"\x00" * 10, "video/mp4"),
-                    ("a.png", png_bytes(np.zeros((8, 8), np.uint8)), "image/png"),
-                ]
-            )
-        },
-    ),
     "over size cap": (
         413,
+        "body_too_large",
         {"files": _files([("big.png", b"\x89PNG" + b"\x00" * (3 << 19), "image/png")])},
     ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_REQUESTS))
-def test_bad_request_gets_4xx_and_server_keeps_serving(server, case):
-    status, kwargs = BAD_REQUESTS[case]
+def test_bad_request_gets_its_status_and_reason_and_server_keeps_serving(server, case):
+    status, reason, kwargs = BAD_REQUESTS[case]
     r = httpx.post(f"{server.url}/predict", timeout=30, **kwargs)
     assert r.status_code == status, (case, r.status_code, r.text)
-    assert r.json()["detail"]  # a reason, not an empty error
+    body = r.json()
+    assert body["detail"] and body["reason"] == reason, body  # a reason, not an empty error
     good = httpx.post(
         f"{server.url}/predict", files=_files([("ok.png", png_bytes(_images(1)[0]), "image/png")])
     )
-    assert good.status_code == 200 and good.json()["predictions"][0]["label"] in CLASSES
+    assert good.status_code == 200 and good.json()["results"][0]["label"] in CLASSES
 
 
 def test_streamed_body_over_cap_is_cut_off(server):
@@ -254,8 +237,8 @@ def test_lone_small_request_runs_inline_and_agrees_with_the_thread_path(server):
     c2 = counters()
     assert three.status_code == 200
     assert (c2["inline"], c2["batches"]) == (c1["inline"], c1["batches"] + 1)
-    p_inline = lone.json()["predictions"][0]["probs"]
-    p_thread = three.json()["predictions"][0]["probs"]
+    p_inline = lone.json()["results"][0]["probs"]
+    p_thread = three.json()["results"][0]["probs"]
     assert p_inline.keys() == p_thread.keys()
     assert all(abs(p_inline[k] - p_thread[k]) < 1e-5 for k in p_inline)
 
@@ -296,11 +279,20 @@ def test_lusaug_predict_cli_json_and_bad_file(onnx_file, tmp_path, monkeypatch):
     args = ["predict", "a.png", "clip.mp4", "--model", str(onnx_file), "--json"]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
-    preds = json.loads(r.output)["predictions"]
+    preds = json.loads(r.output)["results"]
     assert [p["file"] for p in preds] == ["a.png", "clip.mp4"]
     assert preds[1]["frames"] == 6 and preds[0]["label"] in CLASSES
     (tmp_path / "bad.png").write_bytes(b"nope")
     r = CliRunner().invoke(
-        app, ["predict", "a.png", "bad.png", "--model", str(onnx_file), "--json"]
+        app, ["predict", "a.png", "bad.png", "nowhere.png", "--model", str(onnx_file), "--json"]
     )
-    assert r.exit_code == 1 and "not a readable image" in r.output
+    assert r.exit_code == 1
+    out = json.loads(r.output)
+    assert (out["predicted"], out["failed"]) == (1, 2)
+    bad, missing = out["results"][1:]
+    assert (bad["status"], bad["reason"]) == (415, "undecodable")
+    assert "not a readable image" in bad["error"]
+    assert missing["reason"] == "unreadable_path" and "No such file" in missing["error"]
+    # The table names each failed file's status and reason.
+    r = CliRunner().invoke(app, ["predict", "a.png", "bad.png", "--model", str(onnx_file)])
+    assert r.exit_code == 1 and "415 undecodable" in r.output

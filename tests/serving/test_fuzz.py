@@ -14,18 +14,10 @@ import numpy as np
 import pytest
 
 from tests.export.helpers import frame, png_bytes
-from tests.serving.helpers import start_server
 from tests.serving.load import send_once
 
 SCHEMATHESIS = shutil.which("schemathesis") or str(Path(sys.executable).with_name("schemathesis"))
 BOUNDED_EXAMPLES = 25  # per operation; benchmarks/serving_robustness.py runs a longer fuzz
-
-
-@pytest.fixture(scope="module")
-def server(onnx_file, params):
-    live = start_server(onnx_file, params)
-    yield live
-    live.stop()
 
 
 @pytest.mark.skipif(not Path(SCHEMATHESIS).exists(), reason="schemathesis is not installed")

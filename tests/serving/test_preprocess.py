@@ -83,14 +83,15 @@ def test_decode_image_greyscale_and_video_sampling(tmp_path):
     header = open_video(clip, ImageLimits(), "c.mp4")
     assert (header.width, header.height, header.fps, header.frame_count) == (40, 40, 12.0, 24)
     assert header.expected_frames(VideoSampling(sample_fps=3.0)) == 6
-    frames = decode_video(clip, header, VideoSampling(sample_fps=3.0), FrameSpec(40))
+    frames, index = decode_video(clip, header, VideoSampling(sample_fps=3.0), FrameSpec(40))
     assert frames.shape == (6, 40, 40)  # 2 s at 3 fps: frames 0, 4, 8, ...
+    assert index == [0, 4, 8, 12, 16, 20]
     means = frames.reshape(6, -1).mean(1)
     assert np.all(np.diff(means) > 0)  # later (brighter) frames, in order
-    capped = decode_video(
+    capped, index = decode_video(
         clip, header, VideoSampling(sample_fps=0, every_n=5, max_frames=3), FrameSpec(40)
     )
-    assert len(capped) == 3
+    assert len(capped) == 3 and index == [0, 5, 10]
 
 
 def _all_frames(path) -> list[np.ndarray]:
@@ -115,10 +116,11 @@ def test_streamed_video_matches_a_joint_trim_of_the_full_stack(tmp_path):
     w.release()
     sampling = VideoSampling(sample_fps=3.0)
     spec = FrameSpec(32, auto_crop_black=True, black_threshold=12)
-    got = decode_video(path, open_video(path, ImageLimits(), "v"), sampling, spec)
+    got, index = decode_video(path, open_video(path, ImageLimits(), "v"), sampling, spec)
     full = _all_frames(path)
     kept = [full[i] for i in range(0, len(full), 2)]  # 6 fps sampled at 3 fps
     np.testing.assert_array_equal(got, prepare_frames(kept, spec, joint=True))
+    assert index == list(range(0, len(full), 2))  # the second (trimming) pass keeps them
 
 
 def test_video_pixel_budget_is_enforced_while_streaming(tmp_path):

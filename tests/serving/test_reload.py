@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 
@@ -21,7 +22,10 @@ from tests.serving.helpers import LiveServer
 NAME = "lus-classifier"
 
 
-def test_hot_reload_after_promotion_without_dropping_requests(tmp_path, params, monkeypatch):
+def test_hot_reload_after_promotion_without_dropping_requests(
+    tmp_path, params, monkeypatch, caplog
+):
+    caplog.set_level(logging.INFO, logger="lusaug")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     setup_experiment("classifiers", root=tmp_path)
     make_splits(tmp_path)
@@ -31,6 +35,9 @@ def test_hot_reload_after_promotion_without_dropping_requests(tmp_path, params, 
 
     cfg = dataclasses.replace(params.serve, reload_poll_s=0.3)
     app = create_app(f"models:/{NAME}@production", cfg, VideoSampling(), tmp_path / "cache")
+    v1_sha = app.state.lusaug.current.clf.info.sha256
+    # The log says which model is served: name, version, alias and ONNX hash, at load ...
+    assert f"serving {NAME} version 1 @production, onnx sha256 {v1_sha}" in caplog.text
     live = LiveServer(app).start()
     blob = png_bytes(frame(1, np.random.default_rng(5)))
     seen: list[tuple[int, str]] = []
@@ -74,9 +81,12 @@ def test_hot_reload_after_promotion_without_dropping_requests(tmp_path, params, 
         ).json()
         expected = v2.proba(v2.frames_to_input([frame(1, np.random.default_rng(5))]))[0]
         np.testing.assert_allclose(
-            [r["predictions"][0]["probs"][c] for c in CLASSES], expected, atol=1e-6
+            [r["results"][0]["probs"][c] for c in CLASSES], expected, atol=1e-6
         )
         assert meta["onnx_sha256"] == v2.info.sha256
+        # ... and at every reload.
+        now = f"reloaded: now serving {NAME} version 2 @production, onnx sha256 {v2.info.sha256}"
+        assert now in caplog.text and "(was version 1)" in caplog.text
 
         # Rollback + explicit POST /reload (localhost) swaps back at once.
         rollback(NAME, "production", "test")

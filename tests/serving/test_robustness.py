@@ -149,7 +149,7 @@ def test_full_inflight_budget_gives_503_with_retry_after_then_recovers(onnx_file
         assert busy.headers["retry-after"] == "3" and "busy" in busy.json()["detail"]
         release.set()
         worker.join(timeout=30)
-        assert slow_status == [422]  # the slow body was not a PNG: refused, budget returned
+        assert slow_status == [415]  # the slow body was not a PNG: refused, budget returned
         ok = httpx.post(live.url + "/predict", files={"files": ("a.png", blob, "image/png")})
         assert ok.status_code == 200
     finally:

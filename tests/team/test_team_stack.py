@@ -355,7 +355,7 @@ def test_promote_then_serve_production_and_hot_reload_a_second_promotion(team):
     repo, env = team.repo, team.env
     for to in ("staging", "production"):
         out = run(["lusaug", "promote", "1", "--to", to], repo, env).stdout
-        assert f"{NAME}@{to}: v- -> v1" in out, out
+        assert f"{NAME}@{to}: unset -> v1" in out, out
 
     port = free_port()
     log = team.root / "serve.log"

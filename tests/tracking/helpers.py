@@ -143,7 +143,8 @@ def race_two_promotions(client: MlflowClient, cwd: Path, versions: tuple[str, st
     (winner,) = winners
     ((_, err),) = [out for v, (out, _) in results.items() if v != winner]
     assert f"moved from v{before} to v{winner} while this promotion waited" in err, err
-    assert f"@staging: v{before} -> v{winner}" in results[winner][0][0]
+    was = "unset" if before == "-" else f"v{before}"
+    assert f"@staging: {was} -> v{winner}" in results[winner][0][0]
     assert str(client.get_model_version_by_alias(NAME, "staging").version) == winner
     last = [e for e in history_of(client) if e.alias == "staging"][-1]
     assert (last.version, last.previous_holder) == (winner, None if before == "-" else before)

@@ -230,4 +230,10 @@ def test_cli_promote_refusal_and_models_table(repo, params, monkeypatch):
     assert r.exit_code == 1 and "parity" in r.output
     r = runner.invoke(app, ["models"])
     assert r.exit_code == 0 and "candidate" in r.output and "cw-resnet-0" in r.output
-    assert "1 alias moves recorded" in r.output
+    assert "1 alias move recorded; `lusaug models --history` lists them" in r.output
+    # An 80-column terminal (or a pipe): the table fits, wrapping cells rather than cutting them.
+    monkeypatch.setenv("COLUMNS", "80")
+    for args in (["models"], ["models", "--history"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0 and "…" not in r.output, r.output
+        assert max(len(line) for line in r.output.splitlines()) <= 80, r.output

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from lusaug.data.manifest import frame_path, read_manifest
 from lusaug.core.errors import LusaugError
+from lusaug.data.manifest import frame_path, read_manifest
 
 REQUIRED_COLUMNS = ("path", "label", "video_id", "patient_id", "split")
 

@@ -32,8 +32,6 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from lusaug.core.config.features_sections import FidelityProtocolParams, ProbeParams
-from lusaug.features.frame_table import FeaturesError, FrameTable
-from lusaug.features.probe import Extractor, fit_logistic
 from lusaug.features.estimates import (
     Scaler,
     cosine_distances,
@@ -42,6 +40,8 @@ from lusaug.features.estimates import (
     prdc_scores,
     same_clip_nn,
 )
+from lusaug.features.frame_table import FeaturesError, FrameTable
+from lusaug.features.probe import Extractor, fit_logistic
 
 LOWER, HIGHER, REPORTED = "lower", "higher", "reported"
 MEASURES: dict[str, str] = {

@@ -25,7 +25,6 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from lusaug.core.config.features_sections import ProbeParams
-from lusaug.features.frame_table import FeaturesError, FrameTable
 from lusaug.features.estimates import (
     Estimate,
     auroc,
@@ -33,6 +32,7 @@ from lusaug.features.estimates import (
     patient_draws,
     percentile_interval,
 )
+from lusaug.features.frame_table import FeaturesError, FrameTable
 
 Extractor = Callable[[np.ndarray], np.ndarray]
 

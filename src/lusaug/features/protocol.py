@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from lusaug.features.controls import MEANT_TO_CATCH, NEGATIVE, POSITIVE
+from lusaug.features.estimates import Estimate, percentile_interval
 from lusaug.features.measures import (
     HIGHER,
     LOWER,
@@ -37,7 +38,6 @@ from lusaug.features.measures import (
     FidelityContext,
     evaluate,
 )
-from lusaug.features.estimates import Estimate, percentile_interval
 
 COPY_MEASURES = ("copy_rate_pixel", "copy_rate_ssl")
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from lusaug.features.measures import FidelityContext
 from lusaug.features.estimates import Estimate, kid, percentile_interval, prdc_scores
+from lusaug.features.measures import FidelityContext
 
 METRICS = ("kid", "precision", "coverage")
 

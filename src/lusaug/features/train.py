@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lusaug.core.config.features_sections import SslParams
+from lusaug.core.utils import atomic_path
 from lusaug.features.augment import ssl_view
 from lusaug.features.encoder import (
     INPUT_MEAN,
@@ -38,7 +39,6 @@ from lusaug.features.encoder import (
 )
 from lusaug.features.frame_table import FrameTable, check_training_only
 from lusaug.features.pairs import ClipIndex, epoch_pairs
-from lusaug.core.utils import atomic_path
 
 logger = logging.getLogger(__name__)
 

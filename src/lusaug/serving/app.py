@@ -1,12 +1,15 @@
 """The FastAPI inference server: ONNX Runtime, micro-batching, hot reload, bounded requests.
 
 Endpoints (one router module each, under :mod:`lusaug.serving.routes`): ``POST /predict``
-(multipart ``files``: images, or one video; or a single image/video as the raw body with its
-``Content-Type``), ``GET /health``, ``/health/live``, ``/health/ready``, ``GET /metadata``,
-``GET /metrics`` (Prometheus), ``POST /reload`` (from localhost only). Every bad request gets a
-4xx JSON ``{"detail": reason}`` (503 with ``Retry-After`` when the server is busy) and the server
-keeps serving; every response names the model version and its intended use in its headers.
-Limits: :mod:`lusaug.serving.budget`; nothing from a request is ever unpickled.
+(multipart ``files``: any mix of images and videos, one result each; or a single image/video as
+the raw body with its ``Content-Type``), ``GET /health``, ``/health/live``, ``/health/ready``,
+``GET /metadata``, ``GET /metrics`` (Prometheus), ``POST /reload`` (from localhost only), and
+``GET /docs`` (Swagger UI, served offline). Answers are the Pydantic models of
+:mod:`lusaug.serving.schemas`. A refused request gets a 4xx JSON ``{"detail", "reason"}``
+(503 with ``Retry-After`` when the server is busy; the status of each reason:
+:mod:`lusaug.serving.faults`) and the server keeps serving; every response names the model
+version and its intended use in its headers. Limits: :mod:`lusaug.serving.budget`; nothing from
+a request is ever unpickled.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from fastapi.responses import JSONResponse
 from lusaug.core.config import ServeParams
 from lusaug.export.model_input import BadInput
 from lusaug.serving.budget import MIB, BodyLimit, ServeLimits
-from lusaug.serving.metrics import ResponseMeta
+from lusaug.serving.faults import as_refused
 from lusaug.serving.preprocess import VideoSampling
-from lusaug.serving.routes import health, metrics, predict, reload
+from lusaug.serving.prometheus import ResponseMeta
+from lusaug.serving.routes import docs, health, metrics, predict, reload
 from lusaug.serving.state import ServerState
 
-ROUTERS = (predict.router, health.router, reload.router, metrics.router)
+ROUTERS = (predict.router, health.router, reload.router, metrics.router, docs.router)
 
 
 def create_app(
@@ -68,25 +72,44 @@ def create_app(
         if state.batcher is not None:
             await state.batcher.stop()
 
-    app = FastAPI(title="lusaug classifier", version="1", lifespan=lifespan)
+    app = FastAPI(
+        title="lusaug classifier",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,  # FastAPI's own pages load their assets from a CDN: see routes/docs.py
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
     app.state.lusaug = state
     for router in ROUTERS:
         app.include_router(router)
+    docs.mount_assets(app)
 
     @app.exception_handler(BadInput)
     async def bad_input(_: Request, exc: BadInput) -> JSONResponse:
-        state.metrics.refused.labels(str(exc.status)).inc()
-        headers = getattr(exc, "headers", None)
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+        refused = as_refused(exc)
+        state.metrics.refused.labels(refused.reason.value).inc()
+        body = {"detail": str(refused), "reason": refused.reason.value}
+        headers = getattr(refused, "headers", None)
+        return JSONResponse(body, status_code=refused.status, headers=headers)
+
+    def body_refused(reason) -> None:
+        state.metrics.refused.labels(reason.value).inc()
 
     # Outermost first: every response (413s of the body cap included) gets headers + metrics.
-    app.add_middleware(BodyLimit, max_bytes=int(cfg.max_request_mb * MIB), budget=state.budget)
-    # Metric route labels: the served paths; anything else is counted as "other".
-    routes = {r.path for router in ROUTERS for r in router.routes} | {
-        app.openapi_url,
-        app.docs_url,
-    }
     app.add_middleware(
-        ResponseMeta, metrics=state.metrics, model=state.model_labels, routes=routes
+        BodyLimit,
+        max_bytes=int(cfg.max_request_mb * MIB),
+        budget=state.budget,
+        on_refused=body_refused,
+    )
+    # Metric route labels: the served paths, the docs' assets as one; the rest is "other".
+    routes = {r.path for router in ROUTERS for r in router.routes} | {app.openapi_url}
+    app.add_middleware(
+        ResponseMeta,
+        metrics=state.metrics,
+        model=state.model_labels,
+        routes=routes,
+        prefixes=(docs.ASSETS_URL,),
     )
     return app

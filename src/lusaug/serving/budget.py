@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from lusaug.export.model_input import BadInput
+from lusaug.serving.faults import Reason, Refused
 
 MIB = 2**20
 # How often a waiting request re-checks the budget: short against admission_wait_s, long
@@ -53,11 +54,11 @@ class ServeLimits:
         return cls(**{f.name: getattr(serve, f.name) for f in dataclasses.fields(cls)})
 
 
-class Overloaded(BadInput):
+class Overloaded(Refused):
     """The in-flight budget stayed full for the whole admission wait (-> 503 + Retry-After)."""
 
     def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message, status=503)
+        super().__init__(Reason.BUSY, message)
         self.headers = {"Retry-After": str(retry_after_s)}
 
 
@@ -84,14 +85,14 @@ class InflightBudget:
         """Take ``n`` bytes, waiting up to ``wait_s`` for them.
 
         Raises:
-            BadInput: ``n`` exceeds the whole budget (413).
+            Refused: ``n`` exceeds the whole budget (413).
             Overloaded: the budget stayed full (503).
         """
         if n > self.capacity:
-            raise BadInput(
+            raise Refused(
+                Reason.INFLIGHT_BUDGET,
                 f"{what} needs ~{n / MIB:.0f} MiB, more than the server's whole in-flight "
                 f"budget of {self.capacity / MIB:.0f} MiB",
-                status=413,
             )
         deadline = time.monotonic() + self.wait_s
         while not self.try_take(n):
@@ -113,9 +114,10 @@ class InflightBudget:
 class BodyRefused(Exception):
     """Raised from ``receive()`` when a body breaks the cap or the budget; never swallow it."""
 
-    def __init__(self, response: JSONResponse) -> None:
+    def __init__(self, response: JSONResponse, reason: Reason) -> None:
         super().__init__(response.body)
         self.response = response
+        self.reason = reason
 
 
 class BodyLimit:
@@ -123,17 +125,27 @@ class BodyLimit:
 
     The cap applies to the declared ``Content-Length`` at once and to the bytes as they stream
     in (chunked uploads); every received chunk is taken from the in-flight budget and given
-    back when the response is done.
+    back when the response is done. Each refusal is reported to ``on_refused(reason)`` (the
+    refusal counter: these never reach the app's exception handler).
     """
 
-    def __init__(self, app: Any, max_bytes: int, budget: InflightBudget) -> None:
+    def __init__(
+        self,
+        app: Any,
+        max_bytes: int,
+        budget: InflightBudget,
+        on_refused: Callable[[Reason], None] = lambda _: None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.budget = budget
+        self.on_refused = on_refused
 
     def _too_large(self) -> JSONResponse:
+        self.on_refused(Reason.BODY_TOO_LARGE)
         mb = self.max_bytes / MIB
-        return JSONResponse({"detail": f"request body over the {mb:g} MB limit"}, 413)
+        detail = f"request body over the {mb:g} MB limit (serve.max_request_mb)"
+        return JSONResponse({"detail": detail, "reason": Reason.BODY_TOO_LARGE.value}, 413)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -150,14 +162,16 @@ class BodyLimit:
             if message["type"] == "http.request":
                 n = len(message.get("body", b""))
                 if seen + n > self.max_bytes:
-                    raise BodyRefused(self._too_large())
+                    raise BodyRefused(self._too_large(), Reason.BODY_TOO_LARGE)
                 if n and not self.budget.try_take(n):
                     try:
                         await self.budget.take(n, "the request body")
-                    except BadInput as exc:
+                    except Refused as exc:
+                        self.on_refused(exc.reason)
+                        body = {"detail": str(exc), "reason": exc.reason.value}
                         headers = getattr(exc, "headers", None)
                         raise BodyRefused(
-                            JSONResponse({"detail": str(exc)}, exc.status, headers=headers)
+                            JSONResponse(body, exc.status, headers=headers), exc.reason
                         ) from None
                 seen += n
             return message

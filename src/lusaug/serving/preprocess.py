@@ -30,7 +30,8 @@ from PIL import Image, ImageSequence
 
 from lusaug.data.ingest import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from lusaug.data.pixels import bgr_to_grey, pil_to_grey, to_square, trim_black
-from lusaug.export.model_input import BadInput, FrameSpec, ImageLimits
+from lusaug.export.model_input import FrameSpec, ImageLimits
+from lusaug.serving.faults import Reason, Refused
 
 # Content types of the frames stage's suffixes (from the system's MIME table, not a copy), for
 # parts and raw bodies whose name says nothing (e.g. curl's `-F files=@-`).
@@ -64,7 +65,7 @@ def media_kind(name: str, content_type: str) -> tuple[str, str]:
     """("image" | "video", suffix) of an upload, from its suffix first, then its content type.
 
     Raises:
-        BadInput: a video type the frames stage does not read (415).
+        Refused: a video type the frames stage does not read (415).
     """
     suffix = os.path.splitext(name)[1].lower()  # as Path.suffix, without building a Path
     if suffix in VIDEO_SUFFIXES:
@@ -76,8 +77,9 @@ def media_kind(name: str, content_type: str) -> tuple[str, str]:
     if known in VIDEO_SUFFIXES:
         return "video", known
     if mime.startswith("video/"):
-        raise BadInput(
-            f"{name}: unsupported video type {mime!r} (accepted: {sorted(VIDEO_SUFFIXES)})", 415
+        raise Refused(
+            Reason.UNSUPPORTED_TYPE,
+            f"{name}: unsupported video type {mime!r} (accepted: {sorted(VIDEO_SUFFIXES)})",
         )
     return "image", known  # the header decides (PNG, JPEG, ... or a clear 4xx)
 
@@ -108,14 +110,22 @@ class VideoHeader:
             n = math.ceil(self.frame_count / max(sampling.every_n, 1))
         return min(n, sampling.max_frames) if sampling.max_frames > 0 else n
 
-    def decode_bytes(self, sampling: VideoSampling, image_size: int) -> int:
-        """Peak working memory of streaming this video into model frames (upper estimate)."""
-        kept = sampling.max_frames if sampling.max_frames > 0 else self.expected_frames(sampling)
+    @property
+    def working_bytes(self) -> int:
+        """Working memory of streaming one frame into a model frame (upper estimate)."""
         return (
             VIDEO_DECODE_BYTES_PER_PIXEL * self.width * self.height
             + PADDED_BYTES_PER_PIXEL * self.padded_pixels
-            + kept * image_size * image_size
         )
+
+    def output_bytes(self, sampling: VideoSampling, image_size: int) -> int:
+        """Memory of the kept model frames (uint8), at most the frame cap's worth."""
+        kept = sampling.max_frames if sampling.max_frames > 0 else self.expected_frames(sampling)
+        return kept * image_size * image_size
+
+    def decode_bytes(self, sampling: VideoSampling, image_size: int) -> int:
+        """Peak working memory of streaming this video into model frames (upper estimate)."""
+        return self.working_bytes + self.output_bytes(sampling, image_size)
 
 
 def _plausible_fps(fps: float) -> bool:
@@ -126,11 +136,11 @@ def open_video(path: Path, limits: ImageLimits, name: str) -> VideoHeader:
     """Read a video's header (size, rate, frame count) and check the frame size limits.
 
     Raises:
-        BadInput: empty or undecodable (415), frames over the size limits (413) or narrower
+        Refused: empty or undecodable (415), frames over the size limits (413) or narrower
             than ``limits.min_side`` (422).
     """
     if path.stat().st_size == 0:
-        raise BadInput(f"{name}: empty file")
+        raise Refused(Reason.EMPTY_FILE, f"{name}: empty file")
     cap = cv2.VideoCapture(str(path))
     try:
         if cap.isOpened():
@@ -150,16 +160,21 @@ def open_video(path: Path, limits: ImageLimits, name: str) -> VideoHeader:
     if header is None or header.width < 1:
         header = _open_gif_pillow(path, name) if path.suffix.lower() == ".gif" else None
     if header is None:
-        raise BadInput(f"{name}: OpenCV cannot decode this video ({path.suffix})", status=415)
+        raise Refused(
+            Reason.UNDECODABLE, f"{name}: OpenCV cannot decode this video ({path.suffix})"
+        )
     w, h = header.width, header.height
     if max(w, h) > limits.max_side or w * h > limits.max_pixels:
-        raise BadInput(
+        raise Refused(
+            Reason.IMAGE_TOO_LARGE,
             f"{name}: video frames {w}x{h} exceed the image limits ({limits.max_side} px per "
             f"side, {limits.max_pixels} pixels)",
-            status=413,
         )
     if min(w, h) < limits.min_side:
-        raise BadInput(f"{name}: video frames {w}x{h} are narrower than {limits.min_side} px")
+        raise Refused(
+            Reason.TOO_NARROW,
+            f"{name}: video frames {w}x{h} are narrower than {limits.min_side} px",
+        )
     return header
 
 
@@ -180,8 +195,9 @@ def decode_video(
     sampling: VideoSampling,
     spec: FrameSpec,
     max_pixels: int = 0,
-) -> np.ndarray:
-    """Stream a video into its sampled model frames, uint8 (N, S, S).
+) -> tuple[np.ndarray, list[int]]:
+    """Stream a video into its sampled model frames, uint8 (N, S, S), and each one's index in
+    the source (its time is index / ``header.fps``, the rate sampling used).
 
     Args:
         path: the video file.
@@ -192,36 +208,39 @@ def decode_video(
             frames come, since the reported frame count may lie.
 
     Raises:
-        BadInput: no decodable frame (415), over ``max_pixels`` (413), entirely black (422).
+        Refused: no decodable frame (415), over ``max_pixels`` (413), entirely black (422).
     """
     size = spec.image_size
     trim = spec.auto_crop_black and (header.height, header.width) != (size, size)
     peak: np.ndarray | None = None
     frames: list[np.ndarray] = []
-    for grey in _sampled(path, header, sampling, max_pixels):
+    indices: list[int] = []
+    for i, grey in _sampled(path, header, sampling, max_pixels):
         if trim:
             peak = grey.copy() if peak is None else np.maximum(peak, grey, out=peak)
         frames.append(to_square(grey, size))
+        indices.append(i)
     if not frames:
-        raise BadInput(f"{header.name}: no decodable frames (corrupt video?)", status=415)
+        raise Refused(Reason.UNDECODABLE, f"{header.name}: no decodable frames (corrupt video?)")
     if not trim:
-        return np.stack(frames)
+        return np.stack(frames), indices
     box = trim_black([peak], spec.black_threshold)
     if box is None:
-        raise BadInput(
-            f"{header.name}: every sampled frame is black (nothing above {spec.black_threshold})"
+        raise Refused(
+            Reason.ALL_BLACK,
+            f"{header.name}: every sampled frame is black (nothing above {spec.black_threshold})",
         )
     if box == (0, header.height, 0, header.width):
-        return np.stack(frames)  # nothing to trim: the first pass already made the frames
+        return np.stack(frames), indices  # nothing to trim: the first pass made the frames
     t, b, left, r = box
-    second = [to_square(g[t:b, left:r], size) for g in _sampled(path, header, sampling, 0)]
-    return np.stack(second[: len(frames)])
+    second = [to_square(g[t:b, left:r], size) for _, g in _sampled(path, header, sampling, 0)]
+    return np.stack(second[: len(frames)]), indices
 
 
 def _sampled(
     path: Path, header: VideoHeader, sampling: VideoSampling, max_pixels: int
-) -> Iterator[np.ndarray]:
-    """The sampled grey frames of a video, one at a time, with the request's pixel budget."""
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(source index, grey frame) of each sampled frame, one at a time, within the budget."""
     stream = _cv2_frames(path) if header.decoder == "opencv" else _pillow_frames(path)
     rate = sampling.sample_fps if sampling.sample_fps > 0 else 0.0
     every = max(sampling.every_n, 1)
@@ -242,13 +261,13 @@ def _sampled(
             continue  # a damaged frame or a size change mid-stream: the usual frames only
         spent += header.padded_pixels
         if max_pixels and spent > max_pixels:
-            raise BadInput(
+            raise Refused(
+                Reason.REQUEST_PIXELS,
                 f"{header.name}: its sampled frames exceed the request's budget of "
                 f"{max_pixels} decoded pixels (after padding to square)",
-                status=413,
             )
         kept += 1
-        yield grey
+        yield i, grey
 
 
 def _cv2_frames(path: Path) -> Iterator[Callable[[], np.ndarray | None]]:

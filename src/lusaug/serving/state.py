@@ -33,8 +33,8 @@ from lusaug.export.model_source import current_version
 from lusaug.export.onnx_runtime import ModelSourceError
 from lusaug.serving.batching import MicroBatcher
 from lusaug.serving.budget import MIB, InflightBudget, ServeLimits
-from lusaug.serving.metrics import ServerMetrics
 from lusaug.serving.preprocess import VideoSampling
+from lusaug.serving.prometheus import ServerMetrics
 from lusaug.serving.session import LoadedModel, load_model, prune_cache
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,16 @@ _MISSING_CODES = frozenset(
 
 def _missing(exc: MlflowException) -> bool:
     return exc.error_code in _MISSING_CODES
+
+
+def describe(model: LoadedModel) -> str:
+    """Name, version, alias, ONNX sha256 and source of a model: the log's record of it."""
+    version = f"version {model.version}" if model.version else "(a file, not registered)"
+    alias = f" @{model.source.alias}" if model.source.alias else ""
+    return (
+        f"{model.name} {version}{alias}, onnx sha256 {model.clf.info.sha256}, "
+        f"from {model.source.uri}"
+    )
 
 
 class ServerState:
@@ -95,6 +105,7 @@ class ServerState:
         )
         self.current = load_model(uri, self.cache_dir, cfg.threads)
         self.metrics.set_model(self.current.name, self.current.version)
+        logger.info("serving %s", describe(self.current))
         self.batcher = (
             MicroBatcher(
                 cfg.batch_window_ms, cfg.max_batch, cfg.inline_max_frames, self.observe_batch
@@ -152,7 +163,7 @@ class ServerState:
             self.last_reload_error = self._failed_version = ""
             self.metrics.reloads.labels("swapped").inc()
             self.metrics.set_model(new.name, new.version)
-            logger.info("reloaded %s: version %s -> %s", self.uri, old.version, new.version)
+            logger.info("reloaded: now serving %s (was version %s)", describe(new), old.version)
             return {"reloaded": True, "version": new.version, "previous": old.version}
 
     def _failed(self, reason: str, status: int) -> ReloadFailed:

@@ -17,8 +17,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from lusaug.export.model_input import BadInput
 from lusaug.serving.budget import BodyRefused
+from lusaug.serving.faults import Reason, Refused
 from lusaug.serving.preprocess import MIME_SUFFIXES
 
 # In-memory part of a spooled raw body (Starlette spools multipart parts the same way).
@@ -52,8 +52,8 @@ async def read_uploads(request: Request, max_files: int) -> list[Upload]:
     body with its ``Content-Type`` (name from ``?filename=``): the cheapest way to send a frame.
 
     Raises:
-        BadInput: neither multipart nor an image/video type (415), a malformed multipart body
-            or too many parts (400), no file at all (400).
+        Refused: neither multipart nor an image/video type (415), a malformed multipart body
+            (400), too many parts or a form field over 1 MB (413), no file at all (400).
     """
     ctype = request.headers.get("content-type", "")
     mime = _raw_mime(ctype)
@@ -66,7 +66,9 @@ async def read_uploads(request: Request, max_files: int) -> list[Upload]:
                 spool.write(chunk)
         except ClientDisconnect as exc:  # nobody reads the answer; no 500 in the log either
             spool.close()
-            raise BadInput("the client disconnected during the upload", 400) from exc
+            raise Refused(
+                Reason.CLIENT_DISCONNECTED, "the client disconnected during the upload"
+            ) from exc
         size = spool.tell()
         spool.seek(0)
         name = request.query_params.get("filename") or "body" + MIME_SUFFIXES.get(mime, "")
@@ -74,13 +76,13 @@ async def read_uploads(request: Request, max_files: int) -> list[Upload]:
     elif ctype.split(";")[0].strip().lower() == MULTIPART:
         uploads = await _multipart(request, max_files)
     else:
-        raise BadInput(
+        raise Refused(
+            Reason.UNSUPPORTED_CONTENT_TYPE,
             "send multipart/form-data `files` parts, or one image/video as the raw body with "
             "its Content-Type",
-            status=415,
         )
     if not uploads:
-        raise BadInput("no files: send images (or one video) as multipart `files`", status=400)
+        raise Refused(Reason.NO_FILES, "no files: send images and videos as multipart `files`")
     return uploads
 
 
@@ -96,12 +98,19 @@ async def _multipart(request: Request, max_files: int) -> list[Upload]:
         form = await request.form(max_files=max_files, max_fields=max_files)
     except BodyRefused:
         raise
-    except StarletteHTTPException as exc:
-        raise BadInput(
-            f"bad multipart body: {exc.detail} (at most {max_files} files)", 400
-        ) from exc
+    except StarletteHTTPException as exc:  # Starlette's MultiPartException, as a 400
+        detail = str(exc.detail)
+        if detail.startswith("Too many"):
+            reason, hint = Reason.TOO_MANY_FILES, f" (serve.max_files: {max_files})"
+        elif "exceeded maximum size" in detail:
+            reason, hint = Reason.FIELD_TOO_LARGE, " (a non-file field; files have no such cap)"
+        else:
+            reason, hint = Reason.MALFORMED_BODY, ""
+        raise Refused(reason, f"multipart body refused: {detail}{hint}") from exc
     except Exception as exc:  # the parser's own errors on hostile bodies
-        raise BadInput(f"malformed multipart body ({type(exc).__name__}: {exc})", 400) from exc
+        raise Refused(
+            Reason.MALFORMED_BODY, f"malformed multipart body ({type(exc).__name__}: {exc})"
+        ) from exc
     uploads = []
     for i, (_, value) in enumerate(form.multi_items()):
         if isinstance(value, UploadFile):

@@ -33,54 +33,67 @@ def _setup(params_file: Path) -> Any:
     return params
 
 
+def _when(iso: str) -> str:
+    """``2026-05-01T12:00:00+00:00`` -> ``2026-05-01 12:00`` (minutes are enough here)."""
+    return iso.replace("T", " ")[:16]
+
+
 def _versions_table(cfg: Any, rows: list[dict[str, Any]]) -> Any:
+    """One row per version; fits the terminal (a pipe: 80 columns) by wrapping cells, never
+    cutting them, and leaves out the strategy/architecture columns when no version has one."""
+    from rich import box
     from rich.table import Table
 
     order = " -> ".join([cfg.alias, *cfg.promote_to])
-    table = Table(title=f"{cfg.model_name} (aliases: {order})")
     m = cfg.gate_metric
-    for col in ("version", "aliases", "run", "strategy", "arch", m, "parity", "created"):
-        table.add_column(col)
+    table = Table(
+        title=f"{cfg.model_name} (aliases: {order})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    optional = [k for k in ("strategy", "architecture") if any(r[k] for r in rows)]
+    short = {"version", "parity", "created"}  # never wrapped
+    for col in ["version", "aliases", "run", *optional, m, "parity", "created"]:
+        table.add_column(col, overflow="fold", no_wrap=col in short, min_width=min(len(col), 8))
     for r in rows:
         value = "-" if r[m] is None else f"{r[m]:.3f}"
         if r[f"{m}_lo"] is not None and r[f"{m}_hi"] is not None:
             value += f" [{r[f'{m}_lo']:.3f}, {r[f'{m}_hi']:.3f}]"
         table.add_row(
-            r["version"],
-            ", ".join(r["aliases"]),
-            r["run_name"],
-            r["strategy"],
-            r["architecture"],
+            f"v{r['version']}",
+            ", ".join(r["aliases"]) or "-",
+            r["run_name"] or "-",
+            *(r[k] for k in optional),
             value,
-            r["onnx_parity"],
-            r["created"],
+            r["onnx_parity"] or "-",
+            _when(r["created"]),
         )
     return table
 
 
-def _history_table(name: str, entries: list[Any]) -> Any:
+def _history_log(name: str, entries: list[Any]) -> Any:
+    """The alias history as a log, one entry per move: what moved, when and by whom on one
+    line, the reason and the gates under it (wrapped at the terminal's width, indented)."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{name}: alias history (append-only, oldest first)")
-    cols = ("#", "when", "kind", "to", "version", "from", "previous", "who", "reason", "gates")
-    for col in cols:
-        table.add_column(col)
+    log = Table.grid(padding=(0, 2))
+    log.add_column(justify="right", no_wrap=True)
+    log.add_column(overflow="fold")
     for e in entries:
-        gates = "; ".join(f"{g.name} {'pass' if g.passed else 'FAIL'}" for g in e.gates) or "-"
         kind = e.kind + (" (forced)" if e.forced else "") + (" (repaired)" if e.repaired else "")
-        table.add_row(
-            str(e.seq),
-            e.when,
-            kind,
-            e.alias,
-            f"v{e.version}",
-            ", ".join(e.from_aliases) or "-",
-            f"v{e.previous_holder}" if e.previous_holder else "-",
-            e.who,
-            e.reason,
-            gates,
-        )
-    return table
+        was = f"v{e.previous_holder}" if e.previous_holder else "unset"
+        held = f" (v{e.version} held {', '.join(e.from_aliases)})" if e.from_aliases else ""
+        lines = [f"{_when(e.when)}  {kind}  {e.alias}: {was} -> v{e.version}{held}  by {e.who}"]
+        lines.append(f"reason: {e.reason or '-'}")
+        if e.gates:
+            gates = ", ".join(f"{g.name} {'pass' if g.passed else 'FAIL'}" for g in e.gates)
+            lines.append(f"gates: {gates}")
+        log.add_row(f"#{e.seq}", Text("\n".join(lines)))  # Text: never read as markup
+    title = Text(f"{name}: alias history (append-only, oldest first)", style="italic")
+    return Group(title, log)
 
 
 def models(
@@ -108,7 +121,7 @@ def models(
         raise typer.Exit(EXIT_UNAVAILABLE) from None
     console = Console()
     if history:
-        console.print(_history_table(cfg.model_name, entries))
+        console.print(_history_log(cfg.model_name, entries))
         if not entries:
             typer.echo(f"no alias moves of {cfg.model_name} recorded yet")
         return
@@ -116,7 +129,8 @@ def models(
     if not rows:
         typer.echo(f"no versions of {cfg.model_name} yet: run `dvc repro register`")
     elif entries:
-        typer.echo(f"{len(entries)} alias moves recorded: `lusaug models --history`")
+        moves = f"{len(entries)} alias move" + ("s" if len(entries) != 1 else "")
+        typer.echo(f"{moves} recorded; `lusaug models --history` lists them")
 
 
 def promote(
@@ -140,7 +154,8 @@ def promote(
         typer.echo(f"  {g.name}: {'pass' if g.passed else 'FAIL'} - {g.detail}")
     forced = " (forced)" if res.forced else ""
     seq = f", history #{res.entry.seq}" if res.entry else ""
-    typer.echo(f"{cfg.model_name}@{to}: v{res.previous or '-'} -> v{res.version}{forced}{seq}")
+    was = f"v{res.previous}" if res.previous else "unset"
+    typer.echo(f"{cfg.model_name}@{to}: {was} -> v{res.version}{forced}{seq}")
 
 
 def rollback(

@@ -1,8 +1,10 @@
 """Prometheus metrics and the headers every response carries.
 
 :class:`ServerMetrics` keeps its own registry (several apps can live in one process, as in the
-tests): requests by route, method and status, a latency histogram, ONNX batch sizes, budget
-refusals and reloads, each with the serving model's name and version as labels.
+tests): requests by route, method and status, a latency histogram, ONNX batch sizes, refused
+requests and refused files by reason (:class:`lusaug.serving.faults.Reason`), predictions by
+predicted class (alert on a class share drifting away from what the validation data had) and
+reloads, with the serving model's name and version as labels where they apply.
 :class:`ResponseMeta` is a pure ASGI middleware (no per-request task, unlike Starlette's
 ``BaseHTTPMiddleware``) that counts and times every response and adds the model version and the
 intended-use note to its headers.
@@ -11,12 +13,13 @@ intended-use note to its headers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-INTENDED_USE = "research tool; not for clinical use"
+from lusaug.serving.schemas import INTENDED_USE, FileError
+
 INTENDED_USE_HEADER = INTENDED_USE.encode("latin-1")
 MODEL_LABELS = ["model_name", "model_version"]
 # Latency buckets (s): a one-frame request takes ~1 ms, a 64-image request or a video ~1 s.
@@ -54,8 +57,20 @@ class ServerMetrics:
         )
         self.refused = Counter(
             "lusaug_refused_requests",
-            "Requests refused before decoding, by reason",
+            "Requests refused as a whole (4xx/503), by reason",
             ["reason"],
+            registry=r,
+        )
+        self.refused_files = Counter(
+            "lusaug_refused_files",
+            "Uploaded files refused (each with its own error), by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.predictions = Counter(
+            "lusaug_predictions",
+            "Files predicted, by predicted class and kind (image, or video by its mean vote)",
+            [*MODEL_LABELS, "label", "kind"],
             registry=r,
         )
         self.reloads = Counter(
@@ -76,6 +91,14 @@ class ServerMetrics:
         if child is None:
             child = self._children[key] = self.batch_frames.labels(name, version)
         return child
+
+    def count_results(self, name: str, version: str, results: Iterable[Any]) -> None:
+        """Count each file's prediction by class, or its refusal by reason."""
+        for r in results:
+            if isinstance(r, FileError):
+                self.refused_files.labels(r.reason.value).inc()
+            else:
+                self.predictions.labels(name, version, r.label, r.kind).inc()
 
     def set_model(self, name: str, version: str) -> None:
         """Point the model-info gauge at the model now serving."""
@@ -111,11 +134,13 @@ class ResponseMeta:
         metrics: ServerMetrics,
         model: Callable[[], tuple[str, str]],
         routes: set[str],
+        prefixes: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.model = model  # () -> (name, version) of the model serving now
         self.routes = routes
+        self.prefixes = prefixes  # mounted folders (the docs' assets): one label each
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -142,7 +167,7 @@ class ResponseMeta:
             await self.app(scope, receive, send_with_meta)
         finally:
             path = scope.get("path", "")
-            route = path if path in self.routes else OTHER_ROUTE
+            route = path if path in self.routes else self._route_of(path)
             self.metrics.observe(
                 route,
                 scope.get("method", ""),
@@ -151,3 +176,6 @@ class ResponseMeta:
                 "" if answered["version"] == "-" else answered["version"],
                 time.perf_counter() - t0,
             )
+
+    def _route_of(self, path: str) -> str:
+        return next((p for p in self.prefixes if path.startswith(p + "/")), OTHER_ROUTE)
