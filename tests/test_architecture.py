@@ -4,7 +4,7 @@ Layers, lowest first. A module may import its own package, any package of a lowe
 within one layer, a peer package as long as the package graph has no cycle:
 
     base (config, errors, utils, markdown, mlflow_store, profiles) -> data -> validation -> models, generators
-    -> tuning -> final -> tracking -> export -> serving -> reporting -> cli
+    -> tuning -> final -> tracking -> export -> serving -> reporting -> cluster -> cli
 
 ``lusaug`` imports sit at the top of a module. The exceptions are the CLI command modules
 (``cli.py`` and ``<pkg>/commands.py``), which defer library imports so that ``lusaug --help``
@@ -32,6 +32,7 @@ LAYERS = [
     {"export"},
     {"serving"},
     {"reporting"},
+    {"cluster"},
     {"cli"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

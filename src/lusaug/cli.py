@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from lusaug.cluster import commands as cluster_commands
 from lusaug.data import commands as data_commands
 from lusaug.reporting import commands as reporting_commands
 from lusaug.serving import commands as serving_commands
@@ -22,7 +23,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-for module in (data_commands, reporting_commands, serving_commands, tracking_commands):
+for module in (
+    cluster_commands, data_commands, reporting_commands, serving_commands, tracking_commands
+):
     module.register(app)
 
 
