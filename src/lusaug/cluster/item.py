@@ -147,7 +147,7 @@ class _Attempt:
         """Run ``cmd`` in its own process group that dies with this worker; poll for
         cancellation (and call ``every()`` between polls)."""
         with self.log.open("a") as log:
-            log.write(f"$ {' '.join(cmd)}\n")
+            log.write(f"[{time.strftime('%H:%M:%S')}] $ {' '.join(cmd)}\n")
             log.flush()
             wrapped = guard_module.guarded(cmd)
             proc = subprocess.Popen(
@@ -200,10 +200,10 @@ def _adopt(a: _Attempt, store: Store, key: str) -> bool:
     record = store.get_record(a.item.name, key)
     if record is None:
         return False
+    # its outputs went to the remote before the record was written (dvc push, then the record)
     merge_lock_entries(a.wt, {a.item.name: record["entry"]})
     write_outputs(a.wt, decode_files(record["files"]))
-    # outputs gone from the remote: run it after all
-    return not a.item.has_cached_outs or a.dvc("pull", "--quiet", a.item.name, check=False)
+    return True
 
 
 def _repro(a: _Attempt, store: Store, key: str) -> str:

@@ -8,6 +8,7 @@ plans with), so a stage added to ``dvc.yaml`` is scheduled like the others.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -108,8 +109,8 @@ def read_plan(root: Path | str, targets: list[str] | None = None) -> Plan:
     from dvc.stage import PipelineStage
 
     root = Path(root).resolve()
-    try:
-        with Repo(str(root)) as repo:
+    try:  # DVC resolves targets (dvc.yaml, train@0) against the working directory
+        with contextlib.chdir(root), Repo(str(root)) as repo:
             stages = collect_stages(repo, targets or [PROJECT_FILE])
             graph = get_active_graph(repo.index.graph)
             steps = plan_repro(graph, stages)

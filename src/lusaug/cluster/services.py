@@ -65,4 +65,15 @@ def item_environment(root: Path, hosts: set[str]) -> dict[str, str]:
                 f"the workers run on {len(hosts)} hosts ({', '.join(sorted(hosts))}) and need "
                 "stores they all share; " + "; ".join(problems) + " (README: For a team)"
             )
-    return {"MLFLOW_TRACKING_URI": _absolute_sqlite(uri, root)}
+    uri = _absolute_sqlite(uri, root)
+    if uri.startswith("sqlite:"):
+        _create_tables(uri)
+    return {"MLFLOW_TRACKING_URI": uri}
+
+
+def _create_tables(uri: str) -> None:
+    """Create a SQLite store's tables before items open it in parallel: two processes that
+    find it empty both run MLflow's schema migrations and one of them fails."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
