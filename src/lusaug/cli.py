@@ -24,7 +24,11 @@ app = typer.Typer(
 )
 
 for module in (
-    cluster_commands, data_commands, reporting_commands, serving_commands, tracking_commands
+    cluster_commands,
+    data_commands,
+    reporting_commands,
+    serving_commands,
+    tracking_commands,
 ):
     module.register(app)
 
