@@ -41,7 +41,9 @@ def repro(
     keep_worktrees: bool = typer.Option(
         False, "--keep-worktrees", help="Leave each item's working copy on its worker."
     ),
-    dashboard: str = typer.Option(":8787", help="Local cluster: dashboard address."),
+    dashboard: str = typer.Option(
+        ":8787", help="Local cluster: dashboard address ('' = no dashboard)."
+    ),
     root: Path = typer.Option(Path("."), "--root", help="The repository (the user's checkout)."),
 ) -> None:
     """Run `dvc repro [TARGETS]` on Dask workers; the checkout ends as if it ran here."""

@@ -46,7 +46,7 @@ class Options:
     pull: bool = True  # dvc pull every output into the checkout at the end
     sync_s: float = 30.0  # checkpoint copy interval
     keep_worktrees: bool = False
-    dashboard: str = ":8787"  # LocalCluster dashboard address
+    dashboard: str = ":8787"  # LocalCluster dashboard address ("" = none)
 
 
 @dataclass
@@ -68,7 +68,7 @@ def _client(opts: Options) -> tuple[Any, Any]:
         return Client(opts.scheduler), None
     cluster = LocalCluster(
         n_workers=opts.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=opts.dashboard,
+        dashboard_address=opts.dashboard or None,
     )  # fmt: skip
     return Client(cluster), cluster
 
