@@ -146,6 +146,9 @@ def ignore_outputs(root: Path, paths: list[str]) -> None:
     scm = Git(str(root))
     try:
         for rel in paths:
-            scm.ignore(str((root / rel).resolve()))
+            path = (root / rel).resolve()
+            # an output not here (yet): DVC writes the entry once it exists, same file, same line
+            path.parent.mkdir(parents=True, exist_ok=True)
+            scm.ignore(str(path))
     finally:
         scm.close()
