@@ -1,6 +1,6 @@
 """Wall time of `lusaug cluster repro` (1 and 2 local workers) against a plain `dvc repro`.
 
-Each run gets a fresh copy of the repository on the chosen profile (phantom data, its own DVC
+Each run gets a fresh clone of this repository's HEAD on the chosen profile (phantom data, its own DVC
 remote folder and MLflow file), so nothing is adopted from an earlier run or restored from a
 run-cache. The variants are interleaved round by round, so a machine shared with other work
 slows them alike. The ratio of a 1-worker cluster run to `dvc repro` is the coordination
@@ -21,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.pipelines.helpers import copy_repo, run
+from machine import describe  # benchmarks/machine.py (the script folder is on sys.path)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS = {
     "dvc repro": ["dvc", "repro"],
@@ -30,10 +32,24 @@ VARIANTS = {
 }
 
 
+def _env(repo: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}",
+        "GX_ANALYTICS_ENABLED": "false",
+        "HF_HUB_OFFLINE": "1",
+    }
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def run(cmd: list[str], repo: Path) -> None:
+    subprocess.run(cmd, cwd=repo, env=_env(repo), check=True, capture_output=True)
+
+
 def fresh_repo(dest: Path, profile: str) -> Path:
-    """A committed copy on ``profile`` with the phantom and its own remote folder."""
-    dest.mkdir(parents=True)
-    copy_repo(dest)
+    """A clone of this repository's HEAD on ``profile``, the phantom, its own remote folder."""
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(dest)], check=True)
     run(["lusaug", "profile", profile], dest)
     run(["lusaug", "phantom", "--out", "data/raw", "--force"], dest)
     run(["dvc", "commit", "-q", "-f", "data.dvc"], dest)
@@ -43,15 +59,10 @@ def fresh_repo(dest: Path, profile: str) -> Path:
 
 
 def timed(cmd: list[str], repo: Path) -> float:
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}",
-        "GX_ANALYTICS_ENABLED": "false",
-        "HF_HUB_OFFLINE": "1",
-    }
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        cmd, cwd=repo, env=_env(repo), capture_output=True, text=True, check=False
+    )
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
@@ -74,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             times[name].append(seconds)
-            print(f"round {r + 1} {name}: {seconds:.0f} s", flush=True)
+            print(f"round {r + 1} {name}: {seconds:.0f} s ({describe()})", flush=True)
     base = min(times.get("dvc repro", [0])) or None
     print(f"\nprofile {args.profile}, {args.rounds} round(s), best of each:")
     for name, values in times.items():
