@@ -10,6 +10,7 @@ order, and ``dvc pull`` of every output: the checkout is then as a local ``dvc r
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,34 @@ def dvc(root: Path, *args: str) -> None:
     )  # fmt: skip
     if proc.returncode != 0:
         raise LusaugError(f"dvc {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+
+
+UNCHANGED = re.compile(r"Stage '(.+?)' didn't change, skipping")
+
+
+def unchanged_items(root: Path, plan: Plan, targets: list[str]) -> set[str]:
+    """Items DVC itself finds unchanged here, outputs present or not, whose upstream items are
+    all unchanged too (``dvc repro --dry --allow-missing``): nothing to run, no worker needed.
+    Their lock entries and git-tracked outputs are already in the checkout."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "--dry", "--allow-missing", *targets],
+        cwd=root, capture_output=True, text=True, timeout=DVC_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        return set()  # DVC could not tell: every item goes to a worker, which will know
+    said = set(UNCHANGED.findall(proc.stdout + proc.stderr))
+    unchanged: set[str] = set()
+    for item in plan.items:  # plan order: upstream first
+        if item.name in said and all(u in unchanged for u in item.upstream):
+            unchanged.add(item.name)
+    return unchanged
+
+
+def result_here(root: Path, item: Item) -> dict:
+    """What a worker would return for an unchanged item, read from the checkout."""
+    own = own_state(root, item)
+    return {"item": item.name, "status": "unchanged", "entry": own.entry, "files": own.files,
+            "has_cached_outs": item.has_cached_outs, "worker": "(here)", "seconds": 0.0}  # fmt: skip
 
 
 def push_sources(root: Path, plan: Plan) -> None:

@@ -25,6 +25,8 @@ from lusaug.cluster.checkout import (
     pull_outputs,
     push_sources,
     repo_url,
+    result_here,
+    unchanged_items,
 )
 from lusaug.cluster.item import ItemCancelled, ItemFailed, RunContext, run_item
 from lusaug.cluster.plan import Plan, read_plan
@@ -125,10 +127,16 @@ def cluster_repro(root: Path | str, opts: Options, out: TextIO | None = None) ->
 
         client.subscribe_topic(ctx.topic, on_event)
         depth = plan.downstream_depth()
+        here = unchanged_items(root, plan, opts.targets)
+        upstream_of: dict[str, Any] = {}
         for item in plan.items:
-            futures[item.name] = client.submit(
+            if item.name in here:
+                results[item.name] = upstream_of[item.name] = result_here(root, item)
+                progress.update(item.name, "done", "", "unchanged, checked here by dvc")
+                continue
+            futures[item.name] = upstream_of[item.name] = client.submit(
                 run_item, ctx, item, own_state(root, item), plan.ignores_before(item),
-                *[futures[u] for u in item.upstream],
+                *[upstream_of[u] for u in item.upstream],
                 key=f"lusaug-{item.name}-{ctx.run_id}", pure=False, priority=depth[item.name],
                 resources={GPU: 1} if item.stage in opts.gpu_stages else None,
             )  # fmt: skip
