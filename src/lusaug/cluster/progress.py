@@ -57,7 +57,7 @@ class Progress:
             if self.live_display is not None:
                 self.live_display.update(self._table())
             elif changed or detail:
-                where = f" on {row.worker}" if state == "running" and row.worker else ""
+                where = f" on {worker}" if state == "running" and worker else ""
                 extra = f" ({detail})" if detail else ""
                 print(
                     f"{self._counts()}  {item}: {state}{where}{extra}", file=self.out, flush=True
