@@ -108,11 +108,11 @@ def unchanged_items(root: Path, plan: Plan, targets: list[str]) -> set[str]:
     all unchanged too (``dvc repro --dry --allow-missing``): nothing to run, no worker needed.
     Their lock entries and git-tracked outputs are already in the checkout."""
     proc = subprocess.run(
-        [sys.executable, "-m", "dvc", "repro", "--dry", "--allow-missing", *targets],
+        [sys.executable, "-m", "dvc", "repro", "--dry", "--allow-missing", "--keep-going",
+         *targets],
         cwd=root, capture_output=True, text=True, timeout=DVC_TIMEOUT_S, check=False,
     )  # fmt: skip
-    if proc.returncode != 0:
-        return set()  # DVC could not tell: every item goes to a worker, which will know
+    # a stage DVC cannot judge without its data (it errs) goes to a worker, which will know
     said = set(UNCHANGED.findall(proc.stdout + proc.stderr))
     unchanged: set[str] = set()
     for item in plan.items:  # plan order: upstream first
