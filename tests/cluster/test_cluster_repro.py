@@ -27,6 +27,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from lusaug.cluster.worktree import merge_lock_entries
 from tests.cluster.conftest import DaskCluster, start_dask
 from tests.pipelines.helpers import micro_repo
 from tests.team.conftest import TrackingServer
@@ -216,10 +217,7 @@ def test_3_a_killed_worker_s_item_resumes_on_the_other_from_the_store(stack):
 
     repo = stack.root / "kill"
     subprocess.run(["git", "clone", "-q", str(stack.repo), str(repo)], check=True)
-    with (repo / "dvc.lock").open() as f:
-        lock = yaml.safe_load(f)
-    del lock["stages"]["train@0"]  # as if train@0 had never run here ...
-    (repo / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    merge_lock_entries(repo, {"train@0": None})  # as if train@0 had never run here ...
     s3 = stack.server.s3
     prefix = "store/lusaug-cluster/"
     for key in s3.keys(DVC_BUCKET, f"{prefix}records/train_at_0/"):  # ... nor anywhere

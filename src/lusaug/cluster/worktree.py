@@ -8,6 +8,7 @@ missing; one ``git worktree`` per item attempt, so no two items share a ``dvc.lo
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -107,12 +108,16 @@ def merge_lock_entries(root: Path, entries: dict[str, dict[str, Any] | None]) ->
 
 
 def lock_entry(root: Path, item: str) -> dict[str, Any] | None:
-    import yaml
+    """The item's entry, read as DVC reads it (YAML 1.2: an unquoted ``no`` stays a string;
+    PyYAML's YAML 1.1 would make it False and DVC would then see changed params)."""
+    from dvc.utils.serialize import load_yaml
 
     path = root / "dvc.lock"
     if not path.exists():
         return None
-    return (yaml.safe_load(path.read_text()) or {}).get("stages", {}).get(item)
+    data = load_yaml(str(path)) or {}
+    entry = data.get("stages", {}).get(item)
+    return None if entry is None else json.loads(json.dumps(entry))  # plain dicts and lists
 
 
 def read_outputs(root: Path, paths: tuple[str, ...]) -> dict[str, bytes]:
