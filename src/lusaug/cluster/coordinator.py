@@ -115,7 +115,7 @@ def cluster_repro(root: Path | str, opts: Options, out: TextIO | None = None) ->
                          opts.sync_s, opts.keep_worktrees)  # fmt: skip
         progress.say(
             f"commit {commit[:12]} from {ctx.repo_url}; {len(plan.items)} items; "
-            f"dashboard: {client.dashboard_link}"
+            f"dashboard: {client.dashboard_link if opts.scheduler or opts.dashboard else 'off'}"
         )
 
         def on_event(event: tuple[float, dict]) -> None:
