@@ -17,6 +17,7 @@ import typer
 import yaml
 from typer.core import TyperGroup
 
+from lusaug.cluster import commands as cluster_commands
 from lusaug.core.errors import LusaugError
 from lusaug.data import commands as data_commands
 from lusaug.reporting import commands as reporting_commands
@@ -45,7 +46,13 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-for module in (data_commands, reporting_commands, serving_commands, tracking_commands):
+for module in (
+    cluster_commands,
+    data_commands,
+    reporting_commands,
+    serving_commands,
+    tracking_commands,
+):
     module.register(app)
 
 
