@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lusaug.data.frames import extract_frames
 from lusaug.data.ingest import import_folder
 from lusaug.data.manifest import RAW_METADATA_NAME
 from lusaug.data.phantom import plan_phantom, write_phantom
@@ -26,6 +25,7 @@ from lusaug.data.phantom.source import (
     planned_files,
     read_phantom_source,
 )
+from lusaug.stages import frames as frames_stage
 
 
 def _with(params, **phantom):
@@ -44,15 +44,10 @@ def data_frames(raw, micro_params):
     """The frames stage run on the written phantom (its manifest)."""
     root = raw.parent
     p = micro_params
-    extract_frames(
-        raw,
-        root / "frames",
-        root / "frames.csv",
-        root / "ingest.json",
-        p.base,
-        p.import_,
-        p.frames,
+    paths = frames_stage.FramesPaths(
+        raw, root / "frames", root / "frames.csv", root / "ingest.json"
     )
+    frames_stage.run(paths, p.base, p.import_, p.frames)
     return pd.read_csv(root / "frames.csv", dtype=str, keep_default_na=False)
 
 
