@@ -64,7 +64,7 @@ def test_folds_test_every_rare_patient_once(repro_repo):
     rare = frames.loc[frames["label"] == target, "patient_id"].unique()
     assert len(rare) >= len(_folds(repro_repo))  # micro: 3 viral patients over 2 test folds
     assert all(len(tested[p]) == 1 for p in rare)
-    final = pd.read_csv(repro_repo / "data/splits/final.csv", dtype=str)
+    final = pd.read_csv(repro_repo / "data/splits/fold-final.csv", dtype=str)
     assert set(final["split"]) == {"train", "val"}
     validation = _json(repro_repo / "metrics/validation.json")
     assert validation["success"] is True and validation["n_folds"] == len(_folds(repro_repo))
@@ -229,7 +229,7 @@ def test_final_model_is_the_validation_choice_refit_and_registered(repro_repo):
     assert final["setting"] in selection["settings"]
     if not final["passed_over"]:
         assert final["setting"] == selection["chosen"]["setting"]
-    frames = pd.read_csv(repro_repo / "data/splits/final.csv")
+    frames = pd.read_csv(repro_repo / "data/splits/fold-final.csv")
     assert final["train_frames"] >= (frames["split"] == "train").sum()  # every training patient
     registered = _json(repro_repo / "models/registered.json")
     assert registered["checkpoint"] == final["checkpoint"]

@@ -149,7 +149,7 @@ def test_every_classifier_run_logs_its_dvc_hashed_data(team):
     assert len(runs) >= per_fold * len(params["split"]["folds"]) + 1  # + the final refit
     for r in runs:
         fold = r.data.tags["fold"]
-        split = f"fold-{fold}.csv" if fold else "final.csv"
+        split = f"fold-{fold}.csv" if fold else "fold-final.csv"
         inputs = _inputs(r)
         synthetic = {n for n, (_, context, _) in inputs.items() if context == "synthetic"}
         gen = parse_strategy(r.data.tags["strategy"]).generator
@@ -177,10 +177,10 @@ def test_the_registered_version_links_run_data_commit_and_carries_its_card(team)
     assert reg_run.info.run_name == "register"
     inputs = _inputs(reg_run)
     assert inputs["data/raw"][0] == raw
-    assert inputs["data/splits/final.csv"][0] == splits["final.csv"]
+    assert inputs["data/splits/fold-final.csv"][0] == splits["fold-final.csv"]
     t = mv.tags
     assert (t["data_hash"], t["split_hash"], t["register_run_id"]) == (
-        raw, splits["final.csv"], mv.run_id,
+        raw, splits["fold-final.csv"], mv.run_id,
     )  # fmt: skip
     head = _head(team.repo)
     assert t["git_commit"].removesuffix("-dirty") == head
@@ -199,7 +199,7 @@ def test_the_registered_version_links_run_data_commit_and_carries_its_card(team)
     for text in (
         "## Data", "## Cross-validated estimate", "## Decision record", "## Lineage",
         "## Intended use", "research tool; not for clinical use", "## Limitations",
-        raw, splits["final.csv"], head, mv.run_id, t["train_run_id"], "data/splits/final.csv",
+        raw, splits["fold-final.csv"], head, mv.run_id, t["train_run_id"], "data/splits/fold-final.csv",
     ):  # fmt: skip
         assert text in card, text
     candidate = next(iter(_json(team.repo / "models/final/candidate.json").values()))
