@@ -231,6 +231,21 @@ def test_final_model_is_the_validation_choice_refit_and_registered(repro_repo):
         assert final["setting"] == selection["chosen"]["setting"]
     frames = pd.read_csv(repro_repo / "data/splits/fold-final.csv")
     assert final["train_frames"] >= (frames["split"] == "train").sum()  # every training patient
+    # what it trained on, DVC made: the final split's items of the per-fold stages, not a refit
+    stages = set(run(["dvc", "stage", "list", "--name-only"], repro_repo).stdout.split())
+    assert {"encoder@final", "tune@final"} <= stages and "train@final" not in stages
+    assert not (repro_repo / "models/classifiers/fold-final").exists()
+    assert sorted(p.name for p in (repro_repo / "models/final").iterdir() if p.is_dir()) == [
+        "classifier"
+    ]
+    tuned = "params/tuned/fold-final.yaml"
+    assert _lock_md5(repro_repo, "final", tuned, "deps") == _lock_md5(
+        repro_repo, "tune@final", tuned, "outs"
+    )
+    strategy = parse_strategy(final["strategy"])
+    if strategy.generator and strategy.kind != "synthetic_tuned":
+        kept = repro_repo / f"data/synthetic/fold-final/{strategy.generator}/kept"
+        assert final["synthetic_frames"] == len(list(kept.rglob("*.png")))
     registered = _json(repro_repo / "models/registered.json")
     assert registered["checkpoint"] == final["checkpoint"]
     assert _json(repro_repo / "reports/onnx_parity.json")["parity"]["passed"] is True
