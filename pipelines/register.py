@@ -25,7 +25,9 @@ from lusaug.stages import register
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("candidate", type=Path, help="models/final/candidate.json")
-    ap.add_argument("splits_csv", type=Path, help="data/splits/fold-final.csv (for the model card)")
+    ap.add_argument(
+        "splits_csv", type=Path, help="data/splits/fold-final.csv (for the model card)"
+    )
     ap.add_argument("registered", type=Path, help="models/registered.json (output)")
     return ap.parse_args(argv)
 
