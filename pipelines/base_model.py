@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lusaug.core.config import load_params
+from lusaug.core.config import load_params, parse_fold
 from lusaug.core.errors import stage_errors
 from lusaug.core.utils import seed_everything, setup_logging
 from lusaug.stages import base_model
@@ -24,7 +24,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("out_dir", type=Path, help="models/fold-<k>/base_model")
     ap.add_argument("--checkpoints", type=Path, default=None, help="checkpoint folder")
     ap.add_argument("--resume", action="store_true", help="resume from the newest checkpoint")
-    ap.add_argument("--fold", type=int, default=None, help="fold index (MLflow tag)")
+    ap.add_argument(
+        "--fold", type=parse_fold, default=None, help="fold index or final (MLflow tag)"
+    )
     return ap.parse_args(argv)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lusaug.core.config import load_params
+from lusaug.core.config import load_params, parse_fold
 from lusaug.core.errors import stage_errors
 from lusaug.core.utils import seed_everything, setup_logging
 from lusaug.stages import encoder
@@ -21,7 +21,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("validation_json", type=Path, help="metrics/validation.json (must pass)")
     ap.add_argument("out_dir", type=Path, help="models/fold-<k>/encoder")
     ap.add_argument("metrics_json", type=Path, help="metrics/fold-<k>/encoder.json")
-    ap.add_argument("--fold", type=int, default=None, help="fold index (MLflow tag)")
+    ap.add_argument(
+        "--fold", type=parse_fold, default=None, help="fold index or final (MLflow tag)"
+    )
     return ap.parse_args(argv)
 
 

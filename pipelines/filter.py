@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lusaug.core.config import load_params
+from lusaug.core.config import load_params, parse_fold
 from lusaug.core.errors import stage_errors
 from lusaug.core.utils import seed_everything, setup_logging
 from lusaug.stages import filter as filter_stage
@@ -31,7 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ("plots_dir", "plots/fold-<k>/synthetic/G"),
     ):
         ap.add_argument(name, type=Path, help=what)
-    ap.add_argument("--fold", type=int, default=None, help="fold index (MLflow tag, alias)")
+    ap.add_argument(
+        "--fold", type=parse_fold, default=None, help="fold index or final (MLflow tag, alias)"
+    )
     return ap.parse_args(argv)
 
 

@@ -1,13 +1,15 @@
-"""DVC stage `final`: refit the setting chosen on pooled validation on every patient.
+"""DVC stage `final`: train the setting chosen on pooled validation on every patient.
 
 Trains the strategy x architecture that metrics/selection.json names (validation only) on
-data/splits/final.csv, refitting its generator or tuning on those patients when it has one, and
-records the cross-validated estimate and the decision for the model card.
+data/splits/fold-final.csv, with the kept images and tuned values that the final split's items of
+the per-fold stages made, and records the cross-validated estimate and the decision for the
+model card.
 
 Usage:
-    python pipelines/final.py data/splits/final.csv metrics/selection.json models/final
-        metrics/final.json --validation metrics/validation.json --test metrics/test.json
-        --comparison metrics/comparison.json [--no-tracking]
+    python pipelines/final.py data/splits/fold-final.csv metrics/selection.json models/final
+        metrics/final.json --test metrics/test.json --comparison metrics/comparison.json
+        --synthetic data/synthetic/fold-final --tuned params/tuned/fold-final.yaml
+        --generator-metrics metrics/fold-final [--no-tracking]
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ from lusaug.stages import final
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("splits_csv", type=Path, help="data/splits/final.csv")
+    ap.add_argument("splits_csv", type=Path, help="data/splits/fold-final.csv")
     ap.add_argument("selection", type=Path, help="metrics/selection.json")
     ap.add_argument("out_dir", type=Path, help="models/final")
     ap.add_argument("metrics", type=Path, help="metrics/final.json")
-    ap.add_argument("--validation", type=Path, required=True, help="metrics/validation.json")
     ap.add_argument("--test", type=Path, required=True, help="metrics/test.json (CV estimate)")
     ap.add_argument("--comparison", type=Path, required=True, help="metrics/comparison.json")
+    ap.add_argument("--synthetic", type=Path, help="data/synthetic/fold-final (kept images)")
+    ap.add_argument("--tuned", type=Path, help="params/tuned/fold-final.yaml")
+    ap.add_argument("--generator-metrics", type=Path, help="metrics/fold-final (blocked ones)")
     ap.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     return ap.parse_args(argv)
 
@@ -50,14 +54,16 @@ def main(argv: list[str] | None = None) -> None:
             args.selection,
             args.out_dir,
             args.metrics,
-            args.validation,
-            args.test,
-            args.comparison,
+            test=args.test,
+            comparison=args.comparison,
+            synthetic=args.synthetic,
+            tuned=args.tuned,
+            generator_metrics=args.generator_metrics,
         )
         summary = final.run(paths, params, tracking=tracking)
     metric = params.final.metric
     print(
-        f"final: {summary['setting']} refit on {summary['train_frames']} frames "
+        f"final: {summary['setting']} trained on {summary['train_frames']} frames "
         f"(validation {metric} {summary['validation'][metric]:.3f}); "
         f"cross-validated decision: {summary['cross_validated']['decision']}"
     )

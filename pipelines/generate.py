@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lusaug.core.config import load_params
+from lusaug.core.config import load_params, parse_fold
 from lusaug.core.errors import stage_errors
 from lusaug.core.utils import seed_everything, setup_logging
 from lusaug.stages import generate
@@ -28,7 +28,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("candidates_dir", type=Path, help="data/synthetic/fold-<k>/G/candidates")
     ap.add_argument("--checkpoints", type=Path, default=None, help="checkpoint folder")
     ap.add_argument("--resume", action="store_true", help="resume from the newest checkpoint")
-    ap.add_argument("--fold", type=int, default=None, help="fold index (MLflow tag)")
+    ap.add_argument(
+        "--fold", type=parse_fold, default=None, help="fold index or final (MLflow tag)"
+    )
     return ap.parse_args(argv)
 
 

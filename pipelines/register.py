@@ -1,7 +1,7 @@
 """DVC stage `register`: the final model -> a new `lus-classifier` version (alias `candidate`).
 
 Usage:
-    python pipelines/register.py models/final/candidate.json data/splits/final.csv \
+    python pipelines/register.py models/final/candidate.json data/splits/fold-final.csv \
         models/registered.json
 
 Converts the final model (the setting chosen on pooled validation, refit on every patient) to
@@ -25,7 +25,9 @@ from lusaug.stages import register
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("candidate", type=Path, help="models/final/candidate.json")
-    ap.add_argument("splits_csv", type=Path, help="data/splits/final.csv (for the model card)")
+    ap.add_argument(
+        "splits_csv", type=Path, help="data/splits/fold-final.csv (for the model card)"
+    )
     ap.add_argument("registered", type=Path, help="models/registered.json (output)")
     return ap.parse_args(argv)
 

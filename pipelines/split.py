@@ -3,7 +3,7 @@
 Patient-grouped and class-stratified: cross-validation in which every patient group of the rarest
 class is tested exactly once (split.scheme cv), or one hold-out split (fold 0). Patients that
 share an identical or near-identical frame stay together; split.json lists them with the frame
-pair that links them. final.csv is the final model's split: every patient trains or validates.
+pair that links them. fold-final.csv is the final model's split: every patient trains or validates.
 
 Usage: python pipelines/split.py data/frames.csv data/splits reports/split.json
 """

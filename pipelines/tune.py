@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lusaug.core.config import PARAMS_PATH, load_params
+from lusaug.core.config import PARAMS_PATH, load_params, parse_fold
 from lusaug.core.errors import stage_errors
 from lusaug.core.mlflow_store import tracking_uri
 from lusaug.core.utils import setup_logging
@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("splits_csv", type=Path, help="data/splits/fold-<k>.csv")
     ap.add_argument("tuned", type=Path, nargs="?", help="params/tuned/fold-<k>.yaml (output)")
     ap.add_argument("plots", type=Path, nargs="?", help="plots/tune/fold-<k> (output folder)")
-    ap.add_argument("--fold", type=int, required=True, help="the fold index")
+    ap.add_argument("--fold", type=parse_fold, required=True, help="the fold index, or final")
     ap.add_argument("--synthetic", type=Path, help="data/synthetic/fold-<k> (filter tables)")
     ap.add_argument(
         "--generator-metrics", type=Path, help="metrics/fold-<k> (the filter's thresholds)"

@@ -56,6 +56,8 @@ def test_removed_split_key_is_rejected(params_dict):
         ({"scheme": "holdout"}, "split.scheme holdout is one fold: set split.folds: \\[0\\]"),
         ({"folds": [0]}, "split.scheme cv needs split.folds and split.max_folds of 2 or more"),
         ({"val_fraction": 1.0}, r"split.val_fraction must be in \(0, 1\), got 1.0"),
+        ({"items": [0, 1]}, r"split.items must be split.folds \+ \[final\]: \[0, 1, final\]"),
+        ({"folds": [0, 1, 2]}, r"split.items .*: \[0, 1, 2, final\], got \[0, 1, final\]"),
     ],
 )
 def test_split_section_is_checked(params_dict, split, message):

@@ -1,13 +1,15 @@
 """`lusaug cluster repro` on a real Dask scheduler and two worker processes, with the team stack
 (PostgreSQL for MLflow and Optuna, moto's S3 as the DVC remote and artifact store, `mlflow
-server`), on the `micro` profile with the team test's smaller matrix (one generator, four
-strategies: the cluster is under test here, tests/pipelines runs every strategy).
+server` of its own), on the team test's micro run (tests/team/conftest.py: one hold-out fold and
+the final split, one generator, four strategies; the cluster is under test here, tests/pipelines
+runs every strategy).
 
 In order, one checkout:
 1. a commit whose one generator has broken params: the run stops naming that item, with its log;
 2. the fixed commit: the items step 1 finished are not run again; the checkout ends as a plain
-   `dvc repro` of the same commit leaves it (dvc.lock outputs, metrics/test.json), `dvc repro`
-   there has nothing to do, and MLflow holds every run once;
+   `dvc repro` of the same params, code and data leaves it (dvc.lock outputs, metrics/test.json):
+   the team's repro, which tests/team reads too; `dvc repro` here has nothing to do, and MLflow
+   holds every run once;
 3. a fresh clone re-runs `train@0`; `kill -9` of its worker mid-item: the item finishes on the
    other worker, resumed from the checkpoints in S3, with identical runs.
 """
@@ -30,14 +32,21 @@ from mlflow import MlflowClient
 from lusaug.cluster.worktree import merge_lock_entries
 from tests.cluster.conftest import DaskCluster, start_dask
 from tests.pipelines.helpers import micro_repo
-from tests.team.conftest import TrackingServer
+from tests.team.conftest import (
+    DVC_BUCKET,
+    TEAM_GENERATOR,
+    TeamRepro,
+    TrackingServer,
+    add_s3_remote,
+    team_params,
+    tracking_server_on,
+)
 from tests.team.helpers import git_commit_all, run, team_env
 
 pytestmark = pytest.mark.slow
 
-DVC_BUCKET = "dvc"
-GENERATOR = "ddpm_all"
-STRATEGIES = ["baseline", "class_weights", "class_weights_tuned", f"synthetic-{GENERATOR}"]
+GENERATOR = TEAM_GENERATOR
+STORE = "cluster"  # the cluster's DVC remote: s3://dvc/cluster (the team's is s3://dvc/store)
 SYNC_S = "2"  # checkpoint copies every 2 s, so a killed train item has something to resume
 KILL_WAIT_S = 1800
 # Outputs whose bytes hold wall-clock seconds or the MLflow run ids of their run, so no two runs
@@ -68,6 +77,7 @@ class Stack:
     server: TrackingServer
     dask: DaskCluster
     root: Path
+    reference: TeamRepro  # a plain `dvc repro` of the same params, code and data
     outputs: dict[str, str] = field(default_factory=dict)  # step -> coordinator output
 
 
@@ -80,26 +90,24 @@ def _write_params(repo: Path, params: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tracking_server, dask_folder, tmp_path_factory):
+def stack(team_repro, postgres, s3, dask_folder, tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
     (root / "repo").mkdir()
     repo = micro_repo(root / "repo")
-    params = _params(repo)
-    params["generate"]["enabled"] = [GENERATOR]
-    params["train"]["strategies"] = STRATEGIES
-    params["tune"]["storage"] = tracking_server.postgres.create_database("optuna")
-    _write_params(repo, params)
-    env = team_env(tracking_server.url)
-    s3 = tracking_server.s3
-    bucket = s3.create_bucket(DVC_BUCKET)
-    run(["dvc", "remote", "add", "-d", "s3", f"{bucket}/store"], repo, env)
-    run(["dvc", "remote", "modify", "s3", "endpointurl", s3.endpoint], repo, env)
-    git_commit_all(repo, "micro, team stores, S3 remote")
-    dask = start_dask(dask_folder, env, workers=2)
+    # MLflow of its own (the team's registry and runs stay the team's); Optuna on PostgreSQL
+    server = tracking_server_on(postgres, s3, "cluster", root / "mlflow-server.log")
     try:
-        yield Stack(repo, env, tracking_server, dask, root)
+        team_params(repo, storage=postgres.create_database("cluster_optuna"))
+        env = team_env(server.url)
+        add_s3_remote(repo, s3, env, prefix=STORE)
+        git_commit_all(repo, "micro, team stores, S3 remote")
+        dask = start_dask(dask_folder, env, workers=2)
+        try:
+            yield Stack(repo, env, server, dask, root, team_repro)
+        finally:
+            dask.stop()
     finally:
-        dask.stop()
+        server.server.stop()
 
 
 def _cluster_repro(stack: Stack, repo: Path, *args: str, check: bool = True):
@@ -124,7 +132,7 @@ def test_1_an_item_with_broken_params_stops_the_run_with_its_name_and_log(stack)
     proc = _cluster_repro(stack, stack.repo, check=False)
     stack.outputs["broken"] = proc.stdout
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert re.search(rf"generate@[01]-{GENERATOR} failed; the run stopped", proc.stderr), (
+    assert re.search(rf"generate@(0|final)-{GENERATOR} failed; the run stopped", proc.stderr), (
         proc.stderr[-3000:]
     )
     assert "Invalid learning rate" in proc.stderr  # the stage's own error, from its log tail
@@ -133,9 +141,9 @@ def test_1_an_item_with_broken_params_stops_the_run_with_its_name_and_log(stack)
         subprocess.run(["git", "show", "HEAD:dvc.lock"], cwd=stack.repo, capture_output=True,
                        text=True, check=True).stdout
     )["stages"]  # fmt: skip
-    for name in ("frames", "split", "validate", "base_model@0", "base_model@1"):
+    for name in ("frames", "split", "validate", "base_model@0", "base_model@final"):
         assert lock[name] != committed.get(name), f"{name} finished: its entry is in dvc.lock"
-    for name in ("train@0", "train@1", "evaluate"):  # never reached: as committed
+    for name in ("train@0", "evaluate", "final"):  # never reached: as committed
         assert lock.get(name) == committed.get(name), name
 
 
@@ -146,18 +154,6 @@ def test_2_the_checkout_ends_as_a_local_dvc_repro_leaves_it(stack):
     ).stdout  # fmt: skip
     (stack.repo / "params.yaml").write_text(before)
     git_commit_all(stack.repo, "generator fixed")
-    # the reference, a plain `dvc repro` of the same commit, runs meanwhile: its own MLflow file
-    # and its own Optuna database (two processes on one study would interleave its trials)
-    ref = stack.root / "reference"
-    subprocess.run(["git", "clone", "-q", str(stack.repo), str(ref)], check=True)
-    ref_env = {**stack.env, "MLFLOW_TRACKING_URI": f"sqlite:///{ref / 'mlflow.db'}"}
-    ref_params = _params(ref)
-    ref_params["tune"]["storage"] = stack.server.postgres.create_database("optuna_reference")
-    _write_params(ref, ref_params)
-    run(["dvc", "pull", "-q", "data.dvc"], ref, ref_env)
-    ref_log = (stack.root / "reference.log").open("w")
-    reference = subprocess.Popen(["dvc", "repro"], cwd=ref, env=ref_env, stdout=ref_log,
-                                 stderr=subprocess.STDOUT)  # fmt: skip
     proc = _cluster_repro(stack, stack.repo)
     stack.outputs["fixed"] = proc.stdout
     status = _statuses(proc.stdout)
@@ -166,7 +162,7 @@ def test_2_the_checkout_ends_as_a_local_dvc_repro_leaves_it(stack):
     )
     assert set(status) == planned, status
     # items the stopped run finished are not run again
-    for name in ("frames", "split", "validate", "base_model@0", "base_model@1"):
+    for name in ("frames", "split", "validate", "base_model@0", "base_model@final"):
         assert status[name] in ("adopted", "unchanged"), (name, status)
     assert status["train@0"] == "ran" and status[f"generate@0-{GENERATOR}"] in ("ran",)
     # nothing left for DVC to do here
@@ -174,10 +170,7 @@ def test_2_the_checkout_ends_as_a_local_dvc_repro_leaves_it(stack):
     again = run(["dvc", "repro"], stack.repo, stack.env).stdout
     assert "Running stage" not in again, again[-2000:]
 
-    assert reference.wait(timeout=KILL_WAIT_S * 2) == 0, (
-        stack.root / "reference.log"
-    ).read_text()[-3000:]
-    mine, theirs = _lock(stack.repo), _lock(ref)
+    mine, theirs = _lock(stack.repo), json.loads(json.dumps(stack.reference.lock))
     for lock in (mine, theirs):  # the one param that differs, by design (above)
         for entry in lock.values():
             tune = entry.get("params", {}).get("params.yaml", {}).get("tune")
@@ -195,8 +188,8 @@ def test_2_the_checkout_ends_as_a_local_dvc_repro_leaves_it(stack):
     print("outputs and dependencies that differ from a local dvc repro:", sorted(differ))
     outs = {path for _, kind, path in differ if kind == "outs"}
     deps = {path for _, kind, path in differ if kind == "deps"}
-    for metrics in ("metrics/test.json", "metrics/comparison.json", "metrics/selection.json"):
-        assert (stack.repo / metrics).read_bytes() == (ref / metrics).read_bytes(), metrics
+    for metrics, reference in stack.reference.metrics.items():
+        assert (stack.repo / metrics).read_bytes() == reference, metrics
 
     # MLflow: every run once (finished runs, by name and fold, across the experiments)
     client = MlflowClient(tracking_uri=stack.server.url)
@@ -236,7 +229,7 @@ def test_3_a_killed_worker_s_item_resumes_on_the_other_from_the_store(stack):
     subprocess.run(["git", "clone", "-q", str(stack.repo), str(repo)], check=True)
     merge_lock_entries(repo, {"train@0": None})  # as if train@0 had never run here ...
     s3 = stack.server.s3
-    prefix = "store/lusaug-cluster/"
+    prefix = f"{STORE}/lusaug-cluster/"
     for key in s3.keys(DVC_BUCKET, f"{prefix}records/train_at_0/"):  # ... nor anywhere
         s3.client().delete_object(Bucket=DVC_BUCKET, Key=key)
     log = stack.root / "kill.log"

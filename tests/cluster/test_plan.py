@@ -41,9 +41,15 @@ def test_checkpoints_are_persist_outputs_and_checkpoint_folders_of_the_command(p
         i.checkpoints == (f"models/classifiers/fold-{i.name[-1]}",) for i in trains
     )
     for item in plan.items:
-        if item.stage in ("generate", "base_model"):
+        fold = item.name.split("@")[-1].split("-")[0]
+        if item.stage == "generate":
             (folder,) = item.checkpoints
-            assert folder.startswith("models/checkpoints/fold-"), item
+            assert folder.startswith(f"models/checkpoints/fold-{fold}/"), item
+        elif item.stage == "base_model":  # the base's folder persists (kept when unchanged)
+            assert item.checkpoints == (
+                f"models/fold-{fold}/base_model",
+                f"models/checkpoints/fold-{fold}/base_model",
+            ), item
         elif item.stage != "train":
             assert item.checkpoints == (), item
 

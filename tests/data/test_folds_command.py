@@ -29,6 +29,7 @@ def test_folds_counts_the_rare_groups_and_writes_them(tmp_path, params):
     shutil.copy(PROJ_ROOT / "params.yaml", conf)
     text = re.sub(r"(?m)^(  max_folds:) *\d+", r"\1 5", conf.read_text())  # whatever the profile
     text = re.sub(r"(?m)^(  folds:) *\[[0-9, ]*\]", r"\1 [0, 1]", text)
+    text = re.sub(r"(?m)^(  items:) *\[[0-9a-z, ]*\]", r"\1 [0, 1, final]", text)
     conf.write_text(re.sub(r"(?m)^(  image_size:) *\d+", r"\1 32", text))
     assert yaml.safe_load(conf.read_text())["split"]["max_folds"] == 5
     shown = _folds(conf, frames)
@@ -41,6 +42,7 @@ def test_folds_counts_the_rare_groups_and_writes_them(tmp_path, params):
     written = _folds(conf, frames, "--write")
     assert written.returncode == 0 and "written to" in written.stdout
     assert yaml.safe_load(conf.read_text())["split"]["folds"] == [0, 1, 2]
+    assert yaml.safe_load(conf.read_text())["split"]["items"] == [0, 1, 2, "final"]
     assert "folds: [0, 1, 2]" in conf.read_text() and "`lusaug folds`" in conf.read_text()
 
 

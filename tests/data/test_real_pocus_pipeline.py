@@ -35,7 +35,9 @@ def real(pocus_dir, params, tmp_path_factory):
         params,
         base=replace(params.base, workers=2),
         frames=replace(params.frames, max_per_video=MAX_PER_VIDEO),
-        split=replace(params.split, folds=[0, 1, 2, 3], max_folds=5),  # as the pocus profile
+        split=replace(
+            params.split, folds=[0, 1, 2, 3], items=[0, 1, 2, 3, "final"], max_folds=5
+        ),  # as the pocus profile
     )
     import_folder(pocus_dir, data / "raw", p, dvc_commit=False)
     ingest = run_frames(

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from lusaug.core.config import SplitParams
+from lusaug.core.config import FINAL_FOLD, SplitParams
 from lusaug.data.assignment import SplitError, target_counts
 from lusaug.data.linking import LinkError, link_patients
 from lusaug.data.manifest import MANIFEST_COLUMNS, SPLITS, read_manifest, write_manifest
@@ -43,11 +43,12 @@ from tests.helpers.split_data import (
 )
 
 FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
-HOLDOUT = SplitParams("holdout", [0], 5, 0.25, FRACTIONS)
+HOLDOUT = SplitParams("holdout", [0], [0, FINAL_FOLD], 5, 0.25, FRACTIONS)
 
 
 def cv(folds: int = 3, max_folds: int = 5, val_fraction: float = 0.25) -> SplitParams:
-    return SplitParams("cv", list(range(folds)), max_folds, val_fraction, FRACTIONS)
+    k = list(range(folds))
+    return SplitParams("cv", k, [*k, FINAL_FOLD], max_folds, val_fraction, FRACTIONS)
 
 
 def holdout(df, classes, seed, links=None) -> pd.DataFrame:
@@ -431,7 +432,7 @@ def test_cv_short_class_trains_even_when_its_patient_holds_another_class(how):
 def test_final_split_tests_nobody():
     df = make_manifest({"regular": 8, "covid": 4, "viral": 2})
     final = final_split(df, ["regular", "covid", "viral"], 0.25, seed=5)
-    assert final.fold is None and fold_file(final.fold) == "final.csv"
+    assert final.fold is None and fold_file(final.fold) == "fold-final.csv"
     out = final.frames
     assert set(out["split"]) == {"train", "val"} and final.val_missing == []
     val = out[out["split"] == "val"].groupby("label")["patient_id"].nunique().to_dict()
@@ -453,7 +454,8 @@ def test_check_fold_list_names_k_and_the_fix():
     msg = str(err.value)
     assert msg.startswith("the data gives 3 fold(s) (3 independent patient group(s) of the rarest")
     assert "split.folds is [0, 1, 2, 3]; set split.folds: [0, 1, 2]" in msg
-    assert "lusaug folds --write" in msg and "dvc exp run -S 'split.folds=[0, 1, 2]'" in msg
+    assert "lusaug folds --write" in msg
+    assert "dvc exp run -S 'split.folds=[0, 1, 2]' -S 'split.items=[0, 1, 2, final]'" in msg
     with pytest.raises(
         SplitError, match=r"gives 1 fold\(s\) \(holdout\) but split.folds is \[0, 1\]"
     ):
@@ -678,7 +680,7 @@ def test_pipeline_script_outputs_and_exit_codes(tmp_path, params_dict):
     code, out, err = res["ok"]
     assert code == 0, err
     splits = ok / "data" / "splits"
-    files = ["final.csv", "fold-0.csv", "fold-1.csv", "fold-2.csv"]
+    files = ["fold-0.csv", "fold-1.csv", "fold-2.csv", "fold-final.csv"]
     assert sorted(p.name for p in splits.iterdir()) == files
     report = json.loads((ok / "reports" / "split.json").read_text())
     tested = []
@@ -690,8 +692,8 @@ def test_pipeline_script_outputs_and_exit_codes(tmp_path, params_dict):
         assert all((splits / p).is_file() for p in fold["path"])
         pair = fold.loc[fold["patient_id"].isin(["regular-p1", "regular-p4"]), "split"]
         assert pair.nunique() == 1  # linked patients share their role
-        entry = report["final"] if name == "final.csv" else report["folds"][name[5]]
-        assert entry["classes"]["viral"]["test"]["patients"] == (name != "final.csv")
+        entry = report["final"] if name == "fold-final.csv" else report["folds"][name[5]]
+        assert entry["classes"]["viral"]["test"]["patients"] == (name != "fold-final.csv")
         tested += sorted(fold.loc[fold["split"] == "test", "patient_id"].unique())
     assert sorted(tested) == sorted(df["patient_id"].unique())
     assert report["n_frames"] == len(df) and report["settings"]["k"] == 3

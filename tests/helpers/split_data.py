@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from lusaug.core.config import PROJ_ROOT
+from lusaug.core.config import FINAL_FOLD, PROJ_ROOT
 from lusaug.data.linking import PatientLinks
 from lusaug.data.manifest import MANIFEST_COLUMNS
 
@@ -127,9 +127,12 @@ def roles(df: pd.DataFrame) -> dict[str, set[str]]:
 
 def params_file(folder: Path, params_dict: dict, classes: list[str], **split) -> Path:
     """A params.yaml for a stage script run: ``classes`` (consistent phantom/import sections)
-    and ``split`` keys overridden (``max_folds`` 5 unless given, whatever the default profile caps)."""
+    and ``split`` keys overridden (``max_folds`` 5 unless given, whatever the default profile caps;
+    ``items`` follows ``folds``)."""
     data = json.loads(json.dumps(params_dict))
     split = {"max_folds": 5, **split}
+    if "folds" in split:
+        split.setdefault("items", [*split["folds"], FINAL_FOLD])
     data["base"]["classes"] = classes
     data["base"]["target_class"] = classes[-1]
     data["phantom"]["patients"] = {c: 3 for c in classes}

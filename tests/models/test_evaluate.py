@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lusaug.core.config import PROJ_ROOT, Params, SplitParams
+from lusaug.core.config import FINAL_FOLD, PROJ_ROOT, Params, SplitParams
 from lusaug.core.utils import read_execution
 from lusaug.data.manifest import read_manifest, write_manifest
 from lusaug.data.split import fold_file, make_splits, relocate
@@ -29,6 +29,7 @@ from tests.helpers.toy import write_toy_dataset
 CV = SplitParams(
     scheme="cv",
     folds=[0, 1, 2, 3],
+    items=[0, 1, 2, 3, FINAL_FOLD],
     max_folds=5,
     val_fraction=0.34,
     fractions={"train": 0.6, "val": 0.2, "test": 0.2},

@@ -64,7 +64,7 @@ def test_folds_test_every_rare_patient_once(repro_repo):
     rare = frames.loc[frames["label"] == target, "patient_id"].unique()
     assert len(rare) >= len(_folds(repro_repo))  # micro: 3 viral patients over 2 test folds
     assert all(len(tested[p]) == 1 for p in rare)
-    final = pd.read_csv(repro_repo / "data/splits/final.csv", dtype=str)
+    final = pd.read_csv(repro_repo / "data/splits/fold-final.csv", dtype=str)
     assert set(final["split"]) == {"train", "val"}
     validation = _json(repro_repo / "metrics/validation.json")
     assert validation["success"] is True and validation["n_folds"] == len(_folds(repro_repo))
@@ -229,8 +229,23 @@ def test_final_model_is_the_validation_choice_refit_and_registered(repro_repo):
     assert final["setting"] in selection["settings"]
     if not final["passed_over"]:
         assert final["setting"] == selection["chosen"]["setting"]
-    frames = pd.read_csv(repro_repo / "data/splits/final.csv")
+    frames = pd.read_csv(repro_repo / "data/splits/fold-final.csv")
     assert final["train_frames"] >= (frames["split"] == "train").sum()  # every training patient
+    # what it trained on, DVC made: the final split's items of the per-fold stages, not a refit
+    stages = set(run(["dvc", "stage", "list", "--name-only"], repro_repo).stdout.split())
+    assert {"encoder@final", "tune@final"} <= stages and "train@final" not in stages
+    assert not (repro_repo / "models/classifiers/fold-final").exists()
+    assert sorted(p.name for p in (repro_repo / "models/final").iterdir() if p.is_dir()) == [
+        "classifier"
+    ]
+    tuned = "params/tuned/fold-final.yaml"
+    assert _lock_md5(repro_repo, "final", tuned, "deps") == _lock_md5(
+        repro_repo, "tune@final", tuned, "outs"
+    )
+    strategy = parse_strategy(final["strategy"])
+    if strategy.generator and strategy.kind != "synthetic_tuned":
+        kept = repro_repo / f"data/synthetic/fold-final/{strategy.generator}/kept"
+        assert final["synthetic_frames"] == len(list(kept.rglob("*.png")))
     registered = _json(repro_repo / "models/registered.json")
     assert registered["checkpoint"] == final["checkpoint"]
     assert _json(repro_repo / "reports/onnx_parity.json")["parity"]["passed"] is True

@@ -83,7 +83,7 @@ def shrink_overlay() -> dict:
     overlay["generate"].pop("enabled", None)
     for key in KEEP_FROM_POCUS:
         overlay["train"].pop(key, None)
-    overlay["split"] = {"folds": [0, 1], "max_folds": 2}
+    overlay["split"] = {"folds": [0, 1], "items": [0, 1, "final"], "max_folds": 2}
     # micro-sized generators make noise that a quality filter may reject entirely in a fold, which
     # skips that strategy's runs (the setting is then unavailable); the filter is tested on its own
     overlay["filter"].update(min_std=0.0, min_entropy=0.0, use_sharpness=False)

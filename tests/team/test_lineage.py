@@ -134,7 +134,7 @@ def test_the_model_card_covers_data_cv_estimate_decision_lineage_use_and_limits(
         },
     }  # fmt: skip
     tags = {
-        "data_hash": "0" * 32 + ".dir", "split_file": "data/splits/final.csv",
+        "data_hash": "0" * 32 + ".dir", "split_file": "data/splits/fold-final.csv",
         "split_hash": "1" * 32, "git_commit": "abc123", "register_run_id": "r" * 32,
         "train_run_id": "t" * 32,
     }  # fmt: skip
@@ -143,7 +143,7 @@ def test_the_model_card_covers_data_cv_estimate_decision_lineage_use_and_limits(
         {"train": {"viral": 3}, "val": {"viral": 1}}, params.base.classes, tags,
     )  # fmt: skip
     for text in (
-        "## Data", "data/splits/final.csv", "## Cross-validated estimate", "f1_macro: 55.0 [41.0, 66.0]",
+        "## Data", "data/splits/fold-final.csv", "## Cross-validated estimate", "f1_macro: 55.0 [41.0, 66.0]",
         "## Decision record", "does not help (interval reaches 0)", "## Lineage", *tags.values(),
         "## Intended use", INTENDED_USE, "## Limitations",
     ):  # fmt: skip

@@ -3,8 +3,9 @@ everything a team does with it: lineage and the model card, the MLflow UI in a r
 `dvc plots` offline, Optuna with two workers on PostgreSQL, `lusaug promote` + `lusaug serve`
 with hot reload, and DVC remotes (S3 stand-in and a local folder) feeding a fresh clone.
 
-All real services started by the tests (tests/team/services.py); no mocks. One module-wide
-repro (~6 min on 2 idle cores) serves every test. Skips with the reason when PostgreSQL,
+All real services started by the tests (tests/team/services.py); no mocks. One session-wide
+repro (tests/team/conftest.py: one hold-out fold, one generator, four strategies) serves every
+test here and is the reference of tests/cluster. Skips with the reason when PostgreSQL,
 moto, Chromium or Playwright cannot run here.
 """
 
@@ -26,17 +27,14 @@ from mlflow import MlflowClient
 
 from lusaug.core.config import parse_strategy
 from lusaug.core.mlflow_store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, EXPERIMENTS
-from tests.pipelines.helpers import micro_repo
 from tests.team import browser
-from tests.team.conftest import TrackingServer
-from tests.team.helpers import git_commit_all, run, team_env
+from tests.team.conftest import DVC_BUCKET, TeamRepro, TrackingServer
+from tests.team.helpers import git_commit_all, run
 from tests.team.services import free_port, start_mlflow, stop_group, wait_http
 
 pytestmark = pytest.mark.slow
 
 NAME = "lus-classifier"
-DVC_BUCKET = "dvc"
-TEAM_GENERATOR = "ddpm_all"  # the one generator of the team's micro run
 SERVE_RELOAD_S = 90  # serve.reload_poll_s is 10 s; the poll then downloads the new version
 
 
@@ -57,30 +55,10 @@ class Team:
 
 
 @pytest.fixture(scope="module")
-def team(tracking_server, tmp_path_factory) -> Team:
-    """The micro repo with both DVC remotes, reproduced against the team's MLflow server."""
-    root = tmp_path_factory.mktemp("team")
-    (root / "repo").mkdir()
-    repo = micro_repo(root / "repo")
-    # The services are under test here, not the strategies (tests/pipelines runs every kind):
-    # two plain strategies, a tuned one and a synthetic one log to every experiment (generators,
-    # tuning, classifiers) with every kind of input, at about half of micro's cost.
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["generate"]["enabled"] = [TEAM_GENERATOR]
-    params["train"]["strategies"] = [
-        "baseline", "class_weights", "class_weights_tuned", f"synthetic-{TEAM_GENERATOR}",
-    ]  # fmt: skip
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = team_env(tracking_server.url)
-    s3 = tracking_server.s3
-    bucket = s3.create_bucket(DVC_BUCKET)
-    run(["dvc", "remote", "add", "-d", "s3", f"{bucket}/store"], repo, env)
-    run(["dvc", "remote", "modify", "s3", "endpointurl", s3.endpoint], repo, env)
-    local = root / "dvc-local-remote"
-    run(["dvc", "remote", "add", "local", str(local)], repo, env)
-    git_commit_all(repo, "micro profile, phantom data, DVC remotes")
-    run(["dvc", "repro"], repo, env)
-    return Team(repo, env, tracking_server, local, root)
+def team(team_repro: TeamRepro) -> Team:
+    """The session's team micro repro (tests/team/conftest.py; tests/cluster compares with it)."""
+    t = team_repro
+    return Team(t.repo, t.env, t.server, t.local_remote, t.root)
 
 
 def _json(path: Path):
@@ -149,7 +127,7 @@ def test_every_classifier_run_logs_its_dvc_hashed_data(team):
     assert len(runs) >= per_fold * len(params["split"]["folds"]) + 1  # + the final refit
     for r in runs:
         fold = r.data.tags["fold"]
-        split = f"fold-{fold}.csv" if fold else "final.csv"
+        split = f"fold-{fold}.csv" if fold else "fold-final.csv"
         inputs = _inputs(r)
         synthetic = {n for n, (_, context, _) in inputs.items() if context == "synthetic"}
         gen = parse_strategy(r.data.tags["strategy"]).generator
@@ -177,10 +155,10 @@ def test_the_registered_version_links_run_data_commit_and_carries_its_card(team)
     assert reg_run.info.run_name == "register"
     inputs = _inputs(reg_run)
     assert inputs["data/raw"][0] == raw
-    assert inputs["data/splits/final.csv"][0] == splits["final.csv"]
+    assert inputs["data/splits/fold-final.csv"][0] == splits["fold-final.csv"]
     t = mv.tags
     assert (t["data_hash"], t["split_hash"], t["register_run_id"]) == (
-        raw, splits["final.csv"], mv.run_id,
+        raw, splits["fold-final.csv"], mv.run_id,
     )  # fmt: skip
     head = _head(team.repo)
     assert t["git_commit"].removesuffix("-dirty") == head
@@ -199,7 +177,7 @@ def test_the_registered_version_links_run_data_commit_and_carries_its_card(team)
     for text in (
         "## Data", "## Cross-validated estimate", "## Decision record", "## Lineage",
         "## Intended use", "research tool; not for clinical use", "## Limitations",
-        raw, splits["final.csv"], head, mv.run_id, t["train_run_id"], "data/splits/final.csv",
+        raw, splits["fold-final.csv"], head, mv.run_id, t["train_run_id"], "data/splits/fold-final.csv",
     ):  # fmt: skip
         assert text in card, text
     candidate = next(iter(_json(team.repo / "models/final/candidate.json").values()))
@@ -406,12 +384,17 @@ def test_promote_then_serve_production_and_hot_reload_a_second_promotion(team):
 
 def _metrics_identical(a: Path, b: Path) -> None:
     cmp = filecmp.dircmp(a, b)
-    files = [p.relative_to(a) for p in a.rglob("*") if p.is_file()]
+    # execution records (timings) are git-ignored by design: a clone never has them
+    files = [
+        p.relative_to(a)
+        for p in a.rglob("*")
+        if p.is_file() and not p.name.endswith("execution.json")
+    ]
     assert files
     for rel in files:
         assert (b / rel).is_file(), f"{rel} missing in the clone"
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), f"{rel} differs"
-    assert not cmp.right_only, cmp.right_only
+    assert not [n for n in cmp.right_only if not n.endswith("execution.json")], cmp.right_only
 
 
 def test_dvc_push_to_both_remotes_then_a_fresh_clone_pulls_and_repro_is_a_noop(team):

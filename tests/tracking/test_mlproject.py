@@ -47,7 +47,7 @@ def test_mlflow_run_register_and_export(tmp_path):
         shutil.copy(PROJ_ROOT / name, proj / name)
     shutil.copytree(PROJ_ROOT / "pipelines", proj / "pipelines")
     splits = read_manifest(make_splits(proj))
-    write_manifest(relocate(splits), proj / "data" / "splits" / "final.csv")
+    write_manifest(relocate(splits), proj / "data" / "splits" / "fold-final.csv")
     runs = make_validation_runs(proj, {"class_weights-resnet-0": {"f1": 0.7}})
     candidate = proj / "models" / "final" / "candidate.json"
     candidate.parent.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,9 @@ def dataset(tmp_path_factory, micro_params: Params):
     root = tmp_path_factory.mktemp("lus") / "data"
     manifest = with_pngs(_manifest(PATIENTS, micro_params.base.image_size), root)
     p = micro_params
-    split = replace(p.split, folds=[0, 1, 2], max_folds=5)  # 3 patients per class: 3 folds
+    split = replace(
+        p.split, folds=[0, 1, 2], items=[0, 1, 2, "final"], max_folds=5
+    )  # 3 patients per class: 3 folds
     folds, summary = split_frames(manifest, root, split, p.validate, p.base.classes, SEED)
     tables = {FINAL if f.fold is None else f.fold: f.frames for f in folds}
     assert list(tables) == [0, 1, 2, FINAL]

@@ -67,22 +67,29 @@ def apply_profile(
 
 def set_param(params_path: Path | str, dotted_key: str, value: Any) -> dict[str, Any]:
     """Set one key of ``params_path`` (comments kept), type-checked before anything is written."""
+    return set_params(params_path, {dotted_key: value})
+
+
+def set_params(params_path: Path | str, values: dict[str, Any]) -> dict[str, Any]:
+    """Set keys of ``params_path`` at once (comments kept; keys that must agree, such as
+    ``split.folds`` and ``split.items``), type-checked before anything is written."""
     params_path = Path(params_path)
     rt = YAML()
     rt.preserve_quotes = True
     rt.width = 4096
     with params_path.open() as fh:
         doc = rt.load(fh)
-    *parents, leaf = dotted_key.split(".")
-    node = doc
-    for key in parents:
-        node = node[key]
-    if isinstance(value, list):  # keep params.yaml's one-line lists: `folds: [0, 1, 2]`
-        from ruamel.yaml.comments import CommentedSeq
+    for dotted_key, value in values.items():
+        *parents, leaf = dotted_key.split(".")
+        node = doc
+        for key in parents:
+            node = node[key]
+        if isinstance(value, list):  # keep params.yaml's one-line lists: `folds: [0, 1, 2]`
+            from ruamel.yaml.comments import CommentedSeq
 
-        value = CommentedSeq(value)
-        value.fa.set_flow_style()
-    node[leaf] = value
+            value = CommentedSeq(value)
+            value.fa.set_flow_style()
+        node[leaf] = value
     with atomic_path(params_path) as tmp:
         with tmp.open("w") as fh:
             rt.dump(doc, fh)

@@ -16,16 +16,19 @@ def register(app: typer.Typer) -> None:
 def folds(
     frames_csv: Path = typer.Option(Path("data/frames.csv"), "--frames", help="The manifest."),
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="Parameter file."),
-    write: bool = typer.Option(False, "--write", help="Set split.folds in the params file."),
+    write: bool = typer.Option(
+        False, "--write", help="Set split.folds (and split.items) in the params file."
+    ),
 ) -> None:
     """How many cross-validation folds the data gives (split.scheme cv), and set split.folds.
 
     k = the independent patient groups of the rarest class (patients sharing a frame count as
     one), at most split.max_folds. DVC runs one item of every per-fold stage per fold, so
-    split.folds must be [0, ..., k-1]; the split stage refuses a mismatch.
+    split.folds must be [0, ..., k-1] (the split stage refuses a mismatch) and split.items the
+    same plus final (the final model's split, one more item of encoder ... tune).
     """
-    from lusaug.core.config import ConfigError, load_params
-    from lusaug.core.profiles import set_param
+    from lusaug.core.config import FINAL_FOLD, ConfigError, load_params
+    from lusaug.core.profiles import set_params
     from lusaug.data.linking import LinkError, link_patients
     from lusaug.data.manifest import read_manifest
     from lusaug.data.split import SplitError, count_folds
@@ -40,7 +43,7 @@ def folds(
         k, rare, groups = count_folds(manifest, params.base.classes, params.split.max_folds, links)
         wanted = [0] if params.split.scheme == "holdout" else list(range(k))
         if write:
-            set_param(params_file, "split.folds", wanted)
+            set_params(params_file, {"split.folds": wanted, "split.items": [*wanted, FINAL_FOLD]})
     except (ConfigError, SplitError, LinkError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

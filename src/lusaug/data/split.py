@@ -24,9 +24,10 @@ seeded random order, go first to bins that still lack the class, then to the bin
 its target (ties prefer the bin where the unit's other, not yet processed classes have most
 room). A class that cannot appear in every bin raises :class:`SplitError` naming it.
 
-DVC needs the folds before it runs (``split.folds`` drives the per-fold stages), so the split
-checks that ``split.folds`` is ``[0, ..., k-1]`` for the k the data gives and says how to fix
-it otherwise (``lusaug folds --write``).
+DVC needs the folds before it runs (``split.folds`` drives ``train``, ``split.items`` = the folds
++ ``final`` the stages the final model also reads), so the split checks that ``split.folds`` is
+``[0, ..., k-1]`` for the k the data gives and says how to fix it otherwise (``lusaug folds
+--write``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import Any
 
 import pandas as pd
 
-from lusaug.core.config import SplitParams, ValidateParams
+from lusaug.core.config import FINAL_FOLD, SplitParams, ValidateParams
 from lusaug.data.assignment import (
     SplitError,
     assign_units,
@@ -56,7 +57,9 @@ logger = logging.getLogger(__name__)
 
 SCHEMES = ("cv", "holdout")
 FOLD_FILE = "fold-{fold}.csv"  # one split file per fold inside data/splits/
-FINAL_FILE = "final.csv"  # the final model's split: every patient trains or validates
+# The final model's split (every patient trains or validates), named as one more fold: it is the
+# last item of the per-fold stages (split.items), which name their files fold-${item}.
+FINAL_FILE = FOLD_FILE.format(fold=FINAL_FOLD)
 VAL_SEED_OFFSET = 1  # fold f draws its validation patients with seed + VAL_SEED_OFFSET + f
 
 
@@ -185,7 +188,7 @@ class FoldSplit:
     val_missing: list[str] = field(default_factory=list)
 
 
-def fold_file(fold: int | None) -> str:
+def fold_file(fold: int | str | None) -> str:
     """File name of fold ``fold``'s split inside the splits folder (None: the final split)."""
     return FINAL_FILE if fold is None else FOLD_FILE.format(fold=fold)
 
@@ -265,10 +268,12 @@ def check_fold_list(cfg: SplitParams, k: int, why: str) -> None:
     """``split.folds`` must name exactly the folds the data gives (DVC runs one item each)."""
     expected = list(range(k))
     if list(cfg.folds) != expected:
+        items = f"[{', '.join(map(str, [*expected, FINAL_FOLD]))}]"
         raise SplitError(
             f"the data gives {k} fold(s) ({why}) but split.folds is {list(cfg.folds)}; set "
-            f"split.folds: {expected} (`lusaug folds --write`, or "
-            f"`dvc exp run -S 'split.folds={expected}'`) so that DVC runs one item per fold"
+            f"split.folds: {expected} and split.items: {items} (`lusaug folds --write`, or "
+            f"`dvc exp run -S 'split.folds={expected}' -S 'split.items={items}'`) so that DVC "
+            "runs one item per fold"
         )
 
 

@@ -113,7 +113,7 @@ def filter_metrics(
     base: BaseParams,
     cfg: FilterParams,
     encoder_dir: Path | str,
-    fold: int | None,
+    fold: int | str | None,
 ) -> dict[str, Any]:
     """The stage's metrics: what was kept and why, fidelity against real patients (each beside
     its real reference), memorisation, the feature space and the generator's training data."""

@@ -33,12 +33,12 @@ def registered_name(target_class: str) -> str:
     return f"{MODEL_PREFIX}{target_class}"
 
 
-def champion_alias(fold: int | None) -> str:
+def champion_alias(fold: int | str | None) -> str:
     """``champion`` for a single split, ``champion-fold-<k>`` under cross-validation."""
     return CHAMPION if fold is None else f"{CHAMPION}-fold-{fold}"
 
 
-def fold_tags(fold: int | None) -> dict[str, str]:
+def fold_tags(fold: int | str | None) -> dict[str, str]:
     """The ``fold`` tag every run of a fold carries (``holdout`` for a single split)."""
     return {"fold": "holdout" if fold is None else str(fold)}
 
@@ -160,7 +160,7 @@ def register_best_generator(
     all_metrics: Sequence[dict[str, Any]],
     target_class: str,
     max_memorisation_rate: float,
-    fold: int | None = None,
+    fold: int | str | None = None,
 ) -> dict[str, Any]:
     """Register the best generator of ``target_class`` (alias ``champion``); returns a summary."""
     from mlflow import MlflowClient
@@ -227,7 +227,7 @@ def log_base_model(base_dir: Path | str, name: str = "base_model") -> str:
     return info.model_uri
 
 
-def register_base_model(model_uri: str, fold: int | None, run_id: str) -> dict[str, Any]:
+def register_base_model(model_uri: str, fold: int | str | None, run_id: str) -> dict[str, Any]:
     """Register a fold's base model as a new version of ``lus-base`` tagged with the fold."""
     import mlflow
 

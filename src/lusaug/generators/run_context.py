@@ -47,13 +47,13 @@ def setup_mlflow(mlflow_cfg: MlflowParams) -> str:
     return setup_experiment("generators", mlflow_cfg.tracking_uri)
 
 
-def tags(fold: int | None, **extra: Any) -> dict[str, str]:
+def tags(fold: int | str | None, **extra: Any) -> dict[str, str]:
     """Standard tags (git commit, data hash, DVC stage) + the fold + ``extra``."""
     return standard_tags(".", **fold_tags(fold), **extra)
 
 
 def generator_tags(
-    name: str, spec: GeneratorSpec, target_class: str, fold: int | None
+    name: str, spec: GeneratorSpec, target_class: str, fold: int | str | None
 ) -> dict[str, str]:
     return tags(
         fold,

@@ -106,7 +106,7 @@ def _kept(out_dir: Path, fp: str) -> dict[str, Any] | None:
 
 
 def _summary(
-    fold: int | None,
+    fold: int | str | None,
     target_class: str,
     data: BaseData,
     n_images: int,
@@ -157,7 +157,7 @@ def run(
     mlflow_cfg: MlflowParams,
     *,
     resume: bool = False,
-    fold: int | None = None,
+    fold: int | str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train (keep, point at, or skip) the fold's base; returns the summary in its folder.

@@ -47,7 +47,7 @@ def skip_reason(enabled: list[str]) -> str | None:
     return "generate.enabled is empty: no filter stage reads the fidelity space"
 
 
-def _skip(paths: EncoderPaths, fold: int | None, reason: str) -> dict[str, Any]:
+def _skip(paths: EncoderPaths, fold: int | str | None, reason: str) -> dict[str, Any]:
     summary = {"fold": fold, "trained": False, "skipped": reason}
     with atomic_path(paths.out, is_dir=True) as tmp:
         write_json(tmp / FILES["skipped"], summary)
@@ -79,7 +79,7 @@ def run(
     *,
     enabled: list[str],
     threads: int = 0,
-    fold: int | None = None,
+    fold: int | str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train the fold's reference classifier into ``paths.out``; write and return its summary.

@@ -40,7 +40,7 @@ class ParityFailed(LusaugError, RuntimeError):
 @dataclass(frozen=True)
 class ExportPaths:
     registered: Path  # models/registered.json (what `register` registered)
-    splits: Path  # data/splits/final.csv (parity frames; training frames calibrate int8)
+    splits: Path  # data/splits/fold-final.csv (parity frames; training frames calibrate int8)
     onnx: Path  # models/onnx (classifier.onnx, classifier.int8.onnx)
     report: Path  # reports/onnx_parity.json
 

@@ -63,7 +63,7 @@ def run(
     gen: GenerateParams,
     mlflow_cfg: MlflowParams,
     *,
-    fold: int | None = None,
+    fold: int | str | None = None,
     track: bool = True,
 ) -> dict[str, Any]:
     """Filter generator ``name``'s candidates and score them; returns the metrics it wrote with

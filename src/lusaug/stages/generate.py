@@ -223,7 +223,7 @@ def _generator_meta(
     tset: frame_io.TrainingSet,
     n_images: int,
     seed: int,
-    fold: int | None,
+    fold: int | str | None,
 ) -> dict[str, Any]:
     """The start of ``generator.json``: what G is, what it trained on, how it samples."""
     target = base.target_class
@@ -314,7 +314,7 @@ def run(
     mlflow_cfg: MlflowParams,
     *,
     resume: bool = False,
-    fold: int | None = None,
+    fold: int | str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train generator ``name``, save it, write its candidate PNGs; returns the summary."""

@@ -65,7 +65,7 @@ EXPORT_KEY_CHARS = 32  # of the sha256 hex digest: plenty to tell exports apart
 @dataclass(frozen=True)
 class RegisterPaths:
     candidate: Path  # models/final/candidate.json (the final model and its validation metrics)
-    splits: Path  # data/splits/final.csv (the model card's split table; a dataset input)
+    splits: Path  # data/splits/fold-final.csv (the model card's split table; a dataset input)
     registered: Path  # models/registered.json (what was registered, for `export`)
 
 

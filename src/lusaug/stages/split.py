@@ -4,7 +4,7 @@
 Patient-grouped and class-stratified (:mod:`lusaug.data.split`): cross-validation in which every
 patient group of the rarest class is tested exactly once (``split.scheme: cv``), or one hold-out
 split (fold 0). Patients that share an identical or near-identical frame stay together; the
-report lists them with the frame pair that links them. ``final.csv`` is the final model's split:
+report lists them with the frame pair that links them. ``fold-final.csv`` is the final model's split:
 every patient trains or validates.
 """
 
@@ -23,7 +23,7 @@ from lusaug.data.split import fold_file, relocate, split_frames
 @dataclass(frozen=True)
 class SplitPaths:
     manifest: Path  # data/frames.csv
-    splits: Path  # data/splits (fold-<k>.csv per fold + final.csv)
+    splits: Path  # data/splits (fold-<k>.csv per fold + fold-final.csv)
     report: Path  # reports/split.json
 
 

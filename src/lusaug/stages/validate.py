@@ -25,7 +25,7 @@ from lusaug.validation import (
 
 @dataclass(frozen=True)
 class ValidatePaths:
-    splits: Path  # data/splits (fold-<k>.csv per fold + final.csv)
+    splits: Path  # data/splits (fold-<k>.csv per fold + fold-final.csv)
     docs: Path  # reports/validation (Data Docs)
     metrics: Path  # metrics/validation.json
     split_report: Path | None = None  # reports/split.json (the documented fallbacks)

@@ -9,12 +9,14 @@ generate, filter) and ``serving`` (register, export, serve, mlflow).
 """
 
 from lusaug.core.config.data_sections import (
+    FINAL_FOLD,
     BaseParams,
     FramesParams,
     ImportParams,
     PhantomParams,
     SplitParams,
     ValidateParams,
+    parse_fold,
 )
 from lusaug.core.config.generator_sections import (
     CONDITIONAL_KIND,
@@ -69,6 +71,7 @@ from lusaug.core.config.training_sections import (
 
 __all__ = [
     "CONDITIONAL_KIND",
+    "FINAL_FOLD",
     "FINETUNE_METHODS",
     "GENERATOR_KINDS",
     "GENERATOR_STRATEGIES",
@@ -117,5 +120,6 @@ __all__ = [
     "deep_merge",
     "load_params",
     "params_from_dict",
+    "parse_fold",
     "parse_strategy",
 ]

@@ -6,6 +6,18 @@ from dataclasses import dataclass
 
 from lusaug.core.config.schema import ConfigError
 
+FINAL_FOLD = "final"  # the final model's split: the last item of the per-fold stages
+
+
+def parse_fold(text: str) -> int | str:
+    """A ``--fold`` argument: a fold index, or ``final`` (the final model's split)."""
+    if text == FINAL_FOLD:
+        return FINAL_FOLD
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"a fold is an index or {FINAL_FOLD!r}, got {text!r}") from None
+
 
 @dataclass(frozen=True)
 class BaseParams:
@@ -57,7 +69,8 @@ class FramesParams:
 @dataclass(frozen=True)
 class SplitParams:
     scheme: str  # cv (every rare-class patient group tested once) | holdout (one split)
-    folds: list[int]  # folds the per-fold DVC stages run: [0, ..., k-1] for the k the data gives
+    folds: list[int]  # folds train runs and evaluate pools: [0, ..., k-1] for the k the data gives
+    items: list[int | str]  # items of encoder, base_model, generate, filter, tune: folds + [final]
     max_folds: int  # cv: k = patient groups of the rarest class, at most this
     val_fraction: float  # cv: share of each class's non-test patient groups that validate
     fractions: dict[str, float]  # holdout: train/val/test share of each class's patients
@@ -76,6 +89,12 @@ class SplitParams:
         fr = self.fractions
         if set(fr) != {"train", "val", "test"} or abs(sum(fr.values()) - 1.0) > 1e-6:
             raise ConfigError(f"split.fractions must be train/val/test summing to 1, got {fr}")
+        if self.items != [*self.folds, FINAL_FOLD]:  # DVC cannot concatenate two lists
+            wanted = ", ".join(map(str, [*self.folds, FINAL_FOLD]))
+            got = ", ".join(map(str, self.items))
+            raise ConfigError(
+                f"split.items must be split.folds + [{FINAL_FOLD}]: [{wanted}], got [{got}]"
+            )
 
 
 @dataclass(frozen=True)
