@@ -26,8 +26,8 @@ data: install ## fill data/raw with the phantom if empty, and keep data.dvc in s
 		$(BIN)/lusaug phantom --out data/raw && $(BIN)/dvc commit -q -f data.dvc; \
 	fi
 
-run: data ## run the whole pipeline with dvc repro
-	$(BIN)/dvc repro
+run: data ## run the whole pipeline (lusaug repro: dvc repro that keeps the previous outputs on failure)
+	$(BIN)/lusaug repro
 
 test: install ## run the test suite
 	$(BIN)/python -m pytest
