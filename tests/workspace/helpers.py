@@ -1,9 +1,12 @@
-"""A small real DVC repository to run `lusaug repro` in."""
+"""A small real DVC repository to run `lusaug repro` and `dvc plots show` in."""
 
 from __future__ import annotations
 
+import shutil
+import textwrap
 from pathlib import Path
 
+from lusaug.core.config import PROJ_ROOT
 from tests.pipelines.helpers import run
 
 # s1 writes a cached file from param a; s2 (after s1) a cached folder and a git-tracked metric
@@ -58,3 +61,28 @@ def set_params(repo: Path, **values: int) -> None:
     text = "".join(f"{k}: {v}\n" for k, v in {"a": 1, "b": 2, **values}.items())
     (repo / "params.yaml").write_text(text)
 
+
+def plots_repo(dest: Path) -> Path:
+    """A DVC repository with this project's plots config and template, and two plots."""
+    dest.mkdir(parents=True, exist_ok=True)
+    run(["git", "init", "-q"], dest)
+    run(["dvc", "init", "-q"], dest)
+    shutil.copy(PROJ_ROOT / ".dvc/config", dest / ".dvc/config")
+    shutil.copy(PROJ_ROOT / ".dvc/plots_offline.html", dest / ".dvc/plots_offline.html")
+    (dest / "confusion.csv").write_text("actual,predicted\na,a\na,b\nb,b\nb,b\n")
+    (dest / "loss.json").write_text('[{"step": 0, "loss": 1.0}, {"step": 1, "loss": 0.5}]')
+    (dest / "dvc.yaml").write_text(
+        textwrap.dedent(
+            """\
+            plots:
+              - confusion.csv:
+                  template: confusion
+                  x: actual
+                  y: predicted
+              - loss.json:
+                  x: step
+                  y: loss
+            """
+        )
+    )
+    return dest

@@ -1,4 +1,4 @@
-"""``lusaug repro [DVC REPRO ARGS]``.
+"""``lusaug repro [DVC REPRO ARGS]`` and ``lusaug plots-template``.
 
 Library imports are deferred so ``lusaug --help`` stays fast.
 """
@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
         options_metavar="[DVC REPRO ARGS]...",
     )(repro)
+    app.command("plots-template")(plots_template)
 
 
 def repro(ctx: typer.Context) -> None:
@@ -35,3 +36,14 @@ def repro(ctx: typer.Context) -> None:
     code = run_repro(Path.cwd(), list(ctx.args), echo=lambda line: typer.echo(line, err=True))
     raise typer.Exit(code)
 
+
+def plots_template(
+    repo: Path = typer.Option(Path("."), "--repo", help="Repository root."),
+) -> None:
+    """Write .dvc/plots_offline.html, the page `dvc plots show` fills (Vega, Vega-Lite and
+    vega-embed inlined from vl-convert-python: plots render with no network). Run it after
+    vl-convert-python changes; .dvc/config points DVC at the file."""
+    from lusaug.workspace.plots import bundle_versions, write_template
+
+    path = write_template(repo)
+    typer.echo(f"wrote {path} ({bundle_versions()})")
