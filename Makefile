@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+PORT ?= 5000
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
@@ -26,8 +27,8 @@ data: install ## fill data/raw with the phantom if empty, and keep data.dvc in s
 		$(BIN)/lusaug phantom --out data/raw && $(BIN)/dvc commit -q -f data.dvc; \
 	fi
 
-run: data ## run the whole pipeline with dvc repro
-	$(BIN)/dvc repro
+run: data ## run the whole pipeline (lusaug repro: dvc repro that keeps the previous outputs on failure)
+	$(BIN)/lusaug repro
 
 test: install ## run the test suite
 	$(BIN)/python -m pytest
@@ -38,9 +39,10 @@ test-fast: install ## the suite without slow tests (real dvc repro, real data)
 lint: install ## ruff lint + format check (the rules are in pyproject.toml)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-ui: install ## MLflow UI on 127.0.0.1:5000 over the local store
-	@echo "MLflow UI: http://127.0.0.1:5000 (switch the top-left toggle to 'Model training' to open experiments on their runs)"
-	$(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" --host 127.0.0.1 --port 5000
+# MLflow's job runner (GenAI evaluation jobs: ~7 worker processes of ~250 MB) is of no use here
+ui: install ## MLflow UI on 127.0.0.1:$(PORT) over the local store (make ui PORT=5001)
+	@echo "MLflow UI: http://127.0.0.1:$(PORT) (switch the top-left toggle to 'Model training' to open experiments on their runs)"
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" --host 127.0.0.1 --port $(PORT)
 
 lock: install ## re-pin requirements.lock from the current venv
 	{ head -3 requirements.lock; $(BIN)/python -m pip freeze --exclude-editable; } > requirements.lock.new && mv requirements.lock.new requirements.lock

@@ -33,9 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
-    params = load_params()
-    seed_everything(params.base.seed)
     with stage_errors("base_model"):
+        params = load_params()
+        seed_everything(params.base.seed)
         paths = base_model.BaseModelPaths(
             args.splits_csv, args.out_dir, args.checkpoints, args.validation_json
         )

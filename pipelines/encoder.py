@@ -30,9 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
-    params = load_params()
-    seed_everything(params.base.seed)
     with stage_errors("encoder"):
+        params = load_params()
+        seed_everything(params.base.seed)
         paths = encoder.EncoderPaths(
             args.splits_csv, args.out_dir, args.metrics_json, args.validation_json
         )

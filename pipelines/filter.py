@@ -40,9 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
-    params = load_params()
-    seed_everything(params.base.seed)
     with stage_errors(f"filter@{args.generator}"):
+        params = load_params()
+        seed_everything(params.base.seed)
         paths = filter_stage.FilterPaths(
             args.splits_csv,
             args.model_dir,

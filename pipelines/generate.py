@@ -37,9 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
-    params = load_params()
-    seed_everything(params.base.seed)
     with stage_errors(f"generate@{args.generator}"):
+        params = load_params()
+        seed_everything(params.base.seed)
         paths = generate.GeneratePaths(
             args.splits_csv,
             args.base_dir,

@@ -4,7 +4,8 @@ Layers, lowest first. A module may import its own package, any package of a lowe
 within one layer, a peer package as long as the package graph has no cycle:
 
     core (config, errors, utils, markdown, mlflow_store, profiles) -> data, inference -> validation
-    -> features -> models, generators -> tuning, calibration -> tracking -> export -> serving -> reporting -> stages, cluster -> cli
+    -> features -> models, generators -> tuning, calibration -> tracking -> export -> serving
+    -> reporting -> stages, cluster, workspace -> cli
 
 and no module imports itself back through others (no circle of modules, within a package or
 across). Every way of naming a module counts: ``import lusaug.a.b``, ``from lusaug.a import b``,
@@ -38,7 +39,7 @@ LAYERS = [
     {"export"},
     {"serving"},
     {"reporting"},
-    {"stages", "cluster"},
+    {"stages", "cluster", "workspace"},
     {"cli"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -53,8 +53,12 @@ def test_removed_split_key_is_rejected(params_dict):
     [
         ({"scheme": "kfold"}, "split.scheme must be cv or holdout, got 'kfold'"),
         ({"folds": [1, 2]}, r"split.folds must be \[0, 1, ..., k-1\], got \[1, 2\]"),
-        ({"scheme": "holdout"}, "split.scheme holdout is one fold: set split.folds: \\[0\\]"),
-        ({"folds": [0]}, "split.scheme cv needs split.folds and split.max_folds of 2 or more"),
+        (
+            {"scheme": "holdout"},
+            r"split.folds must be \[0\] with split.scheme holdout .*got \[0, 1",
+        ),
+        ({"folds": [0]}, r"split.folds must list 2 or more folds with cv, got \[0\]"),
+        ({"max_folds": 1}, "split.max_folds must be >= 2 with cv, got 1"),
         ({"val_fraction": 1.0}, r"split.val_fraction must be in \(0, 1\), got 1.0"),
         ({"items": [0, 1]}, r"split.items must be split.folds \+ \[final\]: \[0, 1, final\]"),
         ({"folds": [0, 1, 2]}, r"split.items .*: \[0, 1, 2, final\], got \[0, 1, final\]"),
@@ -87,6 +91,55 @@ def test_micro_on_top_of_pocus_loads(tmp_path):
     loaded = load_params(params)
     assert loaded.base_model.block_out_channels == [8, 16]
     assert loaded.base_model.norm_num_groups == 8
+
+
+def test_unknown_top_level_section_is_rejected(params_dict):
+    """A misspelt section is an error, not a section nobody reads."""
+    bad = {**params_dict, "trian": {"epochs": 3}}
+    with pytest.raises(
+        ConfigError, match=r"params: unknown key\(s\) \['trian'\]; known: .*'train'"
+    ):
+        params_from_dict(bad)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"train": {"epochs": 0}}, "train.epochs: must be >= 1, got 0"),
+        ({"train": {"batch_size": -2}}, "train.batch_size: must be >= 1, got -2"),
+        ({"train": {"eval_batch_size": 0}}, "train.eval_batch_size: must be >= 1, got 0"),
+        ({"train": {"precision": "fp8"}}, "train.precision: must be one of .*, got 'fp8'"),
+        (
+            {"train": {"strategies": ["baseline", "magic"]}},
+            "train.strategies: unknown strategy 'magic'",
+        ),
+        ({"evaluate": {"ci": 1.5}}, r"evaluate.ci must be in \(0, 1\), got 1.5"),
+        ({"evaluate": {"bootstrap": 0}}, "evaluate.bootstrap must be >= 1, got 0"),
+        ({"evaluate": {"reference_gain": 0}}, "evaluate.reference_gain must be > 0, got 0"),
+        (
+            {"generate": {"sampling": {"sampler": "euler"}}},
+            "generate.sampling.sampler .*got 'euler'",
+        ),
+        ({"base_model": {"caption_dropout": 1.0}}, r"base_model.caption_dropout .*got 1.0"),
+        ({"base": {"image_size": "big"}}, "params.base.image_size: expected int, got 'big'"),
+        (
+            {"generate": {"enabled": ["ddpm_al"]}},
+            r"generate.enabled names unknown .*\['ddpm_al'\]",
+        ),
+    ],
+)
+def test_a_config_error_names_the_key_and_the_value_in_one_line(params_dict, change, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        params_from_dict(deep_merge(params_dict, change))
+    assert "\n" not in str(err.value)
+
+
+def test_broken_yaml_is_one_line_naming_the_file_and_line(tmp_path):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("base:\n  seed: 1\n image_size: [64\n")
+    with pytest.raises(ConfigError, match=r"params.yaml is not valid YAML at line \d+") as err:
+        load_params(params_file)
+    assert "\n" not in str(err.value)
 
 
 def test_wrong_type_is_rejected(params_dict):

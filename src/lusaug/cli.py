@@ -23,6 +23,7 @@ from lusaug.data import commands as data_commands
 from lusaug.reporting import commands as reporting_commands
 from lusaug.serving import commands as serving_commands
 from lusaug.tracking import commands as tracking_commands
+from lusaug.workspace import commands as workspace_commands
 
 EXIT_BAD_INPUT = 2  # as the commands' own `error: ...` exits
 USER_ERRORS = (LusaugError, FileNotFoundError, yaml.YAMLError)
@@ -52,6 +53,7 @@ for module in (
     reporting_commands,
     serving_commands,
     tracking_commands,
+    workspace_commands,
 ):
     module.register(app)
 

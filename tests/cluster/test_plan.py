@@ -32,7 +32,8 @@ def test_the_plan_is_every_item_dvc_lists_each_after_its_upstream(plan):
         assert item.index == position[item.name]
         assert all(position[u] < item.index for u in item.upstream), item
     assert plan.sources == ("data.dvc",)
-    assert plan["frames"].sources == ("data.dvc",) and plan["frames"].upstream == ()
+    assert plan["frames"].sources == ("data.dvc",) and plan["frames"].upstream == ("check_params",)
+    assert plan["check_params"].upstream == ()  # the params check comes before everything
 
 
 def test_checkpoints_are_persist_outputs_and_checkpoint_folders_of_the_command(plan):
@@ -50,6 +51,8 @@ def test_checkpoints_are_persist_outputs_and_checkpoint_folders_of_the_command(p
                 f"models/fold-{fold}/base_model",
                 f"models/checkpoints/fold-{fold}/base_model",
             ), item
+        elif item.stage == "check_params":  # its marker persists (never deleted before the check)
+            assert item.checkpoints == ("reports/params_check.txt",), item
         elif item.stage != "train":
             assert item.checkpoints == (), item
 
@@ -61,7 +64,8 @@ def test_a_target_plans_its_upstream_only_and_the_critical_chain_comes_first():
     assert not any(n.endswith("@1") or "@1-" in n for n in names), names
     assert "evaluate" not in names
     depth = plan.downstream_depth()
-    assert depth["train@0"] == 1 and depth["frames"] == max(depth.values())
+    assert depth["train@0"] == 1 and depth["check_params"] == max(depth.values())
+    assert depth["frames"] == depth["check_params"] - 1
     # the workspace a local repro would have: outputs of everything before the item ignored
     ignored = plan.ignores_before(plan["train@0"])
     assert "data/frames" in ignored and "models/classifiers/fold-0" not in ignored

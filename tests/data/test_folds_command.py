@@ -51,3 +51,25 @@ def test_folds_on_a_missing_manifest_is_a_clear_error(tmp_path):
     shutil.copy(PROJ_ROOT / "params.yaml", conf)
     proc = _folds(conf, tmp_path / "nowhere.csv")
     assert proc.returncode == 2 and "not found" in proc.stderr
+
+
+def test_folds_write_after_a_profile_round_trips(tmp_path, params):
+    """`lusaug profile micro` writes lists under keys with trailing comments; `lusaug folds
+    --write` reads that file back and writes it again, and the result still loads."""
+    from lusaug.core.config import load_params
+
+    frames = write_toy_dataset(tmp_path / "data", params.base.classes, size=32)
+    conf = tmp_path / "params.yaml"
+    shutil.copy(PROJ_ROOT / "params.yaml", conf)
+    profile = subprocess.run(
+        [str(LUSAUG), "profile", "micro", "--params", str(conf)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert profile.returncode == 0, profile.stderr
+    written = _folds(conf, frames, "--write")
+    assert written.returncode == 0, written.stderr
+    loaded = load_params(conf)
+    assert loaded.base.profile == "micro" and loaded.split.folds == list(
+        range(len(loaded.split.folds))
+    )
+    assert re.search(r"(?m)^  folds: \[[0-9, ]+\] +# ", conf.read_text())  # one line, comment kept

@@ -399,3 +399,37 @@ def test_two_runs_of_the_train_stage_write_the_same_bytes(tmp_path, toy_splits, 
     assert [f for f in a if a[f] != b[f]] == []
     ids = [read_execution(tmp_path / n / "baseline-resnet-0")["mlflow_run_id"] for n in "ab"]
     assert ids[0] != ids[1]  # two MLflow runs, recorded where DVC does not look
+
+
+def test_final_refit_run_is_named_apart_and_outside_the_fold_groups(
+    clf_params: Params, tmp_path, monkeypatch
+):
+    """The final refit of baseline-resnet is `final-baseline-resnet`, role=final, no parent:
+    the UI never lists it among the fold runs of the same setting."""
+    from mlflow.tracking import MlflowClient
+
+    from lusaug.stages.final import final_tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("LUSAUG_MLFLOW_GROUP", "final-test")
+    tracking = tracking_for(clf_params, PROJ_ROOT)
+    spec = RunSpec("baseline", "resnet", 0, fold=0)
+    fold_run = TrainTracker(tracking, spec.name, {"fold": 0})
+    final_run = TrainTracker(final_tracking(tracking, "baseline", "resnet"), spec.name, {})
+    for tracker in (fold_run, final_run):
+        tracker.finish()
+    client = MlflowClient(tracking_uri=uri)
+    fold, final = client.get_run(fold_run.run_id), client.get_run(final_run.run_id)
+    assert (fold.info.run_name, final.info.run_name) == (
+        "baseline-resnet-0",
+        "final-baseline-resnet",
+    )
+    assert final.data.tags["lusaug.role"] == "final" and fold.data.tags["lusaug.role"] == "train"
+    assert "mlflow.parentRunId" not in final.data.tags and fold_run.parent_run_id
+    siblings = client.search_runs(
+        [fold.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{fold_run.parent_run_id}'",
+    )
+    assert [r.info.run_id for r in siblings] == [fold_run.run_id]
+    assert final_tracking(None, "baseline", "resnet") is None

@@ -28,7 +28,6 @@ from lusaug.reporting.study import ReportError
 from tests.reporting.helpers import build, read
 
 SECTIONS = (
-    conclusion.CHANGES_TITLE,
     split.TITLE,
     table3.TITLE,
     table3.DIFF_TITLE,
@@ -48,7 +47,6 @@ def test_every_section_is_there_in_reading_order(cv_run):
     _, text = build(cv_run)
     headings = [line.lstrip("#").strip() for line in text.splitlines() if line.startswith("## ")]
     wanted = [
-        conclusion.CHANGES_TITLE,
         split.TITLE,
         table3.TITLE,
         patients.title(target),
@@ -196,3 +194,17 @@ def test_report_runs_without_torch(cv_run, tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJ_ROOT / "src"), str(PROJ_ROOT)])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def test_cli_default_writes_reports_study_md_and_leaves_the_committed_write_up(cv_run):
+    committed = cv_run / "docs" / "results-pocus.md"
+    committed.parent.mkdir(parents=True, exist_ok=True)
+    committed.write_text("# our written-up run\n")
+    result = CliRunner().invoke(app, ["report", "--repo", str(cv_run)])
+    assert result.exit_code == 0, result.output
+    assert (cv_run / "reports" / "study.md").read_text().startswith("# ")
+    assert any((cv_run / "reports" / "study-figures").rglob("*.png"))
+    assert committed.read_text() == "# our written-up run\n"
+    assert not (cv_run / "docs" / "img" / "pocus").exists()
+    result = CliRunner().invoke(app, ["report", "--repo", str(cv_run), "--out", str(committed)])
+    assert result.exit_code == 0 and committed.read_text() != "# our written-up run\n"

@@ -96,6 +96,7 @@ def test_register_selects_by_validation_metric(repo, params):
         "## Metrics",
         "## Promotion history",
         "lusaug models --history",
+        "MLflow UI's own alias and promote buttons bypass lusaug's gates",
         "## Intended use",
         "## Limitations",
         "0.700 [0.640, 0.760]",

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedSeq
 
 from lusaug.core.config import PROFILES_DIR, ConfigError, params_from_dict
 from lusaug.core.utils import atomic_path
@@ -31,12 +32,28 @@ def load_overlay(name: str, profiles_dir: Path = PROFILES_DIR) -> dict[str, Any]
         return yaml.safe_load(fh) or {}
 
 
+def _flow(value: Any) -> Any:
+    """A list as a one-line flow sequence (``[0, 1]``), as params.yaml writes them.
+
+    ruamel writes a plain list as a block sequence; under a key that carries a trailing comment
+    (``folds:   # ...``) the next round trip then reads the ``- 0`` lines as misplaced entries
+    and fails (a YAML ScannerError), so every list goes in as flow style, nested ones too.
+    """
+    if isinstance(value, list):
+        seq = CommentedSeq([_flow(v) for v in value])
+        seq.fa.set_flow_style()
+        return seq
+    if isinstance(value, dict):
+        return {k: _flow(v) for k, v in value.items()}
+    return value
+
+
 def _merge_into(node: Any, overlay: dict[str, Any]) -> None:
     for key, value in overlay.items():
         if isinstance(value, dict) and isinstance(node.get(key), dict):
             _merge_into(node[key], value)
         else:
-            node[key] = value
+            node[key] = _flow(value)
 
 
 def apply_profile(
@@ -84,12 +101,7 @@ def set_params(params_path: Path | str, values: dict[str, Any]) -> dict[str, Any
         node = doc
         for key in parents:
             node = node[key]
-        if isinstance(value, list):  # keep params.yaml's one-line lists: `folds: [0, 1, 2]`
-            from ruamel.yaml.comments import CommentedSeq
-
-            value = CommentedSeq(value)
-            value.fa.set_flow_style()
-        node[leaf] = value
+        node[leaf] = _flow(value)  # keep params.yaml's one-line lists: `folds: [0, 1, 2]`
     with atomic_path(params_path) as tmp:
         with tmp.open("w") as fh:
             rt.dump(doc, fh)

@@ -65,6 +65,10 @@ class RunTracking:
     group: str = ""  # parent group key ("" = group_key(params))
     root: Path = Path(".")  # repository root (default store, git commit, data hash)
     splits_csv: Path | None = None  # the split file the runs read (logged as a dataset input)
+    run_name: str = ""  # "" = the run's own name (<strategy>-<arch>-<seed>)
+    # lusaug.role tag: "train" runs sit under their group's parent; any other role (the final
+    # refit: "final") has no parent, so it never shows up among a fold group's runs
+    role: str = "train"
 
     def group_key(self) -> str:
         return self.group or group_key(self.params, self.root)
@@ -159,12 +163,15 @@ class TrainTracker:
                     return
             except Exception as exc:  # noqa: BLE001 - a reset store must not stop training
                 logger.warning("cannot resume MLflow run %s (%s): new run", resume_run_id, exc)
-        self.parent_run_id = session.parent_run_id
         all_tags = {**session.tags, **{k: str(v) for k, v in tags.items()}}
         all_tags["dvc_stage"] = dvc_stage()
-        all_tags["mlflow.parentRunId"] = self.parent_run_id
-        all_tags[ROLE_TAG] = "train"
-        run = self.client.create_run(session.experiment_id, run_name=run_name, tags=all_tags)
+        if tracking.role == "train":
+            self.parent_run_id = session.parent_run_id
+            all_tags["mlflow.parentRunId"] = self.parent_run_id
+        all_tags[ROLE_TAG] = tracking.role
+        run = self.client.create_run(
+            session.experiment_id, run_name=tracking.run_name or run_name, tags=all_tags
+        )
         self.run_id = run.info.run_id
         log_data_inputs(self.run_id, tracking.root, tracking.splits_csv)
         self.log_params(tracking.params)

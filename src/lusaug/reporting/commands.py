@@ -6,6 +6,11 @@ from pathlib import Path
 
 import typer
 
+# A run's write-up goes beside its other reports (git-ignored: a run output), never over the
+# committed docs/results-pocus.md: that one is written on purpose, with --out.
+DEFAULT_OUT = "reports/study.md"
+DEFAULT_FIGURES = "reports/study-figures"
+
 
 def register(app: typer.Typer) -> None:
     app.command("report")(report)
@@ -16,10 +21,15 @@ def report(
         Path("."), "--repo", help="Repository holding the finished run's outputs."
     ),
     out: Path | None = typer.Option(
-        None, "--out", help="Markdown to write (default: REPO/docs/results-pocus.md)."
+        None,
+        "--out",
+        help=(
+            f"Markdown to write (default: REPO/{DEFAULT_OUT}; the committed write-up "
+            "docs/results-pocus.md only when named here)."
+        ),
     ),
     figures: Path | None = typer.Option(
-        None, "--figures", help="Folder for the copied figures (default: REPO/docs/img/pocus)."
+        None, "--figures", help=f"Folder for the copied figures (default: REPO/{DEFAULT_FIGURES})."
     ),
     title: str = typer.Option("", "--title", help="First heading (default: from base.profile)."),
     costs: Path | None = typer.Option(
@@ -48,8 +58,8 @@ def report(
     from lusaug.reporting.study import ReportError, build_study_report
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    out = out if out is not None else repo / "docs" / "results-pocus.md"
-    figures = figures if figures is not None else repo / "docs" / "img" / "pocus"
+    out = out if out is not None else repo / DEFAULT_OUT
+    figures = figures if figures is not None else repo / DEFAULT_FIGURES
     costs = costs if costs is not None else repo / "logs" / "stage_costs.jsonl"
     try:
         path = build_study_report(

@@ -1,5 +1,5 @@
-"""Sections "What changed since the hold-out run" (fixed text) and "Conclusion" (a hand-written
-file included verbatim, then plain statements generated from metrics/comparison.json)."""
+"""Section "Conclusion": a hand-written file included verbatim, then plain statements generated
+from metrics/comparison.json."""
 
 from __future__ import annotations
 
@@ -10,41 +10,11 @@ from lusaug.core.markdown import NA, Doc, interval
 from lusaug.reporting.decision import HELPS, NO_HELP
 from lusaug.reporting.outputs import FILES, ReportError, RunOutputs, missing
 
-CHANGES_TITLE = "What changed since the hold-out run"
 TITLE = "Conclusion"
 GENERATED_TITLE = "What the intervals say"
 # metrics/comparison.json's per-metric verdicts and how the statements group them.
 GROUPS = {"better": "better", "worse": "worse", "not significant": "within noise"}
 SAME = "identical in every draw"  # 0 [0, 0]: both sides gave the same outcome throughout
-
-
-def changes_section(run: RunOutputs, doc: Doc) -> None:
-    t, info = run.target, run.info
-    doc.h(2, CHANGES_TITLE)
-    doc.bullets(
-        [
-            (
-                f"The hold-out run tested a single {t} patient, so every {t}-recall difference was "
-                f"'not estimable'. Now the folds are built from the {t} patient groups and every "
-                f"patient is tested exactly once, by a model that never saw them (here "
-                f"{info.get(f'{t}_patients', NA)} {t} patients over {info.get('folds', NA)} folds)."
-            ),
-            (
-                "Everything that learns is refit inside each fold on its training patients only: the "
-                "generators too (a text-conditioned base model on the other classes, textual "
-                "inversion and fine-tuning on that base, DDPMs from scratch)."
-            ),
-            (
-                "The filter adds a sharpness band (from the real training frames) to the study's "
-                "std/entropy thresholds and the memorisation check; a generator that copies more "
-                "than filter.max_memorisation_rate is blocked."
-            ),
-            (
-                "Fidelity (KID, PRDC, recognition, memorisation) is measured in the feature space "
-                "of the fold's real-trained classifier, each beside a real-vs-real reference."
-            ),
-        ]
-    )
 
 
 def _metric_groups(run: RunOutputs, arch: str, metric: str) -> list[str]:

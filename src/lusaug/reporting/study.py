@@ -24,7 +24,7 @@ from typing import Any
 
 from lusaug.core.markdown import Doc, render_markdown
 from lusaug.core.utils import atomic_path
-from lusaug.reporting.conclusion import changes_section, conclusion_section
+from lusaug.reporting.conclusion import conclusion_section
 from lusaug.reporting.costs import costs_section, read_stage_costs
 from lusaug.reporting.decision import decision_section
 from lusaug.reporting.figures import FIGURE_MAX_BYTES, SHARED_MODE, Figures, copy_figure
@@ -63,7 +63,6 @@ def study_doc(
     """Every section of the write-up, in reading order."""
     doc = Doc()
     header(run, doc, title)
-    changes_section(run, doc)
     split_section(run, doc)
     table3_section(run, doc)
     reference_section(run, doc, reference)

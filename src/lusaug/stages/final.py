@@ -13,6 +13,7 @@ final split (it memorises), the next setting by pooled validation is trained ins
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -99,6 +100,15 @@ def cv_estimate(setting: str, test_json: Path | None, comparison_json: Path | No
     }
 
 
+def final_tracking(tracking: RunTracking | None, strategy: str, arch: str) -> RunTracking | None:
+    """The final refit's MLflow run: named ``final-<strategy>-<arch>``, tagged
+    ``lusaug.role=final`` and outside the fold groups (no parent), so the UI never compares it
+    with the fold runs of the same setting, whose names are ``<strategy>-<arch>-<seed>``."""
+    if tracking is None:
+        return None
+    return dataclasses.replace(tracking, run_name=f"final-{strategy}-{arch}", role="final")
+
+
 def run(
     paths: FinalPaths, params: Params, *, tracking: RunTracking | None = None
 ) -> dict[str, Any]:
@@ -126,7 +136,12 @@ def run(
             continue
         run_dir = out_dir / CLASSIFIER
         result = train_classifier(
-            setup, run_dir, params.train, params.base.classes, resume=True, tracking=tracking
+            setup,
+            run_dir,
+            params.train,
+            params.base.classes,
+            resume=True,
+            tracking=final_tracking(tracking, strategy.name, arch),
         )
         summary = {
             "setting": setting,

@@ -155,6 +155,11 @@ def model_card(
             f"gates) is kept append-only in its registered-model tags `{HISTORY_PREFIX}<n>`; "
             "`lusaug models --history` prints it."
         ),
+        (
+            "Move aliases with `lusaug promote` and `lusaug rollback` only: the MLflow UI's own "
+            "alias and promote buttons bypass lusaug's gates (metric, ONNX parity, order) and "
+            "write no history entry."
+        ),
         *lineage_section(tags),
         "",
         "## Intended use",

@@ -81,9 +81,13 @@ class SplitParams:
         if self.folds != list(range(len(self.folds))) or not self.folds:
             raise ConfigError(f"split.folds must be [0, 1, ..., k-1], got {self.folds}")
         if self.scheme == "holdout" and self.folds != [0]:
-            raise ConfigError("split.scheme holdout is one fold: set split.folds: [0]")
-        if self.scheme == "cv" and (len(self.folds) < 2 or self.max_folds < 2):
-            raise ConfigError("split.scheme cv needs split.folds and split.max_folds of 2 or more")
+            raise ConfigError(
+                f"split.folds must be [0] with split.scheme holdout (one fold), got {self.folds}"
+            )
+        if self.scheme == "cv" and len(self.folds) < 2:
+            raise ConfigError(f"split.folds must list 2 or more folds with cv, got {self.folds}")
+        if self.scheme == "cv" and self.max_folds < 2:
+            raise ConfigError(f"split.max_folds must be >= 2 with cv, got {self.max_folds}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"split.val_fraction must be in (0, 1), got {self.val_fraction}")
         fr = self.fractions

@@ -100,13 +100,17 @@ class SslParams:
 
     def __post_init__(self) -> None:
         if self.method not in SSL_METHODS:
-            raise ConfigError(f"features.ssl.method must be one of {SSL_METHODS}")
+            raise ConfigError(
+                f"features.ssl.method must be one of {SSL_METHODS}, got {self.method!r}"
+            )
         if self.batch_size < 2:
-            raise ConfigError("features.ssl.batch_size must be >= 2 (a contrastive batch)")
+            raise ConfigError(
+                f"features.ssl.batch_size must be >= 2 (a contrastive batch), got {self.batch_size}"
+            )
         if self.epochs < 1:
-            raise ConfigError("features.ssl.epochs must be >= 1")
+            raise ConfigError(f"features.ssl.epochs must be >= 1, got {self.epochs}")
         if self.temperature <= 0:
-            raise ConfigError("features.ssl.temperature must be > 0")
+            raise ConfigError(f"features.ssl.temperature must be > 0, got {self.temperature}")
 
 
 @dataclass(frozen=True)
@@ -133,13 +137,20 @@ class FidelityProtocolParams:
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.target_quantile <= 1.0:
-            raise ConfigError("features.fidelity.target_quantile must be in [0.5, 1]")
+            raise ConfigError(
+                f"features.fidelity.target_quantile must be in [0.5, 1], got {self.target_quantile}"
+            )
         if self.min_frames < self.prdc_k + 2:
-            raise ConfigError("features.fidelity.min_frames must be >= prdc_k + 2 (PRDC's k-NN)")
+            raise ConfigError(
+                f"features.fidelity.min_frames must be >= prdc_k + 2 = {self.prdc_k + 2} "
+                f"(PRDC's k-NN), got {self.min_frames}"
+            )
         if self.reference_draws < 1:
-            raise ConfigError("features.fidelity.reference_draws must be >= 1")
+            raise ConfigError(
+                f"features.fidelity.reference_draws must be >= 1, got {self.reference_draws}"
+            )
         if self.c2st_folds < 2:
-            raise ConfigError("features.fidelity.c2st_folds must be >= 2")
+            raise ConfigError(f"features.fidelity.c2st_folds must be >= 2, got {self.c2st_folds}")
 
 
 @dataclass(frozen=True)

@@ -109,25 +109,43 @@ class GenerateParams:
     def __post_init__(self) -> None:
         unknown = [g for g in self.enabled if g not in self.generators]
         if unknown:
-            raise ConfigError(f"generate.enabled names unknown generators {unknown}")
+            raise ConfigError(
+                f"generate.enabled names unknown generators {unknown}; known: {sorted(self.generators)}"
+            )
         for name, spec in self.generators.items():
             where = f"generate.generators.{name}"
             if spec.kind not in GENERATOR_KINDS:
-                raise ConfigError(f"{where}.kind must be one of {GENERATOR_KINDS}")
+                raise ConfigError(
+                    f"{where}.kind must be one of {GENERATOR_KINDS}, got {spec.kind!r}"
+                )
             if spec.train_set not in TRAIN_SETS:
-                raise ConfigError(f"{where}.train_set must be one of {TRAIN_SETS}")
+                raise ConfigError(
+                    f"{where}.train_set must be one of {TRAIN_SETS}, got {spec.train_set!r}"
+                )
             if spec.leaky != ("leaky" in name):
                 raise ConfigError(
-                    f"{where}: a generator is leaky exactly when its name says 'leaky'"
+                    f"{where}.leaky must be {not spec.leaky} (a generator is leaky exactly when "
+                    f"its name says 'leaky'), got {spec.leaky}"
                 )
             if spec.kind == "textual_inversion" and spec.template not in TI_TEMPLATES:
-                raise ConfigError(f"{where}.template must be one of {TI_TEMPLATES}")
+                raise ConfigError(
+                    f"{where}.template must be one of {TI_TEMPLATES}, got {spec.template!r}"
+                )
         if self.ddpm.prediction_type not in PREDICTION_TYPES:
-            raise ConfigError(f"generate.ddpm.prediction_type must be one of {PREDICTION_TYPES}")
+            raise ConfigError(
+                f"generate.ddpm.prediction_type must be one of {PREDICTION_TYPES}, "
+                f"got {self.ddpm.prediction_type!r}"
+            )
         if self.sampling.sampler not in SAMPLERS:
-            raise ConfigError(f"generate.sampling.sampler must be one of {SAMPLERS}")
+            raise ConfigError(
+                f"generate.sampling.sampler must be one of {SAMPLERS}, "
+                f"got {self.sampling.sampler!r}"
+            )
         if self.finetune.method not in FINETUNE_METHODS:
-            raise ConfigError(f"generate.finetune.method must be one of {FINETUNE_METHODS}")
+            raise ConfigError(
+                f"generate.finetune.method must be one of {FINETUNE_METHODS}, "
+                f"got {self.finetune.method!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -164,11 +182,20 @@ class BaseModelParams:
     def __post_init__(self) -> None:
         check_unet_widths("base_model", self.block_out_channels, self.norm_num_groups)
         if self.prediction_type not in PREDICTION_TYPES:
-            raise ConfigError(f"base_model.prediction_type must be one of {PREDICTION_TYPES}")
+            raise ConfigError(
+                f"base_model.prediction_type must be one of {PREDICTION_TYPES}, "
+                f"got {self.prediction_type!r}"
+            )
         if not 0 < self.cross_attention_levels <= len(self.block_out_channels):
-            raise ConfigError("base_model.cross_attention_levels must be in [1, levels]")
+            raise ConfigError(
+                f"base_model.cross_attention_levels must be in [1, "
+                f"{len(self.block_out_channels)}] (the levels of block_out_channels), "
+                f"got {self.cross_attention_levels}"
+            )
         if not 0.0 <= self.caption_dropout < 1.0:
-            raise ConfigError("base_model.caption_dropout must be in [0, 1)")
+            raise ConfigError(
+                f"base_model.caption_dropout must be in [0, 1), got {self.caption_dropout}"
+            )
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,15 @@ def load_params(path: Path | str | None = None) -> Params:
     if not path.exists():
         raise ConfigError(f"{path} not found: run from the repository root or set LUSAUG_PARAMS")
     with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
+        try:
+            data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as err:  # one line: where and what, not the parser's dump
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must map section names to sections, got {data!r}")
     return params_from_dict(data)
 
 
@@ -83,9 +91,14 @@ def _check(p: Params) -> None:
         raise ConfigError(f"base.target_class {p.base.target_class!r} is not in base.classes")
     unknown = sorted(set(p.import_.prefixes.values()) - set(p.base.classes))
     if unknown:
-        raise ConfigError(f"import.prefixes maps to unknown classes {unknown}")
+        raise ConfigError(
+            f"import.prefixes must map to classes in base.classes {p.base.classes}, got {unknown}"
+        )
     if set(p.phantom.patients) != set(p.base.classes):
-        raise ConfigError("phantom.patients must list every class in base.classes")
+        raise ConfigError(
+            f"phantom.patients must list every class in base.classes {p.base.classes}, "
+            f"got {sorted(p.phantom.patients)}"
+        )
     for name in p.train.strategies:
         strategy = parse_strategy(name)
         gen = strategy.generator

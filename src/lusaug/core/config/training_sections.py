@@ -98,7 +98,10 @@ class TrainParams:
         def bad(key: str, msg: str) -> ConfigError:
             return ConfigError(f"train.{key}: {msg}")
 
-        parsed = [parse_strategy(name) for name in self.strategies]
+        try:
+            parsed = [parse_strategy(name) for name in self.strategies]
+        except ConfigError as err:
+            raise bad("strategies", str(err)) from None
         if not parsed or len({p.name for p in parsed}) != len(parsed):
             raise bad("strategies", f"need one or more distinct strategies, got {self.strategies}")
         for name in self.architectures:
@@ -107,13 +110,19 @@ class TrainParams:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise bad("seeds", f"need one or more distinct seeds, got {self.seeds}")
         if not self.architectures:
-            raise bad("architectures", "need at least one architecture family")
+            raise bad(
+                "architectures", f"need at least one architecture family, got {self.architectures}"
+            )
         if self.log_model_format not in MODEL_FORMATS:
-            raise bad("log_model_format", f"{self.log_model_format!r} not in {MODEL_FORMATS}")
+            raise bad(
+                "log_model_format",
+                f"must be one of {MODEL_FORMATS}, got {self.log_model_format!r}",
+            )
         if self.precision not in PRECISIONS:
-            raise bad("precision", f"{self.precision!r} is not one of {sorted(PRECISIONS)}")
-        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
-            raise bad("epochs/batch_size", "must be >= 1")
+            raise bad("precision", f"must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        for key in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise bad(key, f"must be >= 1, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
@@ -128,10 +137,13 @@ class EvaluateParams:
     threads: int  # torch CPU threads (0 = torch default)
 
     def __post_init__(self) -> None:
-        if self.bootstrap < 1 or not 0.0 < self.ci < 1.0:
-            raise ConfigError("evaluate: bootstrap must be >= 1 and ci in (0, 1)")
-        if not 0.0 < self.power < 1.0 or self.reference_gain <= 0:
-            raise ConfigError("evaluate: power must be in (0, 1) and reference_gain > 0")
+        if self.bootstrap < 1:
+            raise ConfigError(f"evaluate.bootstrap must be >= 1, got {self.bootstrap}")
+        for key in ("ci", "power"):
+            if not 0.0 < getattr(self, key) < 1.0:
+                raise ConfigError(f"evaluate.{key} must be in (0, 1), got {getattr(self, key)}")
+        if self.reference_gain <= 0:
+            raise ConfigError(f"evaluate.reference_gain must be > 0, got {self.reference_gain}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,127 @@
+"""``lusaug repro``: ``dvc repro`` that leaves the previous outputs in place when it fails.
+
+1. Read the pipeline from DVC (every stage item and its outputs) and take a
+   :class:`~lusaug.workspace.outputs.Snapshot` (lock entries, output signatures, copies of the
+   uncached outputs) in ``.dvc/tmp``.
+2. Run ``dvc repro ARGS`` as a child process (its output goes straight to the terminal; Ctrl-C
+   and SIGTERM reach it, and the wrapper waits for it to stop).
+3. On success: nothing else (the copies are dropped). On failure or interruption: restore the
+   previous outputs of every stage that did not finish, print one line saying which, and exit
+   with DVC's code. When the data a ``.dvc`` file tracks is missing or empty (a fresh clone),
+   also say how to get it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+from lusaug.cluster.plan import read_plan
+from lusaug.workspace.outputs import Restored, restore, take_snapshot
+
+SHOWN_PATHS = 4  # paths named in the summary line; the rest are counted
+DATA_HINT = (
+    "run `make data` (the embedded phantom), `lusaug import PATH` (real data) or `dvc pull` "
+    "(the project's DVC remote) first"
+)
+
+
+def empty_sources(root: Path) -> list[str]:
+    """Paths tracked by the repository's ``.dvc`` files that are missing or empty."""
+    found = []
+    for dvc_file in sorted(root.glob("*.dvc")):
+        if not dvc_file.is_file():  # .dvc/ itself
+            continue
+        try:
+            outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs", [])
+        except yaml.YAMLError:
+            continue
+        for out in outs:
+            path = root / out.get("path", "")
+            if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+                found.append(out["path"])
+    return found
+
+
+def _listed(paths: list[str]) -> str:
+    shown = ", ".join(paths[:SHOWN_PATHS])
+    return shown + (f" and {len(paths) - SHOWN_PATHS} more" if len(paths) > SHOWN_PATHS else "")
+
+
+def summary(code: int, restored: Restored) -> str:
+    """One line: how dvc repro ended and what came back from where."""
+    head = f"lusaug repro: dvc repro failed (exit {code})"
+    if not restored.items and not restored.failed:
+        return f"{head}; no output of an unfinished stage was touched, nothing to restore"
+    parts = []
+    if restored.from_cache:
+        parts.append(f"{_listed(restored.from_cache)} from the DVC cache")
+    if restored.from_copy:
+        parts.append(f"{_listed(restored.from_copy)} from the copy taken before the run")
+    if restored.removed:
+        parts.append(f"removed the half-written {_listed(restored.removed)}")
+    text = f"{head}; restored the previous outputs of {', '.join(restored.items)}: " + "; ".join(
+        parts
+    )
+    if restored.failed:
+        text += f"; could NOT restore {_listed(restored.failed)}"
+    return text
+
+
+@contextlib.contextmanager
+def _forwarding_sigterm(proc: subprocess.Popen) -> Iterator[None]:
+    """SIGTERM to the wrapper goes to dvc, which stops; the wrapper then restores."""
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers (a test calling repro() from a thread)
+        return
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_dvc(root: Path, args: list[str]) -> int:
+    """``dvc repro ARGS`` in ``root``; its exit code (after Ctrl-C too: dvc gets it as well)."""
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", *args], cwd=root)
+    with _forwarding_sigterm(proc):
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:  # the terminal sent SIGINT to dvc too: wait for it
+                continue
+
+
+def repro(root: Path, args: list[str], echo=print) -> int:
+    """Run ``dvc repro ARGS`` in ``root``, restoring the outputs a failure removed.
+
+    Returns dvc's exit code. ``echo`` prints the summary line (stderr in the CLI).
+    """
+    root = Path(root).resolve()
+    plan = read_plan(root)  # every stage: any of them may be in the run
+    tmp_root = root / ".dvc" / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="lusaug-repro-", dir=tmp_root) as tmp:
+        snapshot = take_snapshot(root, plan, Path(tmp))
+        code = _run_dvc(root, args)
+        if code == 0:
+            return 0
+        restored = restore(snapshot)
+    echo(summary(code, restored))
+    empty = empty_sources(root)
+    if empty:
+        echo(f"lusaug repro: {', '.join(empty)} is missing or empty: {DATA_HINT}")
+    return code
