@@ -10,6 +10,10 @@ import yaml
 
 from lusaug.core.config import PROJ_ROOT, Params, deep_merge, params_from_dict
 
+# Session services and the team's micro repro, shared by tests/team and tests/cluster: defined
+# once here, so a session starts one of each (a fixture imported into two conftests is two).
+from tests.team.stack import postgres, s3, team_repro, tracking_server  # noqa: F401
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

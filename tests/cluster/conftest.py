@@ -1,7 +1,7 @@
 """A real Dask scheduler and worker processes on 127.0.0.1, beside the team stack.
 
-The team services (PostgreSQL, moto's S3, ``mlflow server``) are tests/team's own fixtures,
-imported here so both modules start them the same way. Each worker is a ``dask worker`` process
+The team services (PostgreSQL, moto's S3, ``mlflow server``) and the team's micro repro are the
+session fixtures of tests/team/stack.py (registered once in tests/conftest.py). Each worker is a ``dask worker`` process
 with its own working and local directory, started without a nanny so a ``kill -9`` leaves it dead
 (a machine that went away), and the tests can start another.
 """
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.team.conftest import postgres, s3, tracking_server  # noqa: F401 (fixtures)
 from tests.team.services import free_port
 
 START_S = 120  # a cold dask process on 2 busy cores imports for a while

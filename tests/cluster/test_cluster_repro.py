@@ -1,6 +1,6 @@
 """`lusaug cluster repro` on a real Dask scheduler and two worker processes, with the team stack
 (PostgreSQL for MLflow and Optuna, moto's S3 as the DVC remote and artifact store, `mlflow
-server` of its own), on the team test's micro run (tests/team/conftest.py: one hold-out fold and
+server` of its own), on the team test's micro run (tests/team/stack.py: one hold-out fold and
 the final split, one generator, four strategies; the cluster is under test here, tests/pipelines
 runs every strategy).
 
@@ -32,7 +32,8 @@ from mlflow import MlflowClient
 from lusaug.cluster.worktree import merge_lock_entries
 from tests.cluster.conftest import DaskCluster, start_dask
 from tests.pipelines.helpers import micro_repo
-from tests.team.conftest import (
+from tests.team.helpers import git_commit_all, run, team_env
+from tests.team.stack import (
     DVC_BUCKET,
     TEAM_GENERATOR,
     TeamRepro,
@@ -41,7 +42,6 @@ from tests.team.conftest import (
     team_params,
     tracking_server_on,
 )
-from tests.team.helpers import git_commit_all, run, team_env
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@
 Each ``start_*`` either returns a running service or calls ``pytest.skip`` with the reason it
 cannot run here (no PostgreSQL binaries, no unprivileged user to run them as root, a package
 missing, a start that failed: the log's tail is in the reason). Every service is stopped by
-its ``stop()``; the fixtures in ``tests/team/conftest.py`` call it.
+its ``stop()``; the fixtures in ``tests/team/stack.py`` call it.
 
 - PostgreSQL 15: ``initdb`` + ``pg_ctl`` in a fresh folder, as the ``postgres`` system user
   when the tests run as root (PostgreSQL refuses root), trust auth for the role ``lus``,

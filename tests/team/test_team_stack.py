@@ -4,7 +4,7 @@ everything a team does with it: lineage and the model card, the MLflow UI in a r
 with hot reload, and DVC remotes (S3 stand-in and a local folder) feeding a fresh clone.
 
 All real services started by the tests (tests/team/services.py); no mocks. One session-wide
-repro (tests/team/conftest.py: one hold-out fold, one generator, four strategies) serves every
+repro (tests/team/stack.py: one hold-out fold, one generator, four strategies) serves every
 test here and is the reference of tests/cluster. Skips with the reason when PostgreSQL,
 moto, Chromium or Playwright cannot run here.
 """
@@ -28,9 +28,9 @@ from mlflow import MlflowClient
 from lusaug.core.config import parse_strategy
 from lusaug.core.mlflow_store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, EXPERIMENTS
 from tests.team import browser
-from tests.team.conftest import DVC_BUCKET, TeamRepro, TrackingServer
 from tests.team.helpers import git_commit_all, run
 from tests.team.services import free_port, start_mlflow, stop_group, wait_http
+from tests.team.stack import DVC_BUCKET, TeamRepro, TrackingServer
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ class Team:
 
 @pytest.fixture(scope="module")
 def team(team_repro: TeamRepro) -> Team:
-    """The session's team micro repro (tests/team/conftest.py; tests/cluster compares with it)."""
+    """The session's team micro repro (tests/team/stack.py; tests/cluster compares with it)."""
     t = team_repro
     return Team(t.repo, t.env, t.server, t.local_remote, t.root)
 
