@@ -114,6 +114,7 @@ class _Attempt:
         self.wt = new_worktree(self.base, self.repo, ctx.commit, item.name)
         self.log = self.base / "logs" / f"{self.wt.name}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.log.touch()  # an item with nothing to pull (check_params) writes no line before its run
         self.env = {
             **os.environ,
             **ctx.env,
