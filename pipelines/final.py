@@ -1,13 +1,13 @@
 """DVC stage `final`: refit the setting chosen on pooled validation on every patient.
 
 Trains the strategy x architecture that metrics/selection.json names (validation only) on
-data/splits/final.csv, refitting its generator or tuning on those patients when it has one, and
-records the cross-validated estimate and the decision for the model card.
+data/splits/final.csv, refitting its generator or tuning on those patients when it has one. The
+register stage adds its cross-validated estimate and verdicts to the model card, so a change of
+the verdicts (e.g. of evaluate.primary) never retrains it.
 
 Usage:
     python pipelines/final.py data/splits/final.csv metrics/selection.json models/final
-        metrics/final.json --validation metrics/validation.json --test metrics/test.json
-        --comparison metrics/comparison.json [--no-tracking]
+        metrics/final.json --validation metrics/validation.json [--no-tracking]
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("out_dir", type=Path, help="models/final")
     ap.add_argument("metrics", type=Path, help="metrics/final.json")
     ap.add_argument("--validation", type=Path, required=True, help="metrics/validation.json")
-    ap.add_argument("--test", type=Path, required=True, help="metrics/test.json (CV estimate)")
-    ap.add_argument("--comparison", type=Path, required=True, help="metrics/comparison.json")
     ap.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     return ap.parse_args(argv)
 
@@ -51,15 +49,12 @@ def main(argv: list[str] | None = None) -> None:
             args.out_dir,
             args.metrics,
             args.validation,
-            args.test,
-            args.comparison,
         )
         summary = final.run(paths, params, tracking=tracking)
     metric = params.final.metric
     print(
         f"final: {summary['setting']} refit on {summary['train_frames']} frames "
-        f"(validation {metric} {summary['validation'][metric]:.3f}); "
-        f"cross-validated decision: {summary['cross_validated']['decision']}"
+        f"(validation {metric} {summary['validation'][metric]:.3f})"
     )
     for setting, why in summary["passed_over"].items():
         print(f"  passed over {setting}: {why}")

@@ -57,8 +57,6 @@ class FinalPaths:
     out: Path  # models/final (classifier/, and what its strategy refits)
     metrics: Path  # metrics/final.json
     validation: Path | None = None  # metrics/validation.json (generators refuse a failed split)
-    test: Path | None = None  # metrics/test.json (the cross-validated estimate to record)
-    comparison: Path | None = None  # metrics/comparison.json (its decision record)
 
 
 def read_selection(path: Path | str) -> dict[str, Any]:
@@ -144,22 +142,6 @@ def _validation(run_dir: Path, params: Params) -> dict[str, Any]:
     return out
 
 
-def _read(path: Path | None) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path is not None and path.exists() else {}
-
-
-def cv_estimate(setting: str, test_json: Path | None, comparison_json: Path | None) -> dict:
-    """The cross-validated estimate of a setting and its decision record (for the model card)."""
-    test, comp = _read(test_json), _read(comparison_json)
-    entry = comp.get("comparisons", {}).get(setting, {})
-    return {
-        "metrics": test.get("settings", {}).get(setting, {}),
-        "test": test.get("test", {}),
-        "decision": entry.get("decision", "baseline (the reference of every comparison)"),
-        "decision_reason": entry.get("decision_reason", ""),
-    }
-
-
 def run(
     paths: FinalPaths, params: Params, *, tracking: RunTracking | None = None
 ) -> dict[str, Any]:
@@ -202,7 +184,6 @@ def run(
             "train_frames": len(setup.train),
             "synthetic_frames": setup.n_synthetic,
             "validation": _validation(run_dir, params),
-            "cross_validated": cv_estimate(setting, paths.test, paths.comparison),
         }
         write_json(paths.metrics, summary)
         execution = {"mlflow_run_id": result.mlflow_run_id}
@@ -216,7 +197,6 @@ def run(
             "model": setup.meta.model,
             "best_epoch": result.best_epoch,
             **summary["validation"],
-            "cross_validated": summary["cross_validated"],
         }
         write_json(out_dir / CANDIDATE, {name: candidate})
         write_execution(out_dir / CANDIDATE, {name: execution})
