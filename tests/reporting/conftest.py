@@ -1,5 +1,7 @@
-"""A finished cross-validated run to write up: a copy of the repository's committed run outputs
-(``$LUSAUG_TEST_RUN_DIR`` points the tests at another finished run)."""
+"""A finished cross-validated run to write up: a copy of the run outputs committed under
+``tests/reporting/run`` (``$LUSAUG_TEST_RUN_DIR`` points the tests at another finished run, e.g.
+the repository root after ``make run``). Refresh them from a finished run with
+``python -m tests.reporting.helpers PATH/TO/RUN`` (it copies ``RUN_FILES``)."""
 
 from __future__ import annotations
 
@@ -8,17 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from lusaug.core.config import PROJ_ROOT
-from tests.reporting.helpers import copy_run
+from tests.reporting.helpers import FIXTURE_RUN, copy_run
 
 RUN_DIR_ENV = "LUSAUG_TEST_RUN_DIR"
 
 
 @pytest.fixture()
 def cv_run(tmp_path: Path) -> Path:
-    """A copy of a finished cross-validated run's committed outputs plus small figures; skipped
-    when the repository holds no such run."""
-    repo = copy_run(Path(os.environ.get(RUN_DIR_ENV, PROJ_ROOT)), tmp_path / "run")
+    """A copy of a finished cross-validated run's outputs plus small figures; skipped when the
+    run is absent."""
+    repo = copy_run(Path(os.environ.get(RUN_DIR_ENV, FIXTURE_RUN)), tmp_path / "run")
     if isinstance(repo, str):
         pytest.skip(repo)
     return repo

@@ -1,9 +1,13 @@
 """Builders and readers for the write-up tests: a finished run's outputs, figures, table rows.
 
-``copy_run`` copies a finished cross-validated run's committed outputs (the metrics, reports,
-tuned files and registry record are in git) and writes the figures the write-up copies as small
-PNGs (plots/ and models/ are DVC-cached, absent on a fresh clone; one PNG is too big on purpose).
+``copy_run`` copies a finished cross-validated run's outputs (the metrics, reports, tuned files
+and registry record; ``FIXTURE_RUN`` holds those of a micro run) and writes the figures the
+write-up copies as small PNGs (plots/ and models/ are DVC-cached; one PNG is too big on purpose).
 Tests compare the write-up with the JSON it read, so they hold whichever profile made the run.
+
+``python -m tests.reporting.helpers RUN`` refreshes ``FIXTURE_RUN`` from the finished run in
+``RUN`` (e.g. a ``dvc repro`` of the micro profile in a copy of the repository; the
+end-to-end test's is one) when the schema of the outputs changes.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from lusaug.reporting.synthetic import FILTER_DIR, GENERATOR_FIGURES, TI_FIGURE,
 from lusaug.reporting.table3 import EVALUATE_DIR, EVALUATE_FIGURES
 from lusaug.reporting.tuned_values import TUNE_FIGURE
 
+FIXTURE_RUN = Path(__file__).parent / "run"  # a micro run's outputs, committed
 # Committed outputs of the run the write-up reads (plots/ and models/fold-*/ are made below).
 RUN_FILES = (
     "params.yaml",
-    "metrics",  # test, test_runs, comparison, rare_patients, selection, final, validation(_runs),
+    "metrics",  # summary, test, test_runs, comparison, rare_patients, selection, final,
+    # validation(_runs),
     # fold-<k>/encoder.json, fold-<k>/synthetic_<G>.json
     "reports/split.json",
     "reports/ingest.json",
@@ -152,3 +158,25 @@ def p1(x: float | None) -> str:
 def signed(x: float) -> str:
     s = f"{100 * x:+.1f}"
     return "0.0" if s in ("+0.0", "-0.0") else s
+
+
+def refresh_fixture(source: Path, dest: Path = FIXTURE_RUN) -> None:
+    """Replace ``dest`` with the ``RUN_FILES`` of the finished run in ``source``."""
+    missing = [f for f in RUN_FILES if not (source / f).exists()]
+    if missing:
+        raise SystemExit(f"{source} is not a finished run: {missing} missing")
+    if dest.exists():
+        shutil.rmtree(dest)
+    for f in RUN_FILES:
+        src, dst = source / f, dest / f
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.execution.json"))
+        else:
+            shutil.copyfile(src, dst)
+
+
+if __name__ == "__main__":
+    import sys
+
+    refresh_fixture(Path(sys.argv[1]))

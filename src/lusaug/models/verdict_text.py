@@ -32,7 +32,8 @@ def endpoint_label(endpoint: str, target: str) -> str:
     return f"{target} {ENDPOINT_NAMES.get(endpoint, endpoint)}"
 
 
-def _diff(d: dict[str, Any] | None) -> str:
+def diff_text(d: dict[str, Any] | None) -> str:
+    """A difference with its interval (a PairedEndpoint or PopulationDifference as JSON)."""
     if not isinstance(d, dict):
         return NA
     iv = d.get("interval") or {}
@@ -131,10 +132,10 @@ def comparisons_table(doc: Doc, document: dict[str, Any], target: str, label: An
                 f"{label(c.get('strategy'))} vs {label(c.get('control'))}",
                 c.get("architecture", NA),
                 d.get("role", NA),
-                _diff(rare.get(e)),
+                diff_text(rare.get(e)),
                 _p((rare.get(e) or {}).get("test", {}).get("p_value")),
                 _p((c.get("p_holm") or {}).get(e)),
-                *(_diff(rare.get(x)) for x in others),
+                *(diff_text(rare.get(x)) for x in others),
                 interval(ni.get("estimate"), ni.get("lo"), ni.get("hi"), signed=True)
                 + (" (non-inferior)" if ni.get("non_inferior") else ""),
                 f"**{d.get('verdict', NA)}**",
