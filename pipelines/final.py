@@ -2,13 +2,12 @@
 
 Trains the strategy x architecture that metrics/selection.json names (validation only) on
 data/splits/fold-final.csv, with the kept images and tuned values that the final split's items of
-the per-fold stages made, and records the cross-validated estimate and the decision for the
-model card.
+the per-fold stages made. The register stage adds its cross-validated estimate and verdicts to
+the model card, so a change of the verdicts (e.g. of evaluate.primary) never retrains it.
 
 Usage:
     python pipelines/final.py data/splits/fold-final.csv metrics/selection.json models/final
-        metrics/final.json --test metrics/test.json --comparison metrics/comparison.json
-        --synthetic data/synthetic/fold-final --tuned params/tuned/fold-final.yaml
+        metrics/final.json --synthetic data/synthetic/fold-final --tuned params/tuned/fold-final.yaml
         --generator-metrics metrics/fold-final [--no-tracking]
 """
 
@@ -30,8 +29,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("selection", type=Path, help="metrics/selection.json")
     ap.add_argument("out_dir", type=Path, help="models/final")
     ap.add_argument("metrics", type=Path, help="metrics/final.json")
-    ap.add_argument("--test", type=Path, required=True, help="metrics/test.json (CV estimate)")
-    ap.add_argument("--comparison", type=Path, required=True, help="metrics/comparison.json")
     ap.add_argument("--synthetic", type=Path, help="data/synthetic/fold-final (kept images)")
     ap.add_argument("--tuned", type=Path, help="params/tuned/fold-final.yaml")
     ap.add_argument("--generator-metrics", type=Path, help="metrics/fold-final (blocked ones)")
@@ -54,8 +51,6 @@ def main(argv: list[str] | None = None) -> None:
             args.selection,
             args.out_dir,
             args.metrics,
-            test=args.test,
-            comparison=args.comparison,
             synthetic=args.synthetic,
             tuned=args.tuned,
             generator_metrics=args.generator_metrics,
@@ -64,8 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     metric = params.final.metric
     print(
         f"final: {summary['setting']} trained on {summary['train_frames']} frames "
-        f"(validation {metric} {summary['validation'][metric]:.3f}); "
-        f"cross-validated decision: {summary['cross_validated']['decision']}"
+        f"(validation {metric} {summary['validation'][metric]:.3f})"
     )
     for setting, why in summary["passed_over"].items():
         print(f"  passed over {setting}: {why}")

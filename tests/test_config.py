@@ -113,9 +113,10 @@ def test_unknown_top_level_section_is_rejected(params_dict):
             {"train": {"strategies": ["baseline", "magic"]}},
             "train.strategies: unknown strategy 'magic'",
         ),
-        ({"evaluate": {"ci": 1.5}}, r"evaluate.ci must be in \(0, 1\), got 1.5"),
-        ({"evaluate": {"bootstrap": 0}}, "evaluate.bootstrap must be >= 1, got 0"),
-        ({"evaluate": {"reference_gain": 0}}, "evaluate.reference_gain must be > 0, got 0"),
+        ({"evaluate": {"ci": 1.5}}, r"evaluate.ci: must be in \(0, 1\), got 1.5"),
+        ({"evaluate": {"bootstrap": 0}}, "evaluate.bootstrap: must be >= 1, got 0"),
+        ({"evaluate": {"target_effect": 0}}, "evaluate.target_effect: must be > 0, got 0"),
+        ({"evaluate": {"mc_draws": 0}}, "evaluate.mc_draws: must be >= 1, got 0"),
         (
             {"generate": {"sampling": {"sampler": "euler"}}},
             "generate.sampling.sampler .*got 'euler'",

@@ -18,9 +18,16 @@ from tests.helpers.toy import write_toy_dataset
 
 @pytest.fixture(scope="session")
 def clf_params(micro_params: Params) -> Params:
-    """Micro profile, one thread, no model logging, no early stopping, 2 epochs."""
+    """Micro profile, one thread, no model logging, no early stopping, 2 epochs; every strategy
+    on train.architectures x train.seeds (no overrides), so tests can narrow the matrix."""
     train = dataclasses.replace(
-        micro_params.train, threads=1, log_model=False, patience=0, epochs=2, batch_size=16
+        micro_params.train,
+        threads=1,
+        log_model=False,
+        patience=0,
+        epochs=2,
+        batch_size=16,
+        overrides=[],
     )
     return dataclasses.replace(micro_params, train=train)
 

@@ -1,6 +1,6 @@
 """Pooled out-of-fold evaluation: real tiny runs on real CV folds give files and numbers that a
-recomputation by hand reproduces; the decision rule on constructed predictions; the stage
-scripts run standalone with exactly the argv that dvc.yaml gives them."""
+recomputation by hand reproduces; the verdicts on constructed predictions; the stage scripts run
+standalone with exactly the argv that dvc.yaml gives them, and log to a real MLflow store."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from lusaug.core.config import FINAL_FOLD, PROJ_ROOT, Params, SplitParams
+from lusaug.core.config import FINAL_FOLD, PROJ_ROOT, Params, PrimaryParams, SplitParams
 from lusaug.core.utils import read_execution
 from lusaug.data.manifest import read_manifest, write_manifest
 from lusaug.data.split import fold_file, make_splits, relocate
 from lusaug.models import comparison as cmp
+from lusaug.models import verdicts as vd
 from lusaug.models.classifier import load_classifier
 from lusaug.models.frame_sets import load_split, predict_proba
 from lusaug.models.oof import HeldOutFrames, RunOOF, fold_dir
@@ -47,6 +48,7 @@ def _paths(root: Path, splits: Path, models: Path) -> evaluate.EvaluatePaths:
         validation=m / "validation_runs.json",
         selection=m / "selection.json",
         rare=m / "rare_patients.json",
+        summary=m / "summary.json",
         predictions=root / "reports" / "predictions",
         plots=root / "plots" / "evaluate",
         report=root / "reports" / "comparison.md",
@@ -71,11 +73,12 @@ def cv_params(clf_params: Params) -> Params:
         seeds=[0, 1],
         epochs=2,
     )
+    primary = PrimaryParams("class_weights", "baseline", "resnet", "recall")
     return dataclasses.replace(
         clf_params,
         train=train,
         split=CV,
-        evaluate=dataclasses.replace(clf_params.evaluate, bootstrap=200),
+        evaluate=dataclasses.replace(clf_params.evaluate, bootstrap=200, primary=primary),
     )
 
 
@@ -158,7 +161,7 @@ def test_stratified_draws_always_hold_every_class(evaluated, cv_params):
 
 
 def _run(name: str, strategy: str, prob: np.ndarray, seed: int = 0) -> RunOOF:
-    return RunOOF(name, strategy, "resnet", seed, prob, None)
+    return RunOOF(f"{name}-resnet-{seed}", strategy, "resnet", seed, prob, None)
 
 
 def _constructed(n_rare_patients: int):
@@ -173,45 +176,104 @@ def _constructed(n_rare_patients: int):
     return pd.DataFrame(rows), np.array(y)
 
 
-@pytest.mark.parametrize(("n_rare", "helps_expected"), [(4, cmp.HELPS), (1, cmp.NOT_ESTIMABLE)])
-def test_the_decision_rule_on_constructed_predictions(n_rare, helps_expected, cv_params):
+# strategy names for constructed behaviour (any parseable name will do)
+FIXES, SAME, COSTLY = "class_weights", "oversample", "class_weights_norm"
+
+
+def _calls(y: np.ndarray, right: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Probabilities: the true class where ``right``, another class otherwise; a little noise
+    so that seeds differ."""
+    wrong = (y + 1 + (y == 3).astype(int)) % 4  # the rare class is never called by mistake
+    called = np.where(right, y, wrong)
+    prob = np.eye(4)[called] * 0.85 + 0.0375 + rng.uniform(0, 0.01, (len(y), 4))
+    return prob / prob.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("n_rare", [8, 4])
+def test_the_verdicts_on_constructed_predictions(n_rare, cv_params):
+    """8 rare patients: a strategy that recognises every rare patient the baseline misses helps
+    (exact p = 2/2^8, interval above 0, macro-F1 non-inferior); one that also breaks a common
+    class hurts (macro-F1 beyond the margin); one that changes nothing has no evidence; the
+    placebo says no difference. 4 rare patients: the same help cannot be shown (2/2^4 > alpha)."""
     frames, y = _constructed(n_rare)
-    classes = cv_params.base.classes
-    right = np.eye(4)[y] * 0.9 + 0.025
-    never_rare = right.copy()
-    never_rare[y == 3] = np.eye(4)[0] * 0.9 + 0.025  # the rare class called regular
-    worse = never_rare.copy()
-    worse[y == 1] = np.eye(4)[2] * 0.9 + 0.025  # and covid called pneumonia
-    rare_but_worse = right.copy()
-    rare_but_worse[(y == 0) | (y == 1) | (y == 2)] = np.eye(4)[3] * 0.9 + 0.025
-    runs = [
-        _run("baseline-resnet-0", "baseline", never_rare),
-        _run("fixes-resnet-0", "fixes", right),
-        _run("same-resnet-0", "same", never_rare),
-        _run("hurts-resnet-0", "hurts", worse),
-        _run("costly-resnet-0", "costly", rare_but_worse),
-    ]
-    cfg = dataclasses.replace(cv_params.evaluate, bootstrap=300)
-    design = cmp.design_for(frames, classes, cfg, seed=0)
-    scored = cmp.score_runs(runs, y, frames, design, classes)
-    out = cmp.compare(cmp.settings_of(runs), scored, cfg, "viral", n_rare)
-    assert out["fixes-resnet"]["decision"] == helps_expected
-    assert out["same-resnet"]["decision"] in (cmp.NO_HELP, cmp.NOT_ESTIMABLE)
-    assert out["hurts-resnet"]["decision"] in (cmp.NO_HELP, cmp.NOT_ESTIMABLE)
-    if n_rare > 1:
-        assert out["same-resnet"]["decision"] == cmp.NO_HELP
-        assert out["hurts-resnet"]["f1_macro"]["verdict"] == "worse"
-        # better on the rare class, but macro-F1 significantly worse: does not help
-        assert out["costly-resnet"]["recall_viral"]["lo"] > 0
-        assert out["costly-resnet"]["f1_macro"]["hi"] < 0
-        assert out["costly-resnet"]["decision"] == cmp.NO_HELP
-    else:
-        assert out["fixes-resnet"]["recall_viral"]["verdict"].startswith("not estimable")
-    rows = cmp.rare_patients(cmp.settings_of(runs), frames, y, classes, "viral")
-    assert [r["frames"] for r in rows] == [5] * n_rare
-    assert all(
-        r["recall"]["fixes-resnet"] == 1.0 and r["recall"]["baseline-resnet"] == 0.0 for r in rows
+    rng = np.random.default_rng(0)
+    rare = y == 3
+    runs = []
+    for seed in (0, 1):
+        runs += [
+            _run("baseline", "baseline", _calls(y, ~rare, rng), seed),
+            _run("class_weights", "class_weights", _calls(y, np.ones_like(rare), rng), seed),
+            _run("oversample", "oversample", _calls(y, ~rare, rng), seed),
+            _run(
+                "class_weights_norm", "class_weights_norm", _calls(y, (y == 0) | rare, rng), seed
+            ),
+        ]
+    cfg = dataclasses.replace(
+        cv_params.evaluate,
+        bootstrap=100,
+        primary=PrimaryParams("class_weights", "baseline", "resnet", "recall"),
     )
+    settings = vd.build_settings(runs, y, frames["patient_id"].to_numpy(), 3)
+    primary = vd.primary_spec(cfg)
+    pairs = vd.comparison_pairs(settings, "baseline", primary)
+    assert set(pairs) == {f"{s} vs baseline (resnet)" for s in (FIXES, SAME, COSTLY)}
+    comparisons, skipped = vd.run_comparisons(settings, pairs, cfg, seed=1)
+    assert skipped == {}
+    family = vd.decide_all(comparisons, primary, cfg)
+    d = family["decisions"]
+    fixes, same, costly = (d[f"{s} vs baseline (resnet)"] for s in (FIXES, SAME, COSTLY))
+    assert fixes.role == "primary" and fixes.p_adjusted == fixes.p_value
+    assert fixes.p_value == pytest.approx(2 / 2**n_rare)
+    assert fixes.estimate == pytest.approx(1.0) and fixes.lo > 0
+    if n_rare == 8:
+        assert fixes.verdict == "helps", fixes.reason
+        assert costly.verdict == "hurts" and costly.non_inferiority.inferior, costly.reason
+    else:
+        assert fixes.verdict == "cannot be shown", fixes.reason
+        assert "6 patients all moving the same way" in fixes.reason
+    assert same.verdict in ("no evidence of help", "cannot be shown") and same.p_value == 1.0
+    holm = family["holm"]["recall"]
+    assert set(holm) == {f"{SAME} vs baseline (resnet)", f"{COSTLY} vs baseline (resnet)"}
+    assert all(holm[n] >= comparisons[n].rare["recall"].test.p_value for n in holm)
+    placebo = vd.placebos(settings, "baseline", "recall", cfg, seed=1)["resnet"]
+    assert placebo.verdict == "no difference" and placebo.seeds == [[0], [1]]
+    mdd, size = vd.design_limits(placebo, settings, primary, cfg)
+    assert mdd["seeds"] == [2, 2] and mdd["n_patients"] == n_rare
+    assert mdd["detectable_by_exact_test"] is (n_rare >= 6)
+    assert size is None or size["target"] == cfg.target_effect
+    one_seed = vd.build_settings([r for r in runs if r.seed == 0], y, frames["patient_id"], 3)
+    not_run = vd.placebos(one_seed, "baseline", "recall", cfg, seed=1)["resnet"]
+    assert "no placebo can be run" in not_run["not_run"]
+    assert "not_run" in vd.design_limits(not_run, one_seed, primary, cfg)[0]
+
+
+def test_a_generator_pair_is_compared_with_its_same_share_control(cv_params):
+    """synthetic-<G> is compared with the baseline and with oversample_matched-<G>; a setting
+    a fold skipped leaves its comparisons not evaluated, with the reason."""
+    frames, y = _constructed(6)
+    rng = np.random.default_rng(1)
+    runs = [
+        _run(name, name, _calls(y, y != 3, rng))
+        for name in ("baseline", "synthetic-g", "oversample_matched-g")
+    ]
+    blocked = RunOOF("synthetic-h-resnet-0", "synthetic-h", "resnet", 0, None, None,
+                     skipped={1: "generator h is blocked in this fold"})  # fmt: skip
+    settings = vd.build_settings([*runs, blocked], y, frames["patient_id"].to_numpy(), 3)
+    primary = vd.primary_spec(
+        dataclasses.replace(
+            cv_params.evaluate,
+            primary=PrimaryParams("synthetic-g", "oversample_matched-g", "resnet", "auroc"),
+        )
+    )
+    pairs = vd.comparison_pairs(settings, "baseline", primary)
+    assert pairs["synthetic-g vs oversample_matched-g (resnet)"][3] == vd.SAME_SHARE
+    assert pairs["oversample_matched-g vs baseline (resnet)"][3] == vd.VS_BASELINE
+    done, skipped = vd.run_comparisons(settings, pairs, cv_params.evaluate, seed=0)
+    assert skipped == {
+        "synthetic-h vs baseline (resnet)": settings["synthetic-h-resnet"].unavailable
+    }
+    one_run = done["synthetic-g vs oversample_matched-g (resnet)"].rare["recall"]
+    assert "seed variance NOT estimable" in one_run.interval.method  # 1 vs 1, no 2-run setting
 
 
 def test_selection_reads_validation_only(evaluated):
@@ -226,15 +288,46 @@ def test_selection_reads_validation_only(evaluated):
     assert set(val["baseline-resnet-0"]) >= {"val_f1_macro", "val_f1_macro_lo", "val_recall_viral"}
 
 
-def test_minimum_detectable_difference_and_study_size(evaluated):
-    mdd = _json(evaluated["out"].comparison)["mdd"]
-    assert mdd["viral_patients"] == 4 and mdd["patients"] > 4
-    needed = mdd["patients_needed_for_reference_gain"]
-    assert mdd["f1_macro"] is None or mdd["f1_macro"] > 0
-    if mdd["accuracy"] is not None:
-        assert needed == int(np.ceil(mdd["patients"] * (mdd["accuracy"] / 0.0225) ** 2))
-    report = (evaluated["out"].report).read_text()
-    assert "What this design can rule out" in report and "per viral patient" in report
+def test_comparison_summary_and_report_lead_with_the_primary_and_the_placebo(evaluated):
+    """comparison.json holds the primary (read from params) with its verdict, the placebo (2
+    seeds: 1 vs 1), the MDD and study size from it, the family; summary.json the headline."""
+    document = _json(evaluated["out"].comparison)
+    primary = document["primary"]
+    assert (primary["strategy"], primary["control"], primary["architecture"]) == (
+        "class_weights", "baseline", "resnet",
+    )  # fmt: skip
+    assert primary["name"] == "class_weights vs baseline (resnet)"
+    d = primary["decision"]
+    assert d["role"] == "primary" and d["n_patients"] == 4
+    assert d["verdict"] in ("cannot be shown", "hurts")  # 4 patients: 2/2^4 > 0.05
+    paired = document["comparisons"][primary["name"]]["rare"]["recall"]
+    n = paired["test"]["n_nonzero"]
+    assert paired["test"]["min_p"] == (2 / 2**n if n else 1.0)
+    rare = _json(evaluated["out"].rare)["patients"]
+    assert sorted(paired["per_patient"]) == sorted(r["patient_id"] for r in rare)
+    assert "Welch-Satterthwaite" in paired["interval"]["method"]
+    placebo = document["placebo"]
+    assert placebo["seeds"] == [[0], [1]] and placebo["verdict"] == "no difference"
+    assert document["mdd"]["seeds"] == [2, 2] and document["mdd"]["assumptions"]
+    assert document["mdd"]["detectable_by_exact_test"] is False  # 4 patients
+    assert document["family"]["m"] == 0 and document["family"]["endpoint"] == "recall"
+    assert set(document["settings"]) == {"baseline-resnet", "class_weights-resnet"}
+    summary = _json(evaluated["out"].summary)
+    assert summary["primary"]["spec"] == ["class_weights", "baseline", "resnet", "recall"]
+    assert summary["primary"]["verdict"] == d["verdict"]
+    assert summary["primary"]["p"] == pytest.approx(d["p_value"], abs=1e-3)
+    assert summary["placebo"] == "no difference"
+    test = _json(evaluated["out"].metrics)
+    base = test["settings"]["baseline-resnet"]
+    assert summary["baseline"]["recall"] == pytest.approx(base["rare_recall"], abs=1e-3)
+    assert base["rare_recall_lo"] <= base["rare_recall"] <= base["rare_recall_hi"]
+    chosen = _json(evaluated["out"].selection)["chosen"]["setting"]
+    assert summary["final"]["f1"] == pytest.approx(test["settings"][chosen]["f1_macro"], abs=1e-3)
+    report = evaluated["out"].report.read_text()
+    assert report.index("**Primary comparison**") < report.index("**Placebo**")
+    assert report.index("**Placebo**") < report.index("## Every comparison")
+    assert "What this design can detect" in report and "Holm" in report
+    assert "patients needed for" not in report and "reference_gain" not in report
 
 
 def _load_script(name: str):
@@ -258,9 +351,13 @@ def test_stage_scripts_run_standalone_with_dvc_argv(
 ):
     params = json.loads(json.dumps(micro_params_dict))
     params["train"].update(strategies=["baseline", "class_weights"], seeds=[0], epochs=1,
-                           threads=1, log_model=False)  # fmt: skip
+                           threads=1, log_model=False, overrides=[])  # fmt: skip
+    params["evaluate"]["primary"] = {"strategy": "class_weights", "control": "baseline",
+                                     "architecture": "resnet", "endpoint": "auroc"}  # fmt: skip
     params["train"]["architectures"] = {"resnet": params["train"]["architectures"]["resnet"]}
-    params["split"].update(folds=CV.folds, val_fraction=CV.val_fraction)
+    params["split"].update(
+        folds=CV.folds, items=[*CV.folds, FINAL_FOLD], val_fraction=CV.val_fraction
+    )
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     write_cv_folds(tmp_path / "data", cv_params)
     monkeypatch.chdir(tmp_path)
@@ -281,13 +378,43 @@ def test_stage_scripts_run_standalone_with_dvc_argv(
     info = read_execution(tmp_path / "models/classifiers/fold-2/baseline-resnet-0")
     child = client.get_run(info["mlflow_run_id"])
     assert child.data.tags["fold"] == "2" and "test_fold_accuracy" in child.data.metrics
-    parent = client.get_run(child.data.tags["mlflow.parentRunId"])
-    assert "test.baseline-resnet.accuracy" in parent.data.metrics
-    assert "evaluation/comparison.md" in {
-        f.path for f in client.list_artifacts(parent.info.run_id, "evaluation")
-    }
+    train_parent = client.get_run(child.data.tags["mlflow.parentRunId"])
+    group = train_parent.data.tags["lusaug.group"]
+    # the evaluation: a parent of the same group, one child per setting with intervals
+    (parent,) = client.search_runs(
+        [child.info.experiment_id],
+        f"tags.`lusaug.group` = '{group}' and tags.`lusaug.role` = 'evaluation'",
+    )
+    assert parent.data.tags["primary"] == "class_weights vs baseline (resnet)"
+    assert parent.data.tags["placebo"] == "not run"  # one seed: no placebo
+    files = {f.path for f in client.list_artifacts(parent.info.run_id, "evaluation")}
+    assert {"evaluation/comparison.md", "evaluation/comparison.json"} <= files
+    assert "evaluation/summary.json" in files
+    children = client.search_runs(
+        [child.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    by_name = {r.info.run_name: r for r in children}
+    assert set(by_name) == {"baseline-resnet", "class_weights-resnet"}
+    test = json.loads((tmp_path / "metrics/test.json").read_text())["settings"]
+    for name, r in by_name.items():
+        assert r.data.tags["lusaug.role"] == "setting"
+        assert (r.data.tags["strategy"], r.data.tags["architecture"]) == tuple(name.split("-"))
+        for m in ("accuracy", "f1_macro", "rare_recall", "rare_auroc", "rare_ap"):
+            assert r.data.metrics[f"test.{m}"] == pytest.approx(test[name][m], abs=1e-6)
+            assert f"test.{m}_lo" in r.data.metrics and f"test.{m}_hi" in r.data.metrics
+    cw = by_name["class_weights-resnet"]
+    comparison = json.loads((tmp_path / "metrics/comparison.json").read_text())
+    entry = comparison["comparisons"]["class_weights vs baseline (resnet)"]
+    for e in ("recall", "auroc", "ap"):
+        assert cw.data.metrics[f"vs_baseline.p_exact.{e}"] == pytest.approx(
+            entry["rare"][e]["test"]["p_value"]
+        )
+        assert f"vs_baseline.p_holm.{e}" in cw.data.metrics
+        assert f"vs_baseline.diff.{e}_lo" in cw.data.metrics
+    assert cw.data.tags["verdict.vs_baseline"] == entry["decision"]["verdict"]
     # a strategy whose input is missing stops with a message, not a traceback
     params["train"]["strategies"] = ["baseline", "class_weights_tuned"]
+    params["evaluate"]["primary"]["strategy"] = "class_weights_tuned"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(
         SystemExit, match=r"train@0 failed: .*class_weights_tuned needs .*fold-0.yaml"

@@ -19,7 +19,6 @@ from lusaug.models.statistics import (
     interval,
     make_design,
     point_metrics,
-    significance,
     weighted_metrics,
 )
 
@@ -150,10 +149,3 @@ def test_design_is_seeded_and_stratified_keeps_every_class():
     s = make_design(patients, 200, 3, labels)
     assert (s.counts[:, -1] == 1).all()  # the one class-1 patient is in every draw
     assert (a.counts[:, -1] == 0).any()  # plain resampling sometimes drops it
-
-
-def test_significance_verdicts():
-    assert significance(0.01, 0.2) == "better"
-    assert significance(-0.3, -0.01) == "worse"
-    assert significance(-0.1, 0.1) == "not significant"
-    assert significance(float("nan"), 0.1) == "undefined"

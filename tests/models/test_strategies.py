@@ -122,8 +122,19 @@ def test_synthetic_stand_in_folder_is_loaded_and_subsampled(tmp_path):
 
 
 def test_config_rejects_unknown_or_unwired_strategies(params_dict):
-    def with_strategies(names):
-        return dict(params_dict, train=dict(params_dict["train"], strategies=names))
+    gen = params_dict["generate"]
+
+    def with_strategies(names, enabled=None):
+        """``names`` alone (no train.overrides), the primary their last vs their first."""
+        train = dict(params_dict["train"], strategies=names, overrides=[])
+        primary = dict(params_dict["evaluate"]["primary"], strategy=names[-1], control=names[0])
+        primary["architecture"] = next(iter(train["architectures"]))
+        return dict(
+            params_dict,
+            train=train,
+            evaluate=dict(params_dict["evaluate"], primary=primary),
+            generate=dict(gen, enabled=enabled or gen["enabled"]),
+        )
 
     with pytest.raises(ConfigError, match="unknown strategy 'smote'"):
         params_from_dict(with_strategies(["baseline", "smote"]))
@@ -131,17 +142,12 @@ def test_config_rejects_unknown_or_unwired_strategies(params_dict):
         params_from_dict(with_strategies(["baseline", "synthetic-ti_nowhere"]))
     with pytest.raises(ConfigError, match="evaluate.baseline 'baseline' is not in"):
         params_from_dict(with_strategies(["class_weights"]))
-    gen = params_dict["generate"]
     uncond = next(g for g, s in gen["generators"].items() if s["kind"] == "ddpm")
     cond = next(g for g, s in gen["generators"].items() if s["kind"] == CONDITIONAL_KIND)
-    with_both = dict(params_dict, generate=dict(gen, enabled=[uncond, cond]))
-    with_both["train"] = dict(
-        params_dict["train"], strategies=["baseline", f"synthetic_only-{uncond}"]
-    )
     with pytest.raises(ConfigError, match="needs a class-conditional generator"):
-        params_from_dict(with_both)
-    with_both["train"]["strategies"] = ["baseline", f"synthetic_only-{cond}"]
-    assert params_from_dict(with_both).train.strategies[1] == f"synthetic_only-{cond}"
+        params_from_dict(with_strategies(["baseline", f"synthetic_only-{uncond}"], [uncond, cond]))
+    both = with_strategies(["baseline", f"synthetic_only-{cond}"], [uncond, cond])
+    assert params_from_dict(both).train.strategies[1] == f"synthetic_only-{cond}"
     bad = dict(params_dict, train=dict(params_dict["train"], precision="half"))
     with pytest.raises(ConfigError, match="precision"):
         params_from_dict(bad)

@@ -21,11 +21,13 @@ from lusaug.models.classifier import (
     load_checkpoint,
     load_classifier,
 )
+from lusaug.models.epochs import seed_epoch
 from lusaug.models.frame_sets import DataError
 from lusaug.models.mlflow_runs import TrainTracker
 from lusaug.models.run_files import FILES
 from lusaug.models.run_setup import FoldData, RunSpec, parse_run_name, planned_runs, prepare_run
 from lusaug.models.strategies import FoldInputs, SkipRun, StrategyError
+from lusaug.models.train_loop import build_loop
 from lusaug.stages import train as train_stage
 from tests.helpers.outputs import hashed_bytes
 from tests.helpers.toy import write_toy_synthetic
@@ -214,6 +216,61 @@ def test_synthetic_strategies_add_or_replace_the_kept_images(tmp_path, clf_param
     assert summary["train_frames"]["viral"] == 5  # the real rare-class frames are gone
     others = {c: n for c, n in summary["train_frames"].items() if c != "viral"}
     assert others == {c: n for c, n in add_frames(add).items() if c != "viral"}
+
+
+def _rare_per_epoch(setup, params: Params, epoch: int) -> tuple[int, list[int]]:
+    """Rare-class images one epoch of the real training loader draws, and every class's count."""
+    loop = build_loop(setup, params.train, params.base.classes)
+    seed_epoch(setup.spec.seed, epoch, loop.loader, loop.aug_gen)
+    labels = torch.cat([y for _, y in loop.loader])
+    counts = torch.bincount(labels, minlength=len(params.base.classes)).tolist()
+    return counts[params.base.classes.index(params.base.target_class)], counts
+
+
+@pytest.mark.parametrize("per_class", [0, 3])
+def test_oversample_matched_trains_on_as_many_rare_images_per_epoch_as_synthetic(
+    tmp_path, clf_params, toy_splits, per_class
+):
+    """oversample_matched-<G>: per epoch of the real loader, exactly as many rare-class images as
+    synthetic-<G> (real + G's kept images it uses, after train.synthetic_per_class), all real;
+    every other class as in synthetic-<G>; and skipped with G's reason when G is blocked."""
+    one = _epochs(clf_params, 1, synthetic_per_class=per_class)
+    inputs = _synthetic_fold(tmp_path, one.base.image_size)
+    data = FoldData.load(toy_splits, one.base)
+    real = _real_viral(toy_splits)
+    synth = prepare_run(RunSpec("synthetic-g1", "resnet", 0), data, one.train, one.base, inputs)
+    matched = prepare_run(
+        RunSpec("oversample_matched-g1", "resnet", 0), data, one.train, one.base, inputs
+    )
+    used = per_class or 5
+    assert synth.n_synthetic == used and matched.n_synthetic == 0
+    for epoch in (1, 2):
+        rare_s, counts_s = _rare_per_epoch(synth, one, epoch)
+        rare_m, counts_m = _rare_per_epoch(matched, one, epoch)
+        assert rare_s == rare_m == real + used
+        assert counts_s == counts_m
+    target = one.base.target_class
+    rare_rows = matched.train.frames[matched.train.frames["label"] == target]
+    assert not rare_rows["patient_id"].str.startswith("synthetic").any()  # real frames only
+    copies = rare_rows["path"].value_counts()
+    assert set(copies.index) == set(
+        data.train.frames.loc[data.train.frames["label"] == target, "path"]
+    )
+    assert copies.max() - copies.min() <= 1  # spread evenly over the real frames
+    assert not matched.plan.oversample and matched.plan.loss_weights is None  # plain loss
+    r = run_once(one, toy_splits, tmp_path / "m", "oversample_matched-g1", "resnet", 0, inputs)
+    summary = json.loads((r.out_dir / FILES["val_metrics"]).read_text())
+    assert summary["train_frames"][target] == real + used and summary["synthetic_frames"] == 0
+    blocked = _synthetic_fold(tmp_path / "blocked", one.base.image_size, blocked=True)
+    for name in ("synthetic-g1", "oversample_matched-g1"):
+        with pytest.raises(SkipRun, match="g1 is blocked in this fold: memorisation"):
+            prepare_run(RunSpec(name, "resnet", 0), data, one.train, one.base, blocked)
+    empty = _synthetic_fold(tmp_path / "empty", one.base.image_size)
+    for f in (empty.synthetic_dir / "g1" / "kept").iterdir():
+        f.unlink()
+    for name in ("synthetic-g1", "oversample_matched-g1"):
+        with pytest.raises(SkipRun, match="no synthetic image passed the filter"):
+            prepare_run(RunSpec(name, "resnet", 0), data, one.train, one.base, empty)
 
 
 def test_synthetic_only_trains_on_a_conditional_generators_images_of_every_class(

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lusaug.core.config import PROJ_ROOT, deep_merge, parse_strategy
+from lusaug.core.config import PROJ_ROOT, deep_merge, load_params, params_from_dict, parse_strategy
 from lusaug.core.utils import EXECUTION_FILE, read_execution
 from lusaug.data.manifest import MANIFEST_COLUMNS
 from tests.pipelines.helpers import (
@@ -107,7 +107,21 @@ def test_micro_trains_every_kind_of_strategy():
     base = yaml.safe_load((PROJ_ROOT / "params.yaml").read_text())
     micro = deep_merge(base, yaml.safe_load((PROJ_ROOT / "profiles/micro.yaml").read_text()))
     kinds = {parse_strategy(s).kind for s in micro["train"]["strategies"]}
-    assert kinds >= {"plain", "tuned", "synthetic", "replace", "synthetic_tuned", "only"}
+    assert kinds >= {
+        "plain",
+        "tuned",
+        "synthetic",
+        "replace",
+        "synthetic_tuned",
+        "only",
+        "matched",
+    }
+    params = params_from_dict(micro)
+    base = params.evaluate.baseline
+    assert all(len(params.train.seeds_of(base, a)) >= 2 for a in params.train.architectures)
+    pr = params.evaluate.primary
+    assert parse_strategy(pr.control).kind == "matched"  # the primary is a same-share pair
+    assert f"synthetic-{parse_strategy(pr.control).generator}" == pr.strategy
 
 
 def test_synthetic_runs_trained_on_the_folds_own_kept_images(repro_repo):
@@ -188,10 +202,31 @@ def test_tuned_runs_use_their_folds_tuned_values(repro_repo):
         )
 
 
+def test_oversample_matched_trained_on_synthetic_counts_of_real_frames(repro_repo):
+    """oversample_matched-<G>: each fold's run saw exactly synthetic-<G>'s rare-class count per
+    epoch, all of it real frames (no synthetic image)."""
+    params = load_params(repro_repo / "params.yaml")
+    target = params.base.target_class
+    matched = [s for s in params.train.strategies if parse_strategy(s).kind == "matched"]
+    assert matched
+    for k in _folds(repro_repo):
+        for name in matched:
+            twin = f"synthetic-{parse_strategy(name).generator}"
+            for arch, seed in params.train.runs_of(name):
+                run = _finished_run(repro_repo, k, f"{name}-{arch}-{seed}")
+                synth = _finished_run(repro_repo, k, f"{twin}-{arch}-{seed}")
+                assert run["synthetic_frames"] == 0
+                assert run["train_frames"] == synth["train_frames"]
+                assert (
+                    run["train_frames"][target]
+                    > synth["train_frames"][target] - synth["synthetic_frames"]
+                )  # repeated real frames make up the synthetic images' count
+
+
 def test_evaluate_pools_every_setting_and_decides(repro_repo):
-    params = _params(repro_repo)
-    train = params["train"]
-    expected = {f"{s}-{a}" for s in train["strategies"] for a in train["architectures"]}
+    params = load_params(repro_repo / "params.yaml")
+    train, ev = params.train, params.evaluate
+    expected = {f"{s}-{a}" for s, a in train.settings()}
     metrics = _json(repro_repo / "metrics/test.json")
     assert set(metrics["settings"]) == expected
     frames = pd.read_csv(repro_repo / "data/frames.csv")
@@ -201,26 +236,91 @@ def test_evaluate_pools_every_setting_and_decides(repro_repo):
     runs = _json(repro_repo / "metrics/test_runs.json")
     for name, m in metrics["settings"].items():
         seeds = [r for r in runs.values() if f"{r['strategy']}-{r['architecture']}" == name]
-        assert seeds, name
+        strategy, _, arch = name.rpartition("-")
+        assert sorted(r["seed"] for r in seeds) == train.seeds_of(strategy, arch), name
         for key in ("f1_macro", "accuracy"):  # a setting is the mean of its seeds' runs
             mean = sum(r[key]["value"] for r in seeds) / len(seeds)
             assert m[key] == pytest.approx(mean, abs=2e-6), (name, key)
-        assert m["f1_macro_lo"] <= m["f1_macro_hi"], name
-    baseline = params["evaluate"]["baseline"]
-    comparison = _json(repro_repo / "metrics/comparison.json")["comparisons"]
-    assert set(comparison) == {n for n in expected if not n.startswith(f"{baseline}-")}
-    assert {c["decision"] for c in comparison.values()} <= {
-        "helps",
-        "does not help",
-        "not estimable",
-    }
+        for key in ("f1_macro", "rare_recall", "rare_auroc", "rare_ap"):
+            assert m[f"{key}_lo"] <= m[key] <= m[f"{key}_hi"], (name, key)
+    document = _json(repro_repo / "metrics/comparison.json")
+    comparisons = document["comparisons"]
+    vs_base = {f"{c['strategy']}-{c['architecture']}" for c in comparisons.values()
+               if c["control"] == ev.baseline}  # fmt: skip
+    assert vs_base == {n for n in expected if not n.startswith(f"{ev.baseline}-")}
+    verdicts = {"helps", "no evidence of help", "hurts", "cannot be shown"}
+    for name, c in comparisons.items():
+        assert c["decision"]["verdict"] in verdicts, name
+        for e in ("recall", "auroc", "ap"):
+            paired = c["rare"][e]
+            assert paired["test"]["method"].startswith("exact"), (name, e)
+            assert c["p_holm"][e] >= paired["test"]["p_value"] - 1e-12, (name, e)
+            assert paired["interval"]["basis"] == "verdict" and paired["interval"]["method"]
+        assert c["population"]["f1_macro"]["descriptive"]["basis"] == "descriptive"
     rare = _json(repro_repo / "metrics/rare_patients.json")["patients"]
     frames = pd.read_csv(repro_repo / "data/frames.csv", dtype=str)
-    target = params["base"]["target_class"]
+    target = params.base.target_class
     assert len(rare) == frames.loc[frames["label"] == target, "patient_id"].nunique()
-    runs = {f"{n}-{s}" for n in expected for s in train["seeds"]}
-    assert set(_json(repro_repo / "metrics/test_runs.json")) == runs
-    assert set(_json(repro_repo / "metrics/validation_runs.json")) == runs
+    assert all(set(r["auroc"]) == expected for r in rare)
+    runs_planned = {f"{s}-{a}-{seed}" for s in train.strategies for a, seed in train.runs_of(s)}
+    assert set(_json(repro_repo / "metrics/test_runs.json")) == runs_planned
+    assert set(_json(repro_repo / "metrics/validation_runs.json")) == runs_planned
+
+
+def test_evaluate_writes_every_verdict_field(repro_repo):
+    """The primary (read from params) with its verdict, the same-share comparison, the placebo
+    (2 baseline seeds), the MDD and study size from it, Holm and chance in the family, and the
+    headline in metrics/summary.json."""
+    params = load_params(repro_repo / "params.yaml")
+    pr = params.evaluate.primary
+    document = _json(repro_repo / "metrics/comparison.json")
+    primary = document["primary"]
+    assert [primary[k] for k in ("strategy", "control", "architecture", "endpoint")] == [
+        pr.strategy, pr.control, pr.architecture, pr.endpoint,
+    ]  # fmt: skip
+    name = f"{pr.strategy} vs {pr.control} ({pr.architecture})"
+    assert primary["name"] == name and primary["not_evaluated"] is None
+    d = primary["decision"]
+    assert d["role"] == "primary" and d["p_adjusted"] == d["p_value"] and d["reason"]
+    assert document["comparisons"][name]["kind"] == "same-share control"
+    placebo = document["placebo"]
+    assert placebo["verdict"] == "no difference", placebo["decision"]["reason"]
+    assert placebo["seeds"] == [[0], [1]] and placebo["floor"]["assumptions"]
+    assert set(document["placebos"]) == set(params.train.architectures)
+    mdd = document["mdd"]
+    assert mdd["seeds"] == [2, 2] and mdd["endpoint"] == pr.endpoint and mdd["assumptions"]
+    size = document["sample_size"]
+    assert size is None or [o["seeds"] for o in size["options"]] == params.evaluate.seeds_grid
+    family = document["family"]
+    assert family["m"] == len(document["comparisons"]) - 1
+    assert set(family["holm"][pr.endpoint]) == set(document["comparisons"]) - {name}
+    assert family["chance"]["m"] == family["m"]
+    assert set(document["settings"]) == set(_json(repro_repo / "metrics/test.json")["settings"])
+    summary = _json(repro_repo / "metrics/summary.json")
+    assert summary["primary"]["spec"] == [pr.strategy, pr.control, pr.architecture, pr.endpoint]
+    assert summary["primary"]["verdict"] == d["verdict"]
+    assert summary["primary"]["p"] == pytest.approx(d["p_value"], abs=1e-3)
+    assert summary["placebo"] == "no difference"
+    assert set(summary["baseline"]) == {"acc", "f1", pr.endpoint}
+    assert set(summary["final"]) == {"acc", "f1"}
+    report = (repro_repo / "reports/comparison.md").read_text()
+    assert report.index("**Primary comparison**") < report.index("## Every comparison")
+
+
+def test_dvc_metrics_show_is_the_summary_and_under_200_columns(repro_repo):
+    out = run(["dvc", "metrics", "show"], repro_repo).stdout
+    lines = out.splitlines()
+    assert lines[1].startswith("metrics/summary.json") and len(lines) == 2, out
+    assert max(len(line) for line in lines) < 200, out
+    for key in ("primary.diff", "primary.verdict", "placebo", "baseline.f1", "final.acc"):
+        assert key in lines[0], key
+    spec = yaml.safe_load((repro_repo / "dvc.yaml").read_text())
+    metrics = [
+        m for st in spec["stages"].values() for m in (st.get("do") or st).get("metrics", [])
+    ]
+    assert [next(iter(m)) if isinstance(m, dict) else m for m in metrics] == [
+        "metrics/summary.json"
+    ]
 
 
 def test_final_model_is_the_validation_choice_refit_and_registered(repro_repo):
@@ -274,6 +374,35 @@ def _assert_downstream_unchanged(repo: Path, reference: Path, upstream: set[str]
         assert lock["stages"][stage] == old_lock["stages"][stage], f"{stage} re-ran"
 
 
+def test_a_new_primary_re_runs_evaluate_and_the_card_only(repro_repo, tmp_path):
+    """evaluate.primary is a DVC param of evaluate only: after a change `dvc status` names
+    evaluate alone, and `dvc repro` runs evaluate and register (the card carries the verdicts;
+    the same version is reused and its card rewritten); nothing trains, final and export do not
+    run, and `dvc params diff` shows the change."""
+    repo = _copy(repro_repo, tmp_path / "primary")
+    params = _params(repo)
+    params["evaluate"]["primary"]["endpoint"] = "auroc"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(run(["dvc", "status", "--json"], repo).stdout)
+    assert set(status) == {"evaluate"}, status
+    diff = run(["dvc", "params", "diff"], repo).stdout
+    assert "evaluate.primary.endpoint" in diff and "auroc" in diff, diff
+    out = run(["dvc", "repro"], repo).stdout
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"evaluate", "register"}, out
+    document = _json(repo / "metrics/comparison.json")
+    assert document["primary"]["endpoint"] == "auroc"
+    assert document["mdd"]["endpoint"] == "auroc"
+    assert _json(repo / "metrics/summary.json")["primary"]["spec"][3] == "auroc"
+    registered = _json(repo / "models/registered.json")
+    assert registered == _json(repro_repo / "models/registered.json")  # the same version
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    card = client.get_model_version(registered["name"], registered["version"]).description
+    assert f"`{document['primary']['name']}` (auroc)" in card
+
+
 def test_duplicated_clip_across_patients_stops_at_split(repro_repo, tmp_path):
     """One clip filed under every patient: the split links them and refuses, naming the link."""
     repo = _copy(repro_repo, tmp_path / "dup")
@@ -316,7 +445,9 @@ def _crash_copy(repro_repo: Path, dest: Path) -> Path:
     """A copy whose train@0 trains 2 runs for 3 epochs (one stage item, re-run with -s)."""
     repo = _copy(repro_repo, dest)
     params = _params(repo)
-    params["train"].update(strategies=["baseline"], epochs=3, patience=0)
+    params["train"].update(strategies=["baseline", "class_weights"], epochs=3, patience=0,
+                           overrides=[])  # fmt: skip
+    params["evaluate"]["primary"].update(strategy="class_weights", control="baseline")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return repo
 

@@ -59,7 +59,7 @@ SIDE_FILES = ["dataset_metadata.csv", "crop.json"]
 # Patients per class the metadata gives the subset (viral: 5 files, 4 patients).
 PATIENTS = {"viral": 4, "covid": 4, "pneumonia": 4, "regular": 4}
 # The micro overlay minus what the study compares (strategy lists), which `pocus` decides.
-KEEP_FROM_POCUS = ("strategies", "tuned_strategies", "generators")
+KEEP_FROM_POCUS = ("strategies", "tuned_strategies", "generators", "overrides")
 
 
 def small_pocus(src: Path, dest: Path) -> Path:
@@ -84,6 +84,7 @@ def shrink_overlay() -> dict:
     for key in KEEP_FROM_POCUS:
         overlay["train"].pop(key, None)
     overlay["split"] = {"folds": [0, 1], "items": [0, 1, "final"], "max_folds": 2}
+    overlay["evaluate"].pop("primary", None)  # pocus's pre-registered primary stays
     # micro-sized generators make noise that a quality filter may reject entirely in a fold, which
     # skips that strategy's runs (the setting is then unavailable); the filter is tested on its own
     overlay["filter"].update(min_std=0.0, min_entropy=0.0, use_sharpness=False)
@@ -118,7 +119,8 @@ def test_shrunk_profile_keeps_the_pocus_study(pocus_repo):
             assert getattr(params.train, key) == pocus["train"][key], key
     assert params.generate.enabled == pocus["generate"]["enabled"]
     assert params.split.scheme == "cv" and params.split.folds == [0, 1]
-    assert params.train.seeds == [0]
+    assert params.train.seeds == [0] and params.train.overrides == []
+    assert params.evaluate.primary.architecture == pocus["evaluate"]["primary"]["architecture"]
     assert params.base.image_size == 32 and params.train.epochs == 1
 
 

@@ -27,8 +27,8 @@ from lusaug.reporting.tuned_values import TUNE_FIGURE
 # Committed outputs of the run the write-up reads (plots/ and models/fold-*/ are made below).
 RUN_FILES = (
     "params.yaml",
-    "metrics",  # test, test_runs, comparison, rare_patients, selection, final, validation(_runs),
-    # fold-<k>/encoder.json, fold-<k>/synthetic_<G>.json
+    "metrics",  # summary, test, test_runs, comparison, rare_patients, selection, final,
+    # validation(_runs), fold-<k>/encoder.json, fold-<k>/synthetic_<G>.json
     "reports/split.json",
     "reports/ingest.json",
     "reports/onnx_parity.json",

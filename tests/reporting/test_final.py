@@ -18,10 +18,13 @@ def test_selection_refit_registry_and_onnx_from_their_files(cv_run):
     assert f"{final['train_frames']} training frames" in part
     assert f"Registered `{reg['name']}` version {reg['version']} (alias `{reg['alias']}`" in part
     assert "model card is the version's description in the MLflow registry" in part
-    cv = final["cross_validated"]["metrics"]
-    assert (
-        f"f1_macro {p1(cv['f1_macro'])} [{p1(cv['f1_macro_lo'])}, {p1(cv['f1_macro_hi'])}]" in part
-    )
+    cv = read(cv_run, "metrics/test.json")["settings"][final["setting"]]
+    for m in ("f1_macro", "rare_recall", "rare_auroc"):
+        assert f"{m} {p1(cv[m])} [{p1(cv[m + '_lo'])}, {p1(cv[m + '_hi'])}]" in part
+    strategy, _, arch = final["setting"].rpartition("-")
+    for c in read(cv_run, "metrics/comparison.json")["comparisons"].values():
+        if (c["strategy"], c["architecture"]) == (strategy, arch):
+            assert f"{c['decision']['verdict']} vs `{c['control']}`" in part
     par = onnx["parity"]
     assert f"parity {'passed' if par['passed'] else 'FAILED'} on {par['frames']}" in part
     assert f"argmax agreement {p1(par['argmax_agreement'])}%" in part

@@ -85,13 +85,15 @@ def test_header_names_profile_commit_folds_and_data(cv_run):
     assert f"{params.base.image_size} px" in head
     for a in params.train.architectures.values():
         assert f"`{a.model}`" in head
-    assert f"{info['bootstrap']} bootstrap resamples" in head
+    assert f"percentile bootstrap of patients ({info['bootstrap']} draws)" in head
+    ev = params.evaluate
+    assert f"primary `{ev.primary.strategy}` vs `{ev.primary.control}`" in head
 
 
 def test_missing_optional_inputs_are_named_not_fatal(cv_run):
     for rel in (
         "metrics/comparison.json",
-        "metrics/test_runs.json",
+        "metrics/summary.json",
         "metrics/rare_patients.json",
         "metrics/selection.json",
         "metrics/validation.json",
@@ -107,7 +109,6 @@ def test_missing_optional_inputs_are_named_not_fatal(cv_run):
     _, text = build(cv_run, costs_log=cv_run / "logs" / "nothing.jsonl")
     for expected in (
         "metrics/comparison.json is missing (stage `evaluate`",
-        "metrics/test_runs.json is missing",
         "metrics/rare_patients.json is missing",
         "metrics/selection.json is missing",
         "metrics/validation.json is missing (stage `validate`",

@@ -1,4 +1,5 @@
-"""Table 3, the paired differences, the seed spread and the study's numbers beside ours."""
+"""Table 3 (intervals over patients and seeds, the rare class's AUROC and AP beside recall), the
+differences with the baseline, every seed's value and the study's numbers beside ours."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def test_table3_cells_are_test_json_values_and_intervals(cv_run):
     order = [c[0] for c in rows(table, *[]) if c[0] not in ("Strategy", "---")]
     assert order[0] == params.evaluate.baseline
     assert sorted(order) == sorted(params.train.strategies)
+    assert "rare_recall" in metrics and "rare_auroc" in metrics and "rare_ap" in metrics
     for s in order:
         expected = [s]
         for a in params.train.architectures:
@@ -53,35 +55,54 @@ def test_planned_settings_absent_from_test_json_are_flagged_with_the_reason(cv_r
     )
 
 
-def test_differences_and_verdicts_are_comparison_json(cv_run):
-    t = load_params(cv_run / "params.yaml").base.target_class
+def _diff(d: dict) -> str:
+    return f"{signed(d['estimate'])} [{p1(d['interval']['lo'])}, {p1(d['interval']['hi'])}]"
+
+
+def test_differences_with_the_baseline_are_comparison_json(cv_run):
+    params = load_params(cv_run / "params.yaml")
     comparisons = read(cv_run, "metrics/comparison.json")["comparisons"]
-    assert comparisons
+    vs_base = [e for e in comparisons.values() if e["control"] == params.evaluate.baseline]
+    assert vs_base
     _, text = build(cv_run)
     table = section(text, DIFF_TITLE)
-    for e in comparisons.values():
+    for e in vs_base:
         got = row(table, e["strategy"], e["architecture"])
-        for cell, (m, _) in zip(got[2:], table3_metrics(t), strict=True):
-            d = e[m]
-            assert cell == f"{signed(d['diff'])} [{p1(d['lo'])}, {p1(d['hi'])}] — {d['verdict']}"
+        pop, rare = e["population"], e["rare"]
+        assert got[2:] == [
+            _diff(pop["accuracy"]),
+            _diff(pop["f1_macro"]),
+            _diff(rare["recall"]),
+            _diff(rare["auroc"]),
+            _diff(rare["ap"]),
+            e["decision"]["verdict"],
+        ]
 
 
-def test_seed_spread_lists_every_seed_of_test_runs(cv_run):
-    runs = read(cv_run, "metrics/test_runs.json")
-    comparisons = read(cv_run, "metrics/comparison.json")["comparisons"]
+def test_every_seeds_value_of_every_setting(cv_run):
+    params = load_params(cv_run / "params.yaml")
+    values = read(cv_run, "metrics/comparison.json")["settings"]
     _, text = build(cv_run)
     table = section(text, SEED_TITLE)
-    by_setting: dict = {}
-    for r in runs.values():
-        by_setting.setdefault((r["strategy"], r["architecture"]), []).append(r)
-    for (s, a), rs in by_setting.items():
-        rs.sort(key=lambda r: r["seed"])
+    for key, v in values.items():
+        s, _, a = key.rpartition("-")
         got = row(table, s, a)
-        assert got[2] == ", ".join(str(r["seed"]) for r in rs)
-        assert got[3] == ", ".join(p1(r["f1_macro"]["value"]) for r in rs)
-        assert got[4] == ", ".join(p1(r["accuracy"]["value"]) for r in rs)
-        per_seed = comparisons.get(f"{s}-{a}", {}).get("f1_macro", {}).get("per_seed", [])
-        assert got[5] == (", ".join(signed(x) for x in per_seed) or "-")
+        assert got[2] == ", ".join(map(str, params.train.seeds_of(s, a)))
+        assert got[3] == ", ".join(p1(x) for x in v["accuracy"]["per_seed"])
+        assert got[4] == ", ".join(p1(x) for x in v["f1_macro"]["per_seed"])
+        assert got[5] == ", ".join(p1(x) for x in v["recall"]["per_seed"])
+        assert len(v["recall"]["per_seed"]) == len(params.train.seeds_of(s, a))
+
+
+def test_the_matched_control_is_listed_next_to_its_synthetic_strategy(cv_run):
+    params = load_params(cv_run / "params.yaml")
+    _, text = build(cv_run)
+    table = section(text, TITLE).split(f"### {DIFF_TITLE}")[0]
+    order = [c[0] for c in rows(table, *[]) if c[0] not in ("Strategy", "---")]
+    for s in params.train.strategies:
+        if s.startswith("oversample_matched-"):
+            twin = "synthetic-" + s.split("-", 1)[1]
+            assert order.index(s) == order.index(twin) + 1
 
 
 def test_study_numbers_beside_ours_with_caveats(cv_run):

@@ -31,6 +31,7 @@ def params(micro_params: Params) -> Params:
         micro_params.train,
         strategies=["baseline", f"synthetic-{BLOCKED}", f"synthetic-{KEPT}"],
         architectures={"resnet": micro_params.train.architectures["resnet"]},
+        overrides=[],
         threads=1,
         epochs=1,
         patience=0,

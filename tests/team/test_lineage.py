@@ -17,7 +17,7 @@ from lusaug.core.mlflow_store import (
     setup_experiment,
 )
 from lusaug.models.mlflow_runs import RunTracking, TrainTracker
-from lusaug.tracking.card import INTENDED_USE, model_card
+from lusaug.tracking.card import INTENDED_USE, cv_record, model_card
 from lusaug.tracking.selection import RunSummary
 from tests.pipelines.helpers import BIN
 
@@ -127,12 +127,27 @@ def test_the_model_card_covers_data_cv_estimate_decision_lineage_use_and_limits(
     entry = {
         "strategy": "class_weights", "architecture": "resnet", "model": "resnet18", "seed": 0,
         "val_f1_macro": 0.61, "val_f1_macro_lo": 0.5, "val_f1_macro_hi": 0.7,
-        "cross_validated": {
-            "decision": "does not help", "decision_reason": "interval reaches 0",
-            "metrics": {"f1_macro": 0.55, "f1_macro_lo": 0.41, "f1_macro_hi": 0.66},
-            "test": {"folds": 3, "frames": 50, "patients": 15, "ci": 0.95},
-        },
     }  # fmt: skip
+    test = {
+        "settings": {"class_weights-resnet": {
+            "strategy": "class_weights", "architecture": "resnet",
+            "f1_macro": 0.55, "f1_macro_lo": 0.41, "f1_macro_hi": 0.66,
+            "rare_auroc": 0.8, "rare_auroc_lo": 0.6, "rare_auroc_hi": 0.95,
+        }},
+        "test": {"folds": 3, "frames": 50, "patients": 15, "ci": 0.95},
+    }  # fmt: skip
+    decision = {"verdict": "cannot be shown", "reason": "cannot be shown with 3 patients",
+                "estimate": 0.1, "lo": -0.2, "hi": 0.4, "p_value": 0.25}  # fmt: skip
+    comparison = {
+        "primary": {"name": "synthetic-g vs oversample_matched-g (resnet)", "endpoint": "recall",
+                    "decision": decision},
+        "placebos": {"resnet": {"verdict": "no difference"}},
+        "comparisons": {"class_weights vs baseline (resnet)": {
+            "strategy": "class_weights", "architecture": "resnet",
+            "decision": {"verdict": "no evidence of help", "reason": "exact p = 0.5 > alpha"},
+        }},
+    }  # fmt: skip
+    cv = cv_record("class_weights-resnet", test, comparison)
     tags = {
         "data_hash": "0" * 32 + ".dir", "split_file": "data/splits/fold-final.csv",
         "split_hash": "1" * 32, "git_commit": "abc123", "register_run_id": "r" * 32,
@@ -140,12 +155,16 @@ def test_the_model_card_covers_data_cv_estimate_decision_lineage_use_and_limits(
     }  # fmt: skip
     card = model_card(
         RunSummary("final-class_weights-resnet-0", entry), params.register,
-        {"train": {"viral": 3}, "val": {"viral": 1}}, params.base.classes, tags,
+        {"train": {"viral": 3}, "val": {"viral": 1}}, params.base.classes, tags, cv,
     )  # fmt: skip
     for text in (
         "## Data", "data/splits/fold-final.csv", "## Cross-validated estimate", "f1_macro: 55.0 [41.0, 66.0]",
-        "## Decision record", "does not help (interval reaches 0)", "## Lineage", *tags.values(),
-        "## Intended use", INTENDED_USE, "## Limitations",
+        "rare_auroc: 80.0 [60.0, 95.0]", "## Decision record",
+        ("primary comparison `synthetic-g vs oversample_matched-g (resnet)` (recall): **cannot be "
+        "shown** (+10.0 [-20.0, 40.0] points, exact p = 0.2500)"),
+        "Placebo (baseline vs baseline, disjoint seeds): no difference.",
+        "`class_weights vs baseline (resnet)`: no evidence of help (exact p = 0.5 > alpha)",
+        "## Lineage", *tags.values(), "## Intended use", INTENDED_USE, "## Limitations",
     ):  # fmt: skip
         assert text in card, text
     assert "\n\n\n" not in card

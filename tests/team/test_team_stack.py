@@ -180,8 +180,9 @@ def test_the_registered_version_links_run_data_commit_and_carries_its_card(team)
         raw, splits["fold-final.csv"], head, mv.run_id, t["train_run_id"], "data/splits/fold-final.csv",
     ):  # fmt: skip
         assert text in card, text
-    candidate = next(iter(_json(team.repo / "models/final/candidate.json").values()))
-    assert candidate["cross_validated"]["decision"] in card
+    primary = _json(team.repo / "metrics/comparison.json")["primary"]
+    assert f"primary comparison `{primary['name']}`" in card
+    assert (primary["decision"] or {}).get("verdict", "not evaluated") in card
     assert re.search(r"f1_macro: \d+\.\d \[\d+\.\d, \d+\.\d\]", card), card
 
 

@@ -53,6 +53,7 @@ hold one run each. ``compare(..., run_reference=[...every setting of the archite
 pools the between-run variance over more runs (more df, under an equal-variance assumption).
 """
 
+from lusaug.core.config import RARE_ENDPOINTS
 from lusaug.inference.decision import (
     CANNOT,
     HELPS,
@@ -72,7 +73,6 @@ from lusaug.inference.decision import (
 )
 from lusaug.inference.endpoints import (
     POPULATION_METRICS,
-    RARE_ENDPOINTS,
     PatientCounts,
     PatientEndpoints,
     metric_from_counts,

@@ -27,7 +27,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from lusaug.inference.endpoints import RARE_ENDPOINTS, PatientCounts, PatientEndpoints
+from lusaug.core.config import RARE_ENDPOINTS
+from lusaug.inference.endpoints import PatientCounts, PatientEndpoints
 from lusaug.inference.intervals import (
     PairedEndpoint,
     PopulationDifference,

@@ -35,7 +35,6 @@ import numpy as np
 
 from lusaug.inference.types import InferenceError
 
-RARE_ENDPOINTS = ("recall", "auroc", "ap")
 POPULATION_METRICS = ("accuracy", "f1_macro", "balanced_accuracy")
 
 

@@ -70,7 +70,8 @@ def chance_in_family(
     Args:
         m: comparisons in the family.
         alpha: level of each test.
-        n_nonzero: patients per exact test (None: a continuous test, size alpha).
+        n_nonzero: patients with a non-zero difference per exact test (None: a continuous
+            test, size alpha).
         alternative: of the tests.
     """
     if m < 0 or not 0 < alpha < 1:
@@ -83,8 +84,8 @@ def chance_in_family(
     if n_nonzero is not None:
         need = patients_needed(alpha, alternative)
         note += (
-            f"; the exact test with {n_nonzero} patients reaches p <= {alpha:g} with probability "
-            f"{size:.4f} (it needs {need} patients all moving the same way), so "
+            f"; the exact test with {n_nonzero} patients that differ reaches p <= {alpha:g} with "
+            f"probability {size:.4f} (it needs {need} patients all moving the same way), so "
             f"{m * size:.2f} are expected"
         )
     note += f"; Holm keeps P(any false 'helps' among the secondaries) <= {alpha:g}"

@@ -1,23 +1,17 @@
-"""Pooled out-of-fold metrics with patient-bootstrap intervals, paired differences, a decision.
+"""Pooled out-of-fold metrics with **descriptive** patient-bootstrap intervals, and the table of
+rare-class patients.
 
 Every setting (strategy x architecture) is the mean over its seeds of metrics computed on the
-pooled out-of-fold predictions (every frame predicted once, by its test fold's model). Intervals
-come from a cluster bootstrap over **all** patients, stratified by class by default so that every
-draw holds every class (an unstratified draw can lack the single test patient of a rare class and
-then averages macro metrics over fewer classes). Each strategy is compared with the baseline of
-the same architecture over the same seeds and the same draws (paired differences).
-
-The decision rule: a strategy **helps the rare class** when the lower bound of its paired
-rare-class-recall difference is above 0 and its macro-F1 difference is not significantly negative
-(the upper bound is not below 0). With fewer than two rare-class patients the verdict is "not
-estimable". The minimum detectable difference of a comparison is (z_{1-a/2} + z_power) times the
-bootstrap standard deviation of its paired difference: differences smaller than that are what
-this many patients cannot tell from noise.
+pooled out-of-fold predictions (every frame predicted once, by its test fold's model). The
+intervals here come from a percentile cluster bootstrap over **all** patients, stratified by
+class by default so that every draw holds every class. They have no seed term and, with a
+handful of patients in a class, too few distinct draws and tails that are too short: they are
+labelled descriptive and never carry a verdict. The verdicts, and the intervals of the metrics
+they rest on (patients and seeds), are :mod:`lusaug.models.verdicts`.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,22 +19,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 from lusaug.core.config import EvaluateParams
 from lusaug.models.oof import RunOOF
 from lusaug.models.statistics import (
-    HEADLINE,
     BootstrapDesign,
     make_design,
     point_metrics,
-    significance,
     summarise,
     weighted_metrics,
 )
-
-MIN_PATIENTS_FOR_INTERVAL = 2  # one patient: every draw holds the same outcome
-HELPS, NO_HELP, NOT_ESTIMABLE = "helps", "does not help", "not estimable"
 
 
 def patient_labels(frames: pd.DataFrame, classes: Sequence[str]) -> dict[str, int]:
@@ -138,80 +126,6 @@ def aggregate(
     return agg
 
 
-def mdd(draws: np.ndarray, ci: float, power: float) -> float:
-    """Minimum detectable difference from the bootstrap spread of a paired difference."""
-    finite = draws[np.isfinite(draws)]
-    if finite.size < 2:
-        return float("nan")
-    z = norm.ppf(1.0 - (1.0 - ci) / 2.0) + norm.ppf(power)
-    return float(z * finite.std(ddof=1))
-
-
-def decide(rare: dict[str, Any], f1: dict[str, Any], n_rare_patients: int) -> tuple[str, str]:
-    """(verdict, why) of the decision rule for one strategy x architecture."""
-    if n_rare_patients < MIN_PATIENTS_FOR_INTERVAL:
-        return NOT_ESTIMABLE, f"{n_rare_patients} rare-class patient(s): no interval"
-    lo, f1_hi = rare["lo"], f1["hi"]
-    if not (math.isfinite(lo) and math.isfinite(f1_hi)):
-        return NOT_ESTIMABLE, "the interval is undefined"
-    if lo > 0 and f1_hi >= 0:
-        return HELPS, "rare-class recall better beyond its interval, macro-F1 not worse"
-    if lo > 0:
-        return NO_HELP, "rare-class recall better, but macro-F1 significantly worse"
-    return NO_HELP, "rare-class recall difference's interval reaches 0 or below"
-
-
-def compare(
-    settings: dict[tuple[str, str], list[RunOOF]],
-    scored: Scored,
-    cfg: EvaluateParams,
-    target: str,
-    n_rare_patients: int,
-) -> dict[str, dict[str, Any]]:
-    """Paired differences with the baseline (same architecture, seeds and draws), the decision
-    and the minimum detectable difference of each metric."""
-    out: dict[str, dict[str, Any]] = {}
-    metrics = [*HEADLINE, f"recall_{target}"]
-    for (s, a), rs in settings.items():
-        base = settings.get((cfg.baseline, a))
-        if s == cfg.baseline or base is None or any(not r.available for r in [*rs, *base]):
-            continue
-        seeds = sorted({r.seed for r in rs} & {r.seed for r in base})
-        mine = [r for r in rs if r.seed in seeds]
-        theirs = [r for r in base if r.seed in seeds]
-        d_mine = _mean_draws([scored.draws[r.name] for r in mine])
-        d_base = _mean_draws([scored.draws[r.name] for r in theirs])
-        p_mine = _mean_points([scored.points[r.name] for r in mine])
-        p_base = _mean_points([scored.points[r.name] for r in theirs])
-        by_seed = {r.seed: scored.points[r.name] for r in mine}
-        base_by_seed = {r.seed: scored.points[r.name] for r in theirs}
-        entry: dict[str, Any] = {
-            "strategy": s,
-            "architecture": a,
-            "baseline": cfg.baseline,
-            "seeds": seeds,
-        }
-        for m in metrics:
-            diff_draws = d_mine[m] - d_base[m]
-            sm = summarise(p_mine[m] - p_base[m], diff_draws, cfg.ci)
-            entry[m] = {
-                "diff": sm["value"],
-                "lo": sm["lo"],
-                "hi": sm["hi"],
-                "verdict": significance(sm["lo"], sm["hi"]),
-                "mdd": mdd(diff_draws, cfg.ci, cfg.power),
-                "per_seed": [by_seed[sd][m] - base_by_seed[sd][m] for sd in seeds],
-            }
-        rare = entry[f"recall_{target}"]
-        if n_rare_patients < MIN_PATIENTS_FOR_INTERVAL:
-            rare["verdict"] = f"{NOT_ESTIMABLE} ({n_rare_patients} {target} patient(s))"
-        entry["decision"], entry["decision_reason"] = decide(
-            rare, entry["f1_macro"], n_rare_patients
-        )
-        out[f"{s}-{a}"] = entry
-    return out
-
-
 def rare_patients(
     settings: dict[tuple[str, str], list[RunOOF]],
     frames: pd.DataFrame,
@@ -241,17 +155,11 @@ def rare_patients(
 
 @dataclass(frozen=True)
 class Findings:
-    """What the pooled comparison found, as its report and figures show it."""
+    """What the evaluation found, as its report and figures show it."""
 
-    agg: dict[str, dict]  # per setting: pooled metrics with intervals (or why unavailable)
-    comparison: dict[str, dict]  # per setting: paired differences with the baseline, decision
-    rare_rows: list[dict]  # recall of every rare-class patient per setting
+    agg: dict[str, dict]  # per setting: descriptive pooled metrics (or why unavailable)
+    flat: dict[str, dict]  # per setting: metrics/test.json's entries (verdict intervals)
+    verdicts: dict[str, Any]  # metrics/comparison.json: primary, placebo, comparisons, MDD
+    rare_rows: list[dict]  # every rare-class patient's recall / AUROC / AP per setting
     classes: list[str]
     target: str  # the rare class
-
-
-def patients_needed(n_patients: int, detectable: float, gain: float) -> int | None:
-    """Patients a study like this one would need for ``gain`` to be detectable (MDD ~ 1/sqrt(n))."""
-    if not (math.isfinite(detectable) and detectable > 0):
-        return None
-    return math.ceil(n_patients * (detectable / gain) ** 2)

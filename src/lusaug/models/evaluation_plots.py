@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
+from lusaug.core.config import RARE_ENDPOINTS
 from lusaug.models import plots
 from lusaug.models.comparison import Findings
 from lusaug.models.oof import RunOOF
@@ -35,7 +36,7 @@ def write_plots(
     ci: float,
 ) -> dict[str, Path]:
     """Per-run confusion CSVs and curves, the summary figures; returns the figure paths."""
-    agg, comparison, rare_rows = found.agg, found.comparison, found.rare_rows
+    agg, rare_rows = found.agg, found.rare_rows
     classes, target = found.classes, found.target
     plots_dir = Path(plots_dir)
     figs = _fresh(plots_dir)
@@ -93,21 +94,25 @@ def write_plots(
         plots.curves_figure(histories, "val_macro_f1", "validation macro-F1"),
         figs / "curves_val_macro_f1.png",
     )
-    if comparison:
-        for metric in ("f1_macro", f"recall_{target}"):
+    comparisons = found.verdicts["comparisons"]
+    if comparisons:
+        for metric in ("f1_macro", *RARE_ENDPOINTS):
+            rare = metric in RARE_ENDPOINTS
             table = pd.DataFrame(
                 [
                     {
-                        "setting": f"{e['strategy']} / {e['architecture']}",
-                        "diff": e[metric]["diff"],
-                        "lo": e[metric]["lo"],
-                        "hi": e[metric]["hi"],
+                        "setting": name,
+                        "diff": d["estimate"],
+                        "lo": d["interval"]["lo"],
+                        "hi": d["interval"]["hi"],
                     }
-                    for e in comparison.values()
+                    for name, c in comparisons.items()
+                    for d in [c["rare"][metric] if rare else c["population"][metric]]
                 ]
             )
-            out[f"diff_{metric}"] = plots.save(
-                plots.difference_figure(table, metric, ci), figs / f"differences_{metric}.png"
+            label = f"{metric}_{target}" if rare else metric
+            out[f"diff_{label}"] = plots.save(
+                plots.difference_figure(table, label, ci), figs / f"differences_{label}.png"
             )
     if rare_rows:
         out["rare_patients"] = plots.save(

@@ -89,23 +89,30 @@ def load_split(splits_csv: Path | str, split: str, classes: list[str], size: int
     return FrameSet(images=images, labels=labels, frames=meta)
 
 
-def load_synthetic(
-    files: list[Path], label: int, label_name: str, size: int, count: int, seed: int, source: str
-) -> FrameSet:
-    """Up to ``count`` of the synthetic PNGs ``files`` (0 = all), a fixed subset for ``seed``.
-
-    Their patient and video id is ``synthetic-<source>``: never a real patient, never in val/test.
-    """
+def synthetic_subset(files: list[Path], count: int, seed: int, source: str) -> list[Path]:
+    """The synthetic files a run uses: up to ``count`` of ``files`` (0 = all), fixed for ``seed``."""
     if 0 < count < len(files):
         rng = np.random.default_rng(seed)
-        files = [files[i] for i in sorted(rng.choice(len(files), size=count, replace=False))]
-    elif count > len(files):
+        return [files[i] for i in sorted(rng.choice(len(files), size=count, replace=False))]
+    if count > len(files):
         logger.warning(
             "train.synthetic_per_class=%d but %s has only %d images: using all of them",
             count,
             source,
             len(files),
         )
+    return list(files)
+
+
+def load_synthetic(
+    files: list[Path], label: int, label_name: str, size: int, count: int, seed: int, source: str
+) -> FrameSet:
+    """Up to ``count`` of the synthetic PNGs ``files`` (0 = all), a fixed subset for ``seed``
+    (:func:`synthetic_subset`).
+
+    Their patient and video id is ``synthetic-<source>``: never a real patient, never in val/test.
+    """
+    files = synthetic_subset(files, count, seed, source)
     images = _stack(list(files), size)
     labels = torch.full((len(files),), label, dtype=torch.int64)
     meta = pd.DataFrame(
@@ -126,6 +133,16 @@ def without_label(frames: FrameSet, label: int) -> FrameSet:
         images=frames.images[keep],
         labels=frames.labels[keep],
         frames=frames.frames[keep].reset_index(drop=True),
+    )
+
+
+def take(frames: FrameSet, index: np.ndarray) -> FrameSet:
+    """The frames at ``index`` (in that order; an index may repeat)."""
+    idx = torch.as_tensor(np.asarray(index, dtype=np.int64))
+    return FrameSet(
+        images=frames.images[idx],
+        labels=frames.labels[idx],
+        frames=frames.frames.iloc[np.asarray(index)].reset_index(drop=True),
     )
 
 

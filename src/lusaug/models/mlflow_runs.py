@@ -274,3 +274,87 @@ def log_to_runs(run_ids: list[str], metrics: dict[str, float], files: list[Path]
             client.log_batch(run_id, metrics=items[i : i + 1000])
         for f in files:
             client.log_artifact(run_id, str(f), "evaluation")
+
+
+EVALUATION_ROLE = "evaluation"  # the parent of one evaluate stage's runs
+SETTING_ROLE = "setting"  # one strategy x architecture under it
+SETTING_TAG = "lusaug.setting"
+
+
+def _find(client: Any, exp_id: str, query: str) -> str | None:
+    found = client.search_runs(
+        [exp_id], filter_string=query, order_by=["attributes.start_time ASC"]
+    )
+    return found[0].info.run_id if found else None
+
+
+def log_evaluation(
+    uri: str,
+    key: str,
+    settings: dict[str, dict[str, Any]],
+    parent: dict[str, Any],
+    files: list[Path],
+    root: Path | str = ".",
+) -> tuple[str, dict[str, str]]:
+    """The evaluation in MLflow: a parent run ``evaluate-<key>`` (role ``evaluation``) with the
+    study's headline metrics, tags and files, and one child per setting (role ``setting``) with
+    its metrics, so the UI's chart and compare views show the settings side by side.
+
+    Args:
+        uri: the tracking URI.
+        key: group key (the training runs' parent's, so both parents belong to one repro).
+        settings: setting name -> {"tags": {...}, "metrics": {...}}.
+        parent: {"tags": {...}, "metrics": {...}} of the parent run.
+        files: artifacts of the parent (under ``evaluation/``).
+        root: the repository (its git commit and data hash become tags).
+
+    Returns:
+        The parent's run id and each setting's child run id. A re-run with the same key logs to
+        the same runs (the newest value of a metric is the one the UI shows).
+    """
+    from mlflow.tracking import MlflowClient
+
+    exp_id = setup_experiment("classifiers", uri, root)
+    client = MlflowClient()
+    base = standard_tags(root, **{GROUP_TAG: key, "dvc_stage": dvc_stage() or "evaluate"})
+    query = f"tags.`{GROUP_TAG}` = '{key}' and tags.`{ROLE_TAG}` = '{EVALUATION_ROLE}'"
+    parent_id = _find(client, exp_id, query)
+    if parent_id is None:
+        tags = {**base, ROLE_TAG: EVALUATION_ROLE}
+        parent_id = client.create_run(exp_id, run_name=f"evaluate-{key}", tags=tags).info.run_id
+    _log(client, parent_id, parent["metrics"], parent["tags"])
+    for f in files:
+        client.log_artifact(parent_id, str(f), "evaluation")
+    client.set_terminated(parent_id, "FINISHED")
+    children = {}
+    for name, entry in settings.items():
+        query = f"tags.`mlflow.parentRunId` = '{parent_id}' and tags.`{SETTING_TAG}` = '{name}'"
+        run_id = _find(client, exp_id, query)
+        if run_id is None:
+            tags = {
+                **base,
+                ROLE_TAG: SETTING_ROLE,
+                SETTING_TAG: name,
+                "mlflow.parentRunId": parent_id,
+            }
+            run_id = client.create_run(exp_id, run_name=name, tags=tags).info.run_id
+        _log(client, run_id, entry["metrics"], entry["tags"])
+        client.set_terminated(run_id, "FINISHED")
+        children[name] = run_id
+    return parent_id, children
+
+
+def _log(client: Any, run_id: str, metrics: dict[str, float], tags: dict[str, Any]) -> None:
+    from mlflow.entities import Metric, RunTag
+
+    now = int(time.time() * 1000)
+    items = [
+        Metric(k, float(v), now, 0)
+        for k, v in metrics.items()
+        if v is not None and math.isfinite(v)
+    ]
+    for i in range(0, len(items), 1000):
+        client.log_batch(run_id, metrics=items[i : i + 1000])
+    tag_items = [RunTag(k, str(v)) for k, v in tags.items()]
+    for i in range(0, len(tag_items), 100):
+        client.log_batch(run_id, tags=tag_items[i : i + 100])

@@ -95,7 +95,9 @@ def recall_bars(table: pd.DataFrame, classes: list[str], ci: float = 0.95) -> Fi
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("recall (test, mean over seeds)")
     ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(f"Per-class recall with {ci:.0%} patient-bootstrap intervals", fontsize=9)
+    ax.set_title(
+        f"Per-class recall with {ci:.0%} patient-bootstrap intervals (descriptive)", fontsize=9
+    )
     fig.tight_layout()
     return fig
 
@@ -116,9 +118,10 @@ def curves_figure(histories: dict[str, pd.DataFrame], metric: str, ylabel: str) 
 
 
 def difference_figure(table: pd.DataFrame, metric: str, ci: float = 0.95) -> Figure:
-    """Paired differences vs the baseline with intervals (a forest plot).
+    """Differences strategy - control with their intervals over patients and seeds (a forest
+    plot, one row per comparison).
 
-    ``table`` has columns setting, diff, lo, hi.
+    ``table`` has columns setting (the comparison's name), diff, lo, hi.
     """
     fig, ax = plt.subplots(figsize=(6.0, 0.45 * max(len(table), 1) + 1.2))
     y = np.arange(len(table))
@@ -128,7 +131,7 @@ def difference_figure(table: pd.DataFrame, metric: str, ci: float = 0.95) -> Fig
     ax.axvline(0.0, color="grey", lw=0.8, ls="--")
     ax.set_yticks(y, table["setting"], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel(f"{metric}: strategy - baseline (test, paired, {ci:.0%} interval)")
+    ax.set_xlabel(f"{metric}: strategy - control (test, {ci:.0%} interval, patients and seeds)")
     fig.tight_layout()
     return fig
 

@@ -20,16 +20,25 @@ from pathlib import Path
 
 import numpy as np
 
-from lusaug.core.config import BaseParams, Strategy, TrainParams, parse_strategy
+from lusaug.core.config import SYNTHETIC_PREFIX, BaseParams, Strategy, TrainParams, parse_strategy
 from lusaug.core.utils import file_hash
 from lusaug.models.classifier import ClassifierMeta
-from lusaug.models.frame_sets import FrameSet, concat, load_split, load_synthetic, without_label
+from lusaug.models.frame_sets import (
+    FrameSet,
+    concat,
+    load_split,
+    load_synthetic,
+    synthetic_subset,
+    take,
+    without_label,
+)
 from lusaug.models.strategies import (
     FoldInputs,
     StrategyError,
     TrainingPlan,
     Tuned,
     check_generator,
+    matched_repeats,
     plan_for,
     read_tuned,
     synthetic_class_files,
@@ -40,7 +49,14 @@ logger = logging.getLogger(__name__)
 
 # Keys of the train section that list the matrix (or say how to log it): they do not change
 # what one run does, so they stay out of its fingerprint.
-_NOT_IN_FINGERPRINT = ("strategies", "seeds", "architectures", "log_model", "log_model_format")
+_NOT_IN_FINGERPRINT = (
+    "strategies",
+    "seeds",
+    "architectures",
+    "overrides",
+    "log_model",
+    "log_model_format",
+)
 
 
 @dataclass(frozen=True)
@@ -59,13 +75,9 @@ class RunSpec:
 
 
 def planned_runs(cfg: TrainParams, fold: int | None = None) -> list[RunSpec]:
-    """Every run of the matrix, in report order: strategy, then architecture, then seed."""
-    return [
-        RunSpec(s, a, seed, fold)
-        for s in cfg.strategies
-        for a in cfg.architectures
-        for seed in cfg.seeds
-    ]
+    """Every run of the matrix, in report order: strategy, then architecture, then seed
+    (``train.overrides`` gives a strategy its own architectures and seeds)."""
+    return [RunSpec(s, a, seed, fold) for s in cfg.strategies for a, seed in cfg.runs_of(s)]
 
 
 def parse_run_name(name: str) -> tuple[str, str, int]:
@@ -142,6 +154,8 @@ def _training_frames(
         return data.train, []
     if strategy.kind == "only":
         return _synthetic_only_frames(strategy, base, cfg, inputs)
+    if strategy.kind == "matched":
+        return _matched_frames(strategy, data, base, cfg, inputs), []
     target = base.classes.index(base.target_class)
     files = synthetic_files(inputs, strategy, tuned)
     synth = load_synthetic(
@@ -155,6 +169,31 @@ def _training_frames(
     )
     real = without_label(data.train, target) if strategy.kind == "replace" else data.train
     return concat(real, synth), sorted(Path(p).name for p in synth.frames["path"])
+
+
+def matched_count(
+    strategy: Strategy, data: FoldData, base: BaseParams, cfg: TrainParams, inputs: FoldInputs
+) -> int:
+    """Rare-class images per epoch of ``synthetic-<G>`` in this fold and run: the real rare-class
+    training frames plus G's kept images it uses (after ``train.synthetic_per_class``)."""
+    target = base.classes.index(base.target_class)
+    twin = parse_strategy(SYNTHETIC_PREFIX + strategy.generator)
+    used = synthetic_subset(
+        synthetic_files(inputs, twin), cfg.synthetic_per_class, base.seed, strategy.generator
+    )
+    return int((data.train.labels == target).sum()) + len(used)
+
+
+def _matched_frames(
+    strategy: Strategy, data: FoldData, base: BaseParams, cfg: TrainParams, inputs: FoldInputs
+) -> FrameSet:
+    """The fold's real frames with the rare class's repeated to ``synthetic-<G>``'s count."""
+    target = base.classes.index(base.target_class)
+    labels = data.train.labels.numpy()
+    rare = np.flatnonzero(labels == target)
+    reps = matched_repeats(rare.size, matched_count(strategy, data, base, cfg, inputs), base.seed)
+    index = np.sort(np.concatenate([np.flatnonzero(labels != target), np.repeat(rare, reps)]))
+    return take(data.train, index)
 
 
 def _synthetic_only_frames(
@@ -229,6 +268,8 @@ def prepare_run(
         "synthetic": synthetic,
         "plan": [plan.loss_weights, plan.oversample, plan.lr],
     }
+    if strategy.kind == "matched":  # follows its generator's kept images, which may change
+        extra["rare_per_epoch"] = int(counts[base.classes.index(base.target_class)])
     return RunSetup(
         spec=spec,
         strategy=strategy,

@@ -262,14 +262,3 @@ def summarise(value: float, draws: np.ndarray, ci: float) -> dict[str, float]:
         "hi": hi,
         "defined": float(np.isfinite(draws).mean()) if draws.size else 0.0,
     }
-
-
-def significance(lo: float, hi: float) -> str:
-    """Verdict of a difference's interval: better, worse, or not significant (spans 0)."""
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return "undefined"
-    if lo > 0:
-        return "better"
-    if hi < 0:
-        return "worse"
-    return "not significant"

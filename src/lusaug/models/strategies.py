@@ -8,6 +8,9 @@
 ``oversample``            plain loss, batches drawn with replacement, p(frame) proportional to 1/N_i
 ``class_weights_tuned``   weights and lr that the fold's ``tune`` stage found
 ``synthetic-<G>``         plain loss; G's kept images join the rare class's training frames
+``oversample_matched-<G>`` plain loss; the real rare-class training frames repeated so that an
+                          epoch holds exactly as many rare-class images as ``synthetic-<G>``'s
+                          (real + G's kept images it uses); the same-share control of it
 ``synthetic_replace-<G>`` plain loss; the rare class's real training frames are replaced by G's
                           kept images (does the synthetic set alone carry the class?)
 ``synthetic_tuned-<G>``   G's candidates that pass the filter at the thresholds the fold's ``tune``
@@ -18,7 +21,14 @@
 
 Everything a strategy reads besides the fold's frames is a per-fold file (:class:`FoldInputs`).
 A generator whose filter blocked it (it memorises its training frames), or that kept no image in
-the fold, is never used: its runs raise :class:`SkipRun` with the reason.
+the fold, is never used: its runs raise :class:`SkipRun` with the reason (``synthetic-<G>`` and
+``oversample_matched-<G>`` alike, so the pair stays comparable).
+
+Why ``oversample_matched-<G>``: adding G's images raises the rare class's share of training,
+and that alone raises rare-class recall. The matched control has the same share, made of real
+frames, so the difference between the two is what G's images show. Every frame of the training
+set is drawn once per epoch (a shuffled permutation), so the counts per epoch are exact, not in
+expectation: :func:`matched_repeats` gives each real rare-class frame its number of copies.
 """
 
 from __future__ import annotations
@@ -184,6 +194,21 @@ def synthetic_class_files(
         if not files[label]:
             raise SkipRun(f"{strategy.name}: no synthetic {label} image passed the filter")
     return files
+
+
+def matched_repeats(n_real: int, target: int, seed: int) -> np.ndarray:
+    """Copies per epoch of each of ``n_real`` real rare-class frames so that they total exactly
+    ``target``: every frame ``target // n_real`` times, the remainder once more each for a seeded
+    choice of frames (the same choice for the same seed)."""
+    if n_real < 1 or target < n_real:
+        raise StrategyError(
+            f"oversample_matched needs real rare-class training frames and a target of at least "
+            f"as many; got {n_real} frames for {target}"
+        )
+    reps = np.full(n_real, target // n_real, dtype=np.int64)
+    extra = np.random.default_rng(seed).choice(n_real, size=target % n_real, replace=False)
+    reps[extra] += 1
+    return reps
 
 
 @dataclass(frozen=True)

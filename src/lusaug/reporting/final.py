@@ -52,13 +52,22 @@ def selection(run: RunOutputs, doc: Doc) -> None:
     )
 
 
-def _estimate(run: RunOutputs, cv: dict[str, Any]) -> str:
-    m = cv.get("metrics") or {}
-    keys = ("accuracy", "f1_macro", "precision_macro", f"recall_{run.target}", "video_accuracy")
+def _estimate(m: dict[str, Any]) -> str:
+    keys = ("accuracy", "f1_macro", "balanced_accuracy", "rare_recall", "rare_auroc", "rare_ap")
     shown = [
         f"{k} {interval(m.get(k), m.get(f'{k}_lo'), m.get(f'{k}_hi'))}" for k in keys if k in m
     ]
     return "; ".join(shown) or NA
+
+
+def _verdicts(run: RunOutputs, setting: str) -> str:
+    strategy, _, arch = setting.rpartition("-")
+    found = [
+        f"{e['decision']['verdict']} vs `{e['control']}`"
+        for e in run.comparisons().values()
+        if (e.get("strategy"), e.get("architecture")) == (strategy, arch) and e.get("decision")
+    ]
+    return "; ".join(found) or "the reference of its comparisons"
 
 
 def registered(run: RunOutputs, doc: Doc) -> None:
@@ -72,18 +81,19 @@ def registered(run: RunOutputs, doc: Doc) -> None:
         + (" (an existing version with the same checkpoint was reused)" if r.get("reused") else "")
         + f"; ONNX sha256 `{str(r.get('onnx_sha256', NA))[:SHA_CHARS]}…`."
     )
-    cv = final.get("cross_validated")
+    setting = final.get("setting")
+    strategy, _, arch = str(setting).rpartition("-")
+    metrics = run.settings().get((strategy, arch))
     doc.p(
         "Its model card is the version's description in the MLflow registry (Models tab of "
         "`mlflow ui`): data hash and commit, the split, the cross-validated estimate of its "
-        "setting and the decision record, intended use and limitations. The estimate it carries "
-        "(pooled out-of-fold, %): "
+        "setting and the decision record (the primary comparison, the placebo, the setting's "
+        "verdicts), intended use and limitations. The estimate it carries (pooled out-of-fold, "
+        "%): "
         + (
-            f"{_estimate(run, cv)}; decision: {cv.get('decision', NA)}"
-            + (f" ({cv['decision_reason']})" if cv.get("decision_reason") else "")
-            + "."
-            if isinstance(cv, dict)
-            else f"not available ({FILES['final']} has no cross-validated estimate)."
+            f"{_estimate(metrics)}; verdicts: {_verdicts(run, setting)}."
+            if isinstance(metrics, dict)
+            else f"not available (`{setting}` is not in metrics/test.json)."
         )
     )
 

@@ -71,6 +71,22 @@ def _data_line(run: RunOutputs) -> str:
     return text + (f"; data/raw DVC hash `{md5}`" if md5 else "")
 
 
+def _seeds(run: RunOutputs) -> str:
+    """`train.seeds`, and the settings `train.overrides` gives other seeds or architectures."""
+    t = run.params.train
+    text = ", ".join(str(s) for s in t.seeds)
+    if t.overrides:
+        text += (
+            " ("
+            + "; ".join(
+                f"`{o.strategy}` on {', '.join(o.architectures)}: {', '.join(map(str, o.seeds))}"
+                for o in t.overrides
+            )
+            + ": `train.overrides`)"
+        )
+    return text
+
+
 def header(run: RunOutputs, doc: Doc, title: str) -> None:
     p, info, ev = run.params, run.info, run.params.evaluate
     doc.h(1, title)
@@ -96,17 +112,16 @@ def header(run: RunOutputs, doc: Doc, title: str) -> None:
             ),
             f"**Image size**: {p.base.image_size} px, grey.",
             f"**Models** (timm, from scratch): {models}.",
-            (
-                f"**Seeds**: {', '.join(str(s) for s in p.train.seeds)}; every setting is the "
-                "mean over seeds."
-            ),
+            f"**Seeds**: {_seeds(run)}; every setting is the mean over its seeds.",
             f"**Epochs**: at most {p.train.epochs} (early stopping patience {p.train.patience}).",
             (
-                f"**Intervals**: {round(100 * info.get('ci', ev.ci))}% from "
-                f"{info.get('bootstrap', ev.bootstrap)} bootstrap resamples of patients"
-                f"{' within each class' if info.get('stratified', ev.stratify) else ''}; "
-                f"differences are paired with `{ev.baseline}` of the same architecture, seeds "
-                "and draws."
+                f"**Intervals**: {round(100 * info.get('ci', ev.ci))}% over patients and seeds "
+                "(accuracy, macro-F1, balanced accuracy and the "
+                f"{run.target} endpoints per patient); the other metrics carry a descriptive "
+                f"percentile bootstrap of patients ({info.get('bootstrap', ev.bootstrap)} draws). "
+                f"**Verdicts**: exact patient-level tests at alpha = {ev.alpha}; primary "
+                f"`{ev.primary.strategy}` vs `{ev.primary.control}` on `{ev.primary.architecture}`"
+                f" ({run.target} {ev.primary.endpoint}); every other comparison Holm-adjusted."
             ),
             f"**Code**: git commit {git_commit(run.repo)}.",
             f"**Written**: {dt.datetime.now(dt.UTC).strftime(DATE_FORMAT)}.",

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from lusaug.core.config import ConfigError, Params, load_params, parse_strategy
+from lusaug.core.config import SYNTHETIC_PREFIX, ConfigError, Params, load_params, parse_strategy
 from lusaug.core.errors import LusaugError
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,7 @@ TEST_JSON = "metrics/test.json"
 FILES = {
     "test_runs": "metrics/test_runs.json",
     "comparison": "metrics/comparison.json",
+    "summary": "metrics/summary.json",
     "rare": "metrics/rare_patients.json",
     "selection": "metrics/selection.json",
     "final": "metrics/final.json",
@@ -73,7 +74,7 @@ def read_yaml(path: Path) -> Any:
 def planned_settings(params: Params) -> list[str]:
     """``<strategy>-<arch>`` of every setting the train stages produce, in params order (the
     plan of ``lusaug.models.run_setup.planned_runs`` without its seeds and torch import)."""
-    return [f"{s}-{a}" for s in params.train.strategies for a in params.train.architectures]
+    return [f"{s}-{a}" for s, a in params.train.settings()]
 
 
 def _load_params(repo: Path) -> Params:
@@ -180,10 +181,25 @@ class RunOutputs:
         return list(self.params.train.architectures)
 
     def strategies(self) -> list[str]:
-        """Planned strategies in params order (the baseline first when it is planned)."""
+        """Planned strategies in params order, the baseline first when it is planned and each
+        ``oversample_matched-<G>`` right after its ``synthetic-<G>``."""
         planned = list(self.params.train.strategies)
         base = self.params.evaluate.baseline
-        return [base, *(s for s in planned if s != base)] if base in planned else planned
+        order = [base, *(s for s in planned if s != base)] if base in planned else planned
+        twins = {
+            SYNTHETIC_PREFIX + parse_strategy(s).generator: s
+            for s in order
+            if parse_strategy(s).kind == "matched"
+        }
+        twins = {k: v for k, v in twins.items() if k in order}
+        out: list[str] = []
+        for s in order:
+            if s in twins.values():
+                continue  # placed right after its synthetic-<G>
+            out.append(s)
+            if s in twins:
+                out.append(twins[s])
+        return out
 
     def generators(self) -> list[str]:
         return list(self.params.generate.enabled)
@@ -197,10 +213,22 @@ class RunOutputs:
         return f"{strategy} (leaky)" if self.is_leaky(strategy) else strategy
 
     def comparisons(self) -> dict[str, Any]:
+        """metrics/comparison.json's comparisons: name -> entry (strategy, control, ...)."""
         return (self.get("comparison") or {}).get("comparisons") or {}
 
-    def comparison_entry(self, strategy: str, arch: str) -> dict[str, Any] | None:
-        return self.comparisons().get(f"{strategy}-{arch}")
+    def comparison_entry(
+        self, strategy: str, arch: str, control: str | None = None
+    ) -> dict[str, Any] | None:
+        """The comparison of ``strategy`` with ``control`` (default: the baseline) on ``arch``."""
+        control = control or self.params.evaluate.baseline
+        for e in self.comparisons().values():
+            if (e.get("strategy"), e.get("control"), e.get("architecture")) == (
+                strategy,
+                control,
+                arch,
+            ):
+                return e
+        return None
 
     def missing_settings(self) -> dict[str, str]:
         """Planned settings absent from test.json -> why, as far as the run's files say."""
@@ -210,8 +238,9 @@ class RunOutputs:
     def _why_absent(self, setting: str) -> str:
         strategy = parse_strategy(setting.rpartition("-")[0])
         reasons = []
+        strategy_name, _, arch = setting.rpartition("-")
         for k, fold in self.folds.items():
-            for seed in self.params.train.seeds:
+            for seed in self.params.train.seeds_of(strategy_name, arch):
                 rel = SKIPPED_JSON.format(k=k, run=f"{setting}-{seed}")
                 skipped = read_json(self.repo / rel) if (self.repo / rel).exists() else None
                 if isinstance(skipped, dict) and skipped.get("reason"):

@@ -1,38 +1,43 @@
-"""Section "Table 3": the study's Table 3 layout on pooled out-of-fold predictions, with
-patient-bootstrap intervals, the paired differences with the baseline and the seed spread."""
+"""Section "Table 3": the study's Table 3 layout on pooled out-of-fold predictions, with intervals
+over patients and seeds, the rare class's AUROC and AP beside its recall, the differences with
+the baseline and every seed's value."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from lusaug.core.markdown import NA, Doc, interval, pct, plural, signed_pct
+from lusaug.core.markdown import NA, Doc, interval, pct, plural
+from lusaug.models.verdict_text import diff_text
 from lusaug.reporting.figures import Figures
 from lusaug.reporting.outputs import FILES, RunOutputs, missing
 
 TITLE = "Table 3: pooled out-of-fold test metrics per strategy"
-DIFF_TITLE = "Paired differences with the baseline"
+DIFF_TITLE = "Differences with the baseline"
 SEED_TITLE = "Seed spread"
 # Figures copied from plots/evaluate/figures ({target} = base.target_class), with captions.
 EVALUATE_DIR = "plots/evaluate/figures"
 EVALUATE_FIGURES = (
     ("confusion_grid.png", "Pooled out-of-fold confusion matrices, summed over seeds"),
-    ("recall_bars.png", "Per-class recall with patient-bootstrap intervals"),
-    ("differences_f1_macro.png", "Paired macro-F1 differences with the baseline"),
-    ("differences_recall_{target}.png", "Paired {target} recall differences with the baseline"),
+    ("recall_bars.png", "Per-class recall with patient-bootstrap intervals (descriptive)"),
+    ("differences_f1_macro.png", "Macro-F1 differences, every comparison (patients and seeds)"),
+    ("differences_recall_{target}.png", "{target} recall differences, every comparison"),
+    ("differences_auroc_{target}.png", "{target} AUROC differences, every comparison"),
     ("curves_val_macro_f1.png", "Validation macro-F1 per epoch, every run and fold"),
 )
-# Seed-spread metrics of metrics/test_runs.json (pooled per run; it holds no per-class recall).
-SEED_METRICS = (("f1_macro", "macro-F1"), ("accuracy", "Acc"))
+# Every seed's value of these (metrics/comparison.json's settings: the seeds of each setting).
+SEED_METRICS = (("accuracy", "Acc"), ("f1_macro", "macro-F1"), ("recall", "{target} recall"))
+DESCRIPTIVE_MARK = "*"  # a column whose interval is the descriptive patient bootstrap
 
 
 def table3_metrics(target: str) -> list[tuple[str, str]]:
-    """(metric key, column label) of Table 3, in order."""
+    """(metric key of metrics/test.json, column label) of Table 3, in order."""
     return [
         ("accuracy", "Acc"),
         ("f1_macro", "macro-F1"),
-        ("precision_macro", "macro-Prec"),
-        (f"recall_{target}", f"{target} recall"),
-        ("video_accuracy", "video Acc"),
+        ("precision_macro", f"macro-Prec{DESCRIPTIVE_MARK}"),
+        ("rare_recall", f"{target} recall"),
+        ("rare_auroc", f"{target} AUROC"),
+        ("rare_ap", f"{target} AP"),
     ]
 
 
@@ -64,8 +69,12 @@ def table3(run: RunOutputs, doc: Doc) -> None:
     doc.p(
         "Percent, mean over seeds, on the pooled out-of-fold predictions (every frame "
         "predicted once, by the model of the fold that tests it); brackets are the "
-        "patient-bootstrap interval. Columns are grouped by architecture family; '-' = not "
-        "evaluated."
+        f"{round(100 * run.params.evaluate.ci)}% interval over patients and seeds. The "
+        f"{run.target} columns are the mean over the {run.target} patients of each one's value "
+        f"(recall: the share of their frames called {run.target}; AUROC and AP: their frames "
+        "against every other-class frame, which a shift of the class prior moves less). "
+        f"{DESCRIPTIVE_MARK} a percentile patient-bootstrap interval, descriptive only (no seed "
+        "term). Columns are grouped by architecture family; '-' = not trained or not evaluated."
     )
     header = ["Strategy"] + [f"{a}: {lab}" for a in archs for _, lab in metrics]
     rows = []
@@ -86,12 +95,11 @@ def differences(run: RunOutputs, doc: Doc) -> None:
     if run.get("comparison") is None:
         doc.p(missing(FILES["comparison"], "evaluate"))
         return
-    metrics = table3_metrics(run.target)
+    t = run.target
     doc.p(
-        f"Difference with `{run.params.evaluate.baseline}` of the same architecture in "
-        "percentage points, the same seeds and bootstrap draws on both sides, then the verdict "
-        "of metrics/comparison.json ('better'/'worse' when the interval excludes 0, 'not "
-        "significant' when it spans 0)."
+        f"Each strategy minus `{run.params.evaluate.baseline}` of the same architecture, in "
+        "percentage points, each side averaged over its own seeds; brackets are the interval "
+        "over patients and seeds (the verdicts and their tests are in the Decision section)."
     )
     rows = []
     for s in run.strategies():
@@ -99,61 +107,54 @@ def differences(run: RunOutputs, doc: Doc) -> None:
             e = run.comparison_entry(s, a)
             if e is None:
                 continue
-            cells = []
-            for m, _ in metrics:
-                d = e.get(m)
-                if not isinstance(d, dict):
-                    cells.append(NA)
-                    continue
-                text = interval(d.get("diff"), d.get("lo"), d.get("hi"), signed=True)
-                cells.append(f"{text} — {d['verdict']}" if d.get("verdict") else text)
-            rows.append([run.label(s), a, *cells])
+            pop, rare = e.get("population") or {}, e.get("rare") or {}
+            cells = [diff_text(pop.get(m)) for m in ("accuracy", "f1_macro")]
+            cells += [diff_text(rare.get(x)) for x in ("recall", "auroc", "ap")]
+            verdict = (e.get("decision") or {}).get("verdict", NA)
+            rows.append([run.label(s), a, *cells, verdict])
     if not rows:
         doc.p("No strategy besides the baseline was compared.")
         return
-    doc.table(["Strategy", "Arch", *(f"Δ {lab}" for _, lab in metrics)], rows)
-
-
-def _runs_by_setting(run: RunOutputs) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for entry in (run.get("test_runs") or {}).values():
-        if isinstance(entry, dict) and "strategy" in entry:
-            out.setdefault((entry["strategy"], entry["architecture"]), []).append(entry)
-    return out
+    doc.table(
+        ["Strategy", "Arch", "Δ Acc", "Δ macro-F1", f"Δ {t} recall", f"Δ {t} AUROC", f"Δ {t} AP"]
+        + ["Verdict"],
+        rows,
+    )
 
 
 def seed_spread(run: RunOutputs, doc: Doc) -> None:
     doc.h(3, SEED_TITLE)
-    if run.get("test_runs") is None:
-        doc.p(missing(FILES["test_runs"], "evaluate"))
+    document = run.get("comparison")
+    if document is None:
+        doc.p(missing(FILES["comparison"], "evaluate"))
         return
-    seeds = run.params.train.seeds
+    t = run.target
+    values = document.get("settings") or {}
     doc.p(
-        f"Pooled out-of-fold metrics of each training seed ({plural(len(seeds), 'seed')}: "
-        f"{', '.join(map(str, seeds))}) from metrics/test_runs.json, and the paired macro-F1 "
-        "difference with the baseline per seed; when those disagree in sign, the seed matters "
-        "as much as the strategy."
-        + (" With one seed there is no spread to show." if len(seeds) == 1 else "")
+        "Pooled out-of-fold value of each training seed (metrics/comparison.json), so the seed "
+        "noise each setting's interval includes can be seen; settings train on "
+        "`train.seeds` unless `train.overrides` gives them others. A setting with one seed has "
+        "no spread of its own."
     )
-    by_setting = _runs_by_setting(run)
     rows = []
     for s in run.strategies():
         for a in run.architectures():
-            runs = sorted(by_setting.get((s, a), []), key=lambda r: r.get("seed", 0))
-            if not runs:
+            v = values.get(f"{s}-{a}")
+            if not v:
                 continue
+            seeds = run.params.train.seeds_of(s, a)
             cells = [
-                ", ".join(pct((r.get(m) or {}).get("value")) for r in runs)
+                ", ".join(pct(x) for x in (v.get(m) or {}).get("per_seed") or [])
                 for m, _ in SEED_METRICS
             ]
-            per_seed = (run.comparison_entry(s, a) or {}).get("f1_macro", {}).get("per_seed", [])
-            rows.append(
-                [run.label(s), a, ", ".join(str(r.get("seed")) for r in runs), *cells]
-                + [", ".join(signed_pct(x) for x in per_seed) or "-"]
-            )
+            rows.append([run.label(s), a, ", ".join(map(str, seeds)), *cells])
     doc.table(
-        ["Strategy", "Arch", "Seeds", *(f"{lab} per seed" for _, lab in SEED_METRICS)]
-        + ["Δ macro-F1 per seed"],
+        [
+            "Strategy",
+            "Arch",
+            "Seeds",
+            *(f"{lab.format(target=t)} per seed" for _, lab in SEED_METRICS),
+        ],
         rows,
     )
 

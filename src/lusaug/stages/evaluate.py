@@ -1,14 +1,25 @@
-"""Stage ``evaluate``: pooled out-of-fold test metrics, paired differences, the decision.
+"""Stage ``evaluate``: pooled out-of-fold test predictions, the verdicts, the final model's choice.
 
-Reads every fold's test frames once (:mod:`lusaug.models.oof`), scores the pooled predictions of
-every run with patient-bootstrap intervals (:mod:`lusaug.models.comparison`), writes the metrics
-files, the figures, ``reports/comparison.{md,html}`` and the pooled validation metrics that
-choose the final model (``metrics/selection.json``: validation only, never test), and logs the
-results to MLflow.
+Reads every fold's test frames once (:mod:`lusaug.models.oof`) and pools every run's predictions.
+The verdicts (:mod:`lusaug.models.verdicts` on :mod:`lusaug.inference`): per setting the rare
+class's per-patient recall / AUROC / AP and the population metrics with intervals over patients
+and seeds; per comparison (every strategy vs the baseline of its architecture, every
+``synthetic-<G>`` vs its same-share control ``oversample_matched-<G>``, the pre-registered
+primary) the exact patient-level sign-flip test, the interval, Holm within the family, macro-F1
+non-inferiority and the verdict; the placebo; the MDD and study size from the placebo. Every
+other metric keeps a descriptive patient-bootstrap interval (:mod:`lusaug.models.comparison`).
+
+Writes ``metrics/comparison.json`` (everything), ``metrics/test.json`` (flat, per setting),
+``metrics/summary.json`` (the headline ``dvc metrics show`` prints), the per-run and validation
+metrics, the pooled validation metrics that choose the final model (``metrics/selection.json``:
+validation only, never test), the figures and ``reports/comparison.{md,html}``, and logs the
+evaluation to MLflow (a parent run with one child per setting).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -16,38 +27,48 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from lusaug.core.config import BaseParams, EvaluateParams, TrainParams
+from lusaug.core.config import RARE_ENDPOINTS, BaseParams, EvaluateParams, TrainParams
 from lusaug.core.utils import atomic_path, write_json
+from lusaug.inference import POPULATION_METRICS, Comparison
 from lusaug.models import comparison as cmp
+from lusaug.models import verdicts as vd
 from lusaug.models.comparison_report import write_comparison_report
+from lusaug.models.evaluation_files import (
+    RARE_PREFIX,
+    comparison_document,
+    flat_settings,
+    headline,
+    intervals_note,
+    vs_baseline,
+)
 from lusaug.models.evaluation_plots import write_plots
 from lusaug.models.frame_sets import DataError
-from lusaug.models.mlflow_runs import log_to_runs
+from lusaug.models.mlflow_runs import GROUP_TAG, log_evaluation, log_to_runs
 from lusaug.models.oof import HeldOutFrames, RunOOF, load_oof, predictions_table
 from lusaug.models.run_files import write_csv
 from lusaug.models.statistics import HEADLINE, point_metrics, summarise, weighted_metrics
 
 logger = logging.getLogger(__name__)
 
-# Offsets that derive the bootstrap seeds from base.seed (test and validation draws differ).
+# Offsets that derive the seeds of the random draws from base.seed (test and validation differ):
+# the descriptive bootstrap, and the Monte Carlo sign-flip test beyond evaluate.max_sign_patterns.
 TEST_SEED_OFFSET = 1001
 VAL_SEED_OFFSET = 2002
-# The per-setting metrics in metrics/test.json (dvc metrics show/diff), with recall of the target.
-DVC_METRICS = ("accuracy", "f1_macro", "precision_macro", "balanced_accuracy", "video_accuracy")
+KEY_CHARS = 12  # of the sha1 that keys an evaluation without training runs in MLflow
 
 
 @dataclass(frozen=True)
 class EvaluatePaths:
     splits: Path  # data/splits (fold-<k>.csv)
     models: Path  # models/classifiers (fold-<k>/<run>)
-    metrics: Path  # metrics/test.json: pooled metrics per setting (dvc metrics)
+    metrics: Path  # metrics/test.json: pooled metrics per setting with intervals
     runs: Path  # metrics/test_runs.json: per run
-    comparison: Path  # metrics/comparison.json: paired differences, decisions, MDD
+    comparison: Path  # metrics/comparison.json: the verdicts and everything they rest on
     validation: Path  # metrics/validation_runs.json: pooled validation metrics per run
     selection: Path  # metrics/selection.json: the setting the final model refits
-    rare: Path  # metrics/rare_patients.json: recall per rare-class patient
+    rare: Path  # metrics/rare_patients.json: per rare-class patient and setting
+    summary: Path  # metrics/summary.json: the headline (dvc metrics show)
     predictions: Path  # reports/predictions/<run>.csv: pooled out-of-fold predictions
     plots: Path  # plots/evaluate: confusion/ and curves/ CSVs, figures/ PNGs
     report: Path  # reports/comparison.md (+ .html)
@@ -110,25 +131,51 @@ def _validation(
     return per_run, selection
 
 
-def _dvc_metrics(agg: dict, comparison: dict, target: str, info: dict) -> dict[str, Any]:
-    out: dict[str, dict[str, Any]] = {}
-    for name, e in agg.items():
-        if "unavailable" in e:
+def _check_primary(train: TrainParams, cfg: EvaluateParams) -> None:
+    """The primary's settings must be planned (params load checks it; a stage run with hand-made
+    sections is told too)."""
+    p = cfg.primary
+    planned = set(train.settings())
+    missing = [s for s in (p.strategy, p.control) if (s, p.architecture) not in planned]
+    if missing:
+        raise DataError(
+            f"evaluate.primary: {missing} on {p.architecture!r} are not in the training matrix "
+            "(train.strategies, train.architectures, train.overrides)"
+        )
+
+
+def _design(info: dict[str, Any], cfg: EvaluateParams, target: str, seed: int) -> dict[str, Any]:
+    return {
+        "target_class": target,
+        "rare_patients": info[f"{target}_patients"],
+        "patients": info["patients"],
+        "frames": info["frames"],
+        "alpha": cfg.alpha,
+        "ci": cfg.ci,
+        "noninferiority_margin": cfg.noninferiority_margin,
+        "max_sign_patterns": cfg.max_sign_patterns,
+        "mc_draws": cfg.mc_draws,
+        "mc_seed": seed,
+        "bootstrap": cfg.bootstrap,
+        "min_patients_for_bootstrap": cfg.min_patients_for_bootstrap,
+        "interval": intervals_note(cfg)["verdict_method"],
+        "descriptive_interval": intervals_note(cfg)["descriptive_method"],
+        "rare_endpoints": "per rare-class patient: the share of their frames called the rare "
+        "class (recall); their frames against every other-class frame (AUROC, AP); a setting's "
+        "value is the mean over patients, each run's value averaged over its seeds",
+    }
+
+
+def _add_patient_endpoints(rows: list[dict], settings: dict[str, vd.Setting]) -> None:
+    """Per rare-class patient row: the seed-averaged AUROC and AP of every setting too."""
+    for key, s in settings.items():
+        if s.unavailable:
             continue
-        flat: dict[str, Any] = {}
-        for m in (*DVC_METRICS, f"recall_{target}"):
-            flat[m], flat[f"{m}_lo"], flat[f"{m}_hi"] = e[m]["value"], e[m]["lo"], e[m]["hi"]
-        if name in comparison:
-            c = comparison[name]
-            for m in ("accuracy", "f1_macro", f"recall_{target}"):
-                flat[f"diff_{m}"], flat[f"diff_{m}_lo"], flat[f"diff_{m}_hi"] = (
-                    c[m]["diff"],
-                    c[m]["lo"],
-                    c[m]["hi"],
-                )
-            flat["decision"] = c["decision"]
-        out[name] = flat
-    return {"settings": out, "test": info}
+        ends = s.ends
+        for e in ("auroc", "ap"):
+            per = dict(zip(ends.patients, ends.seed_mean(e).tolist(), strict=True))
+            for row in rows:
+                row.setdefault(e, {})[key] = per.get(str(row["patient_id"]))
 
 
 def run(
@@ -152,17 +199,58 @@ def run(
         select_metric: final.metric: the pooled validation metric that chooses the final model.
         tracking_uri: Log to MLflow (None = off).
     """
+    _check_primary(train, cfg)
     classes, target = base.classes, base.target_class
+    seed = base.seed + TEST_SEED_OFFSET
     test = HeldOutFrames.load(paths.splits, folds, base)
     runs = load_oof(paths.models, test, folds, train, base, cfg.batch_size)
     y, frames = test.labels, test.frames
-    design = cmp.design_for(frames, classes, cfg, base.seed + TEST_SEED_OFFSET)
-    scored = cmp.score_runs(runs, y, frames, design, classes)
-    settings = cmp.settings_of(runs)
-    agg = cmp.aggregate(settings, scored, cfg.ci)
+    patient_ids = frames["patient_id"].astype(str).to_numpy()
+    # descriptive: every metric with a percentile patient bootstrap (never a verdict basis)
+    boot = cmp.design_for(frames, classes, cfg, seed)
+    scored = cmp.score_runs(runs, y, frames, boot, classes)
+    groups = cmp.settings_of(runs)
+    agg = cmp.aggregate(groups, scored, cfg.ci)
+    # the verdicts
+    primary = vd.primary_spec(cfg)
+    settings = vd.build_settings(runs, y, patient_ids, classes.index(target))
+    values = vd.setting_values(settings, cfg.ci)
+    pairs = vd.comparison_pairs(settings, cfg.baseline, primary)
+    comparisons, not_evaluated = vd.run_comparisons(settings, pairs, cfg, seed)
+    family = vd.decide_all(comparisons, primary, cfg)
+    placebos = vd.placebos(settings, cfg.baseline, primary.endpoint, cfg, seed)
+    placebo = placebos.get(primary.architecture, {"not_run": "no baseline on that architecture"})
+    limits = vd.design_limits(placebo, settings, primary, cfg)
     n_rare = int(frames.loc[y == classes.index(target), "patient_id"].nunique())
-    comparison = cmp.compare(settings, scored, cfg, target, n_rare)
-    rare_rows = cmp.rare_patients(settings, frames, y, classes, target)
+    info = {
+        "frames": len(y),
+        "patients": int(frames["patient_id"].nunique()),
+        "videos": int(frames["video_id"].nunique()),
+        "folds": len(folds),
+        f"{target}_patients": n_rare,
+        "bootstrap": cfg.bootstrap,
+        "ci": cfg.ci,
+        "stratified": cfg.stratify,
+        "pooled": "every frame predicted once, by the model of the fold that tests it",
+    }
+    kinds = {name: pairs[name][3] for name in comparisons}
+    document = clean(
+        comparison_document(
+            _design(info, cfg, target, seed),
+            primary,
+            comparisons,
+            kinds,
+            not_evaluated,
+            family,
+            placebos,
+            limits,
+            values,
+        )
+    )
+    verdicts = vs_baseline(family["decisions"], comparisons, cfg.baseline)
+    flat = clean(flat_settings(agg, values, verdicts))
+    rare_rows = cmp.rare_patients(groups, frames, y, classes, target)
+    _add_patient_endpoints(rare_rows, settings)
     per_run = {
         r.name: {"strategy": r.strategy, "architecture": r.arch, "seed": r.seed}
         | {
@@ -176,21 +264,13 @@ def run(
     validation, selection = _validation(
         runs, classes, cfg, base.seed + VAL_SEED_OFFSET, select_metric
     )
-    mdd = _mdd_summary(comparison, target, design, frames, y, classes, cfg)
-    info = {
-        "frames": len(y),
-        "patients": len(design.patients),
-        "videos": int(frames["video_id"].nunique()),
-        "folds": len(folds),
-        f"{target}_patients": n_rare,
-        "bootstrap": cfg.bootstrap,
-        "ci": cfg.ci,
-        "stratified": cfg.stratify,
-        "pooled": "every frame predicted once, by the model of the fold that tests it",
-    }
-    write_json(paths.metrics, clean(_dvc_metrics(agg, comparison, target, info)))
+    summary = headline(
+        document, flat, cfg.baseline, selection["chosen"]["setting"], vd.placebo_word(placebo)
+    )
+    write_json(paths.metrics, {"settings": flat, "intervals": intervals_note(cfg), "test": info})
     write_json(paths.runs, clean(per_run))
-    write_json(paths.comparison, clean({"comparisons": comparison, "mdd": mdd}))
+    write_json(paths.comparison, document)
+    write_json(paths.summary, summary)
     write_json(paths.validation, clean(validation))
     write_json(paths.selection, clean(selection))
     write_json(paths.rare, clean({"target_class": target, "patients": rare_rows}))
@@ -198,59 +278,96 @@ def run(
         for r in runs:
             if r.available:
                 write_csv(predictions_table(r, test, classes), tmp / f"{r.name}.csv")
-    found = cmp.Findings(agg, comparison, rare_rows, classes, target)
-    figures = write_plots(paths.plots, runs, y, settings, found, cfg.ci)
-    write_comparison_report(paths.report, info, found, mdd, selection, figures, cfg)
-    summary = {"settings": agg, "comparison": comparison, "selection": selection, "test": info}
+    found = cmp.Findings(agg, flat, document, rare_rows, classes, target)
+    figures = write_plots(paths.plots, runs, y, groups, found, cfg.ci)
+    write_comparison_report(paths.report, info, found, selection, figures, cfg)
+    out = {
+        "settings": flat,
+        "unavailable": {k: e["unavailable"] for k, e in agg.items() if "unavailable" in e},
+        "comparison": document,
+        "summary": summary,
+        "selection": selection,
+        "test": info,
+    }
     if tracking_uri is not None:
-        _log_mlflow(runs, scored, agg, comparison, paths, figures, target, tracking_uri)
-    return summary
+        _log_mlflow(
+            runs, scored, flat, document, comparisons, paths, figures, cfg.baseline, tracking_uri
+        )
+    return out
 
 
-def _mdd_summary(
-    comparison: dict,
-    target: str,
-    design: Any,
-    frames: pd.DataFrame,
-    y: np.ndarray,
-    classes: list[str],
-    cfg: EvaluateParams,
-) -> dict[str, Any]:
-    """Median minimum detectable difference per metric, and the study size for a known gain."""
-    out: dict[str, Any] = {"power": cfg.power, "ci": cfg.ci}
-    for m in ("accuracy", "f1_macro", f"recall_{target}"):
-        # a zero spread means both strategies gave the same outcome in every draw (e.g. neither
-        # ever predicts the class): it says nothing about what the design could detect
-        vals = [
-            c[m]["mdd"]
-            for c in comparison.values()
-            if np.isfinite(c[m]["mdd"]) and c[m]["mdd"] > 0
-        ]
-        out[m] = float(np.median(vals)) if vals else float("nan")
-    n_patients = len(design.patients)
-    n_rare = int(frames.loc[y == classes.index(target), "patient_id"].nunique())
-    needed = cmp.patients_needed(n_patients, out["accuracy"], cfg.reference_gain)
-    out["reference_gain"] = cfg.reference_gain
-    out["patients"] = n_patients
-    out[f"{target}_patients"] = n_rare
-    out["patients_needed_for_reference_gain"] = needed
-    out[f"{target}_patients_needed_for_reference_gain"] = (
-        None if needed is None else math.ceil(needed * n_rare / n_patients)
-    )
+def _setting_runs(
+    flat: dict[str, dict[str, Any]],
+    document: dict[str, Any],
+    comparisons: dict[str, Comparison],
+    baseline: str,
+) -> dict[str, dict[str, Any]]:
+    """Per setting: its metrics with interval bounds, and the comparisons it is the strategy of
+    (prefix ``vs_<control>``); the baseline's carry the placebo of its architecture."""
+    out: dict[str, dict[str, Any]] = {}
+    verdict_metrics = [*POPULATION_METRICS, *(RARE_PREFIX + e for e in RARE_ENDPOINTS)]
+    for key, e in flat.items():
+        metrics = {
+            f"test.{m}{sfx}": e.get(f"{m}{sfx}")
+            for m in verdict_metrics
+            for sfx in ("", "_lo", "_hi")
+        }
+        tags = {
+            "strategy": e["strategy"],
+            "architecture": e["architecture"],
+            "seeds": ",".join(map(str, e["seeds"])),
+        }
+        out[key] = {"metrics": metrics, "tags": tags}
+    entries = document["comparisons"]
+    for name, c in comparisons.items():
+        key = vd.setting_key(c.strategy, c.architecture)
+        if key not in out:
+            continue
+        prefix = f"vs_{c.control}"
+        entry = entries[name]
+        for ep, paired in entry["rare"].items():
+            out[key]["metrics"] |= {
+                f"{prefix}.diff.{ep}": paired["estimate"],
+                f"{prefix}.diff.{ep}_lo": paired["interval"]["lo"],
+                f"{prefix}.diff.{ep}_hi": paired["interval"]["hi"],
+                f"{prefix}.p_exact.{ep}": paired["test"]["p_value"],
+                f"{prefix}.p_holm.{ep}": entry["p_holm"][ep],
+            }
+        f1 = entry["population"]["f1_macro"]
+        out[key]["metrics"] |= {
+            f"{prefix}.diff.f1_macro": f1["estimate"],
+            f"{prefix}.diff.f1_macro_lo": f1["interval"]["lo"],
+            f"{prefix}.diff.f1_macro_hi": f1["interval"]["hi"],
+        }
+        out[key]["tags"][f"verdict.{prefix}"] = entry["decision"]["verdict"]
+    for arch, placebo in document["placebos"].items():
+        key = vd.setting_key(baseline, arch)
+        if key in out and "decision" in placebo:
+            d = placebo["decision"]
+            out[key]["metrics"] |= {
+                "placebo.diff": d["estimate"],
+                "placebo.diff_lo": d["lo"],
+                "placebo.diff_hi": d["hi"],
+                "placebo.p_exact": d["p_value"],
+            }
+            out[key]["tags"]["placebo"] = placebo["verdict"]
     return out
 
 
 def _log_mlflow(
     runs: list[RunOOF],
     scored: cmp.Scored,
-    agg: dict,
-    comparison: dict,
+    flat: dict[str, dict[str, Any]],
+    document: dict[str, Any],
+    comparisons: dict[str, Comparison],
     paths: EvaluatePaths,
     figures: dict[str, Path],
-    target: str,
+    baseline: str,
     tracking_uri: str,
 ) -> None:
+    """Test metrics back to every training run; the evaluation parent with a child per setting."""
     import mlflow
+    from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(tracking_uri)
     parents = set()
@@ -263,18 +380,34 @@ def _log_mlflow(
                 log_to_runs([info["mlflow_run_id"]], vals, [])
             if info.get("mlflow_parent_run_id"):
                 parents.add(info["mlflow_parent_run_id"])
-    if not parents:
-        return
-    metrics: dict[str, float] = {}
-    for name, e in agg.items():
-        if "unavailable" in e:
-            continue
-        for m in (*HEADLINE, f"recall_{target}"):
-            for kk in ("value", "lo", "hi"):
-                suffix = "" if kk == "value" else f"_{kk}"
-                metrics[f"test.{name}.{m}{suffix}"] = e[m][kk]
-    for name, e in comparison.items():
-        for m in ("accuracy", "f1_macro", f"recall_{target}"):
-            metrics[f"diff.{name}.{m}"] = e[m]["diff"]
-    files = [paths.report, paths.report.with_suffix(".html"), paths.metrics, paths.comparison]
-    log_to_runs(sorted(parents), metrics, [*files, *figures.values()])
+    client = MlflowClient()
+    keys = sorted({client.get_run(p).data.tags.get(GROUP_TAG, "") for p in parents} - {""})
+    blob = json.dumps(flat, sort_keys=True).encode()
+    key = keys[0] if keys else hashlib.sha1(blob).hexdigest()[:KEY_CHARS]
+    primary = document["primary"]
+    d = primary["decision"] or {}
+    parent = {
+        "metrics": {
+            "primary.diff": d.get("estimate"),
+            "primary.diff_lo": d.get("lo"),
+            "primary.diff_hi": d.get("hi"),
+            "primary.p_exact": d.get("p_value"),
+        },
+        "tags": {
+            "primary": primary["name"],
+            "primary.endpoint": primary["endpoint"],
+            "primary.verdict": d.get("verdict", vd.NOT_EVALUATED),
+            "placebo": (document["placebo"] or {}).get("verdict", vd.PLACEBO_NOT_RUN),
+            "lusaug.train_parents": ",".join(sorted(parents)),
+        },
+    }
+    files = [
+        paths.report,
+        paths.report.with_suffix(".html"),
+        paths.metrics,
+        paths.comparison,
+        paths.summary,
+        *figures.values(),
+    ]
+    settings = _setting_runs(flat, document, comparisons, baseline)
+    log_evaluation(tracking_uri, key, settings, parent, files)

@@ -44,8 +44,6 @@ class FinalPaths:
     selection: Path  # metrics/selection.json (evaluate's choice, on validation only)
     out: Path  # models/final (classifier/ and candidate.json)
     metrics: Path  # metrics/final.json
-    test: Path | None = None  # metrics/test.json (the cross-validated estimate to record)
-    comparison: Path | None = None  # metrics/comparison.json (its decision record)
     synthetic: Path | None = None  # data/synthetic/fold-final (filter@final-<G>'s kept images)
     tuned: Path | None = None  # params/tuned/fold-final.yaml (tune@final)
     generator_metrics: Path | None = None  # metrics/fold-final (which generators are blocked)
@@ -82,22 +80,6 @@ def _validation(run_dir: Path, params: Params) -> dict[str, Any]:
         s = summarise(pt[m], dr[m], cfg.ci)
         out[f"val_{m}"], out[f"val_{m}_lo"], out[f"val_{m}_hi"] = s["value"], s["lo"], s["hi"]
     return out
-
-
-def _read(path: Path | None) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path is not None and path.exists() else {}
-
-
-def cv_estimate(setting: str, test_json: Path | None, comparison_json: Path | None) -> dict:
-    """The cross-validated estimate of a setting and its decision record (for the model card)."""
-    test, comp = _read(test_json), _read(comparison_json)
-    entry = comp.get("comparisons", {}).get(setting, {})
-    return {
-        "metrics": test.get("settings", {}).get(setting, {}),
-        "test": test.get("test", {}),
-        "decision": entry.get("decision", "baseline (the reference of every comparison)"),
-        "decision_reason": entry.get("decision_reason", ""),
-    }
 
 
 def final_tracking(tracking: RunTracking | None, strategy: str, arch: str) -> RunTracking | None:
@@ -155,7 +137,6 @@ def run(
             "train_frames": len(setup.train),
             "synthetic_frames": setup.n_synthetic,
             "validation": _validation(run_dir, params),
-            "cross_validated": cv_estimate(setting, paths.test, paths.comparison),
         }
         write_json(paths.metrics, summary)
         execution = {"mlflow_run_id": result.mlflow_run_id}
@@ -169,7 +150,6 @@ def run(
             "model": setup.meta.model,
             "best_epoch": result.best_epoch,
             **summary["validation"],
-            "cross_validated": summary["cross_validated"],
         }
         write_json(out_dir / CANDIDATE, {name: candidate})
         write_execution(out_dir / CANDIDATE, {name: execution})

@@ -45,7 +45,7 @@ from lusaug.core.utils import sha256_file, write_execution, write_json
 from lusaug.export.mlflow_model import log_onnx_pyfunc
 from lusaug.export.onnx_export import export_onnx
 from lusaug.models.classifier import load_classifier
-from lusaug.tracking.card import CARD_FILE, fmt_metric, model_card, split_counts
+from lusaug.tracking.card import CARD_FILE, cv_record, fmt_metric, model_card, split_counts
 from lusaug.tracking.registration import (
     claim_alias,
     find_version,
@@ -67,6 +67,8 @@ class RegisterPaths:
     candidate: Path  # models/final/candidate.json (the final model and its validation metrics)
     splits: Path  # data/splits/fold-final.csv (the model card's split table; a dataset input)
     registered: Path  # models/registered.json (what was registered, for `export`)
+    test: Path | None = None  # metrics/test.json (the card's cross-validated estimate)
+    comparison: Path | None = None  # metrics/comparison.json (the card's verdicts)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ def register_checkpoint(
     if existing is not None:
         version, onnx_sha = str(existing.version), existing.tags.get("onnx_sha256", "")
         logger.info("checkpoint already registered as version %s; reusing it", version)
+        _refresh_card(existing, card)
         claim_alias(cfg.model_name, cfg.alias, version, reason=reason)
     else:
         model, meta = load_classifier(checkpoint)
@@ -184,12 +187,36 @@ def register_checkpoint(
     }
 
 
+def _refresh_card(existing: Any, card: str | Callable[[Mapping[str, str]], str]) -> None:
+    """A reused version's card brought up to date (its verdicts may have changed since, e.g.
+    with evaluate.primary): the description and the logged model's ``model_card.md``."""
+    text = card(dict(existing.tags)) if callable(card) else card
+    if text == (existing.description or ""):
+        return
+    client = mlflow.MlflowClient()
+    client.update_model_version(existing.name, existing.version, description=text)
+    model_id = existing.source.removeprefix("models:/")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / CARD_FILE
+        path.write_text(text)
+        client.log_model_artifact(model_id, str(path))
+    logger.info("version %s: model card brought up to date", existing.version)
+
+
 def _log_card(card: str, model_id: str, tmp: Path) -> None:
     """The card as ``model_card.md`` of the logged model (the version's files) and of the run."""
     path = tmp / CARD_FILE
     path.write_text(card)
     mlflow.MlflowClient().log_model_artifact(model_id, str(path))
     mlflow.log_artifact(str(path))
+
+
+def _read(path: Path | None) -> dict[str, Any]:
+    """A JSON file of evaluate's ({} when absent: the card then says less)."""
+    if path is None or not Path(path).exists():
+        logger.warning("register: %s not found; the model card leaves its part out", path)
+        return {}
+    return json.loads(Path(path).read_text())
 
 
 def run(
@@ -217,8 +244,11 @@ def run(
     classes = list(base.classes)
     counts = split_counts(paths.splits)
 
+    setting = f"{winner.entry.get('strategy')}-{winner.entry.get('architecture')}"
+    cv = cv_record(setting, _read(paths.test), _read(paths.comparison)) if paths.test else None
+
     def card(version_tags: Mapping[str, str]) -> str:
-        return model_card(winner, cfg, counts, classes, dict(version_tags))
+        return model_card(winner, cfg, counts, classes, dict(version_tags), cv)
 
     geometry = {
         "auto_crop_black": frames.auto_crop_black,

@@ -37,7 +37,46 @@ def split_counts(splits_csv: Path | str | None) -> dict[str, dict[str, int]]:
     }
 
 
-CV_METRICS = ("accuracy", "f1_macro", "precision_macro", "balanced_accuracy", "video_accuracy")
+CV_METRICS = ("accuracy", "f1_macro", "balanced_accuracy", "precision_macro", "video_accuracy")
+RARE_METRICS = ("rare_recall", "rare_auroc", "rare_ap")  # mean over the rare-class patients
+
+
+def cv_record(setting: str, test: dict, comparison: dict) -> dict:
+    """What the card says of a setting's cross-validation, from metrics/test.json and
+    metrics/comparison.json: its pooled metrics, every verdict it is the strategy of, the
+    pre-registered primary and the placebo of its architecture."""
+    metrics = (test.get("settings") or {}).get(setting, {})
+    arch = metrics.get("architecture") or setting.rpartition("-")[2]
+    strategy = metrics.get("strategy") or setting.rpartition("-")[0]
+    verdicts = [
+        {
+            "comparison": name,
+            "verdict": (c.get("decision") or {}).get("verdict"),
+            "reason": (c.get("decision") or {}).get("reason", ""),
+        }
+        for name, c in (comparison.get("comparisons") or {}).items()
+        if c.get("strategy") == strategy and c.get("architecture") == arch
+    ]
+    pr = comparison.get("primary") or {}
+    d = pr.get("decision") or {}
+    placebo = (comparison.get("placebos") or {}).get(arch) or {}
+    return {
+        "setting": setting,
+        "metrics": metrics,
+        "test": test.get("test", {}),
+        "verdicts": verdicts,
+        "primary": {
+            "name": pr.get("name"),
+            "endpoint": pr.get("endpoint"),
+            "verdict": d.get("verdict", "not evaluated"),
+            "reason": d.get("reason") or pr.get("not_evaluated") or "",
+            "estimate": d.get("estimate"),
+            "lo": d.get("lo"),
+            "hi": d.get("hi"),
+            "p_value": d.get("p_value"),
+        },
+        "placebo": placebo.get("verdict") or f"not run ({placebo.get('not_run', 'no baseline')})",
+    }
 
 
 def _pct(metrics: dict, key: str) -> str:
@@ -52,20 +91,40 @@ def cross_validated_section(cv: dict | None, classes: list[str]) -> list[str]:
     """The cross-validated estimate of the registered setting and its decision record."""
     if not cv:
         return []
-    m, test = cv.get("metrics", {}), cv.get("test", {})
-    keys = [*CV_METRICS, *(f"recall_{c}" for c in classes)]
+    m, test, pr = cv.get("metrics", {}), cv.get("test", {}), cv.get("primary") or {}
+    keys = [*CV_METRICS, *RARE_METRICS, *(f"recall_{c}" for c in classes)]
+    p = pr.get("p_value")
+    primary = (
+        f"- Pre-registered primary comparison `{pr.get('name')}` ({pr.get('endpoint')}): "
+        f"**{pr.get('verdict')}**"
+        + (
+            f" ({100 * pr['estimate']:+.1f} [{100 * pr['lo']:.1f}, {100 * pr['hi']:.1f}] points, "
+            f"exact p = {p:.4f})"
+            if None not in (pr.get("estimate"), pr.get("lo"), pr.get("hi"), p)
+            else ""
+        )
+        + (f": {pr['reason']}." if pr.get("reason") else ".")
+    )
+    own = [
+        f"- `{v['comparison']}`: {v['verdict']} ({v['reason'] or 'no reason recorded'})."
+        for v in cv.get("verdicts", [])
+    ] or [f"- `{cv.get('setting')}` is the reference of its comparisons (the baseline)."]
     return [
         "",
         "## Cross-validated estimate (pooled out-of-fold test predictions, %)",
         (
-            f"{test.get('folds', '?')} folds, {test.get('frames', '?')} frames from "
-            f"{test.get('patients', '?')} patients, every patient tested once; "
-            f"{round(100 * test.get('ci', 0.95))}% patient-bootstrap intervals."
+            f"Setting `{cv.get('setting')}`: {test.get('folds', '?')} folds, "
+            f"{test.get('frames', '?')} frames from {test.get('patients', '?')} patients, every "
+            f"patient tested once; {round(100 * test.get('ci', 0.95))}% intervals over patients "
+            "and seeds for accuracy, macro-F1, balanced accuracy and the rare class's per-patient "
+            "endpoints (rare_*); percentile patient bootstrap (descriptive) for the others."
         ),
         *(f"- {k}: {_pct(m, k)}" for k in keys if k in m),
         "",
         "## Decision record",
-        f"- Versus the baseline: {cv.get('decision')} ({cv.get('decision_reason') or 'reference'}).",
+        primary,
+        f"- Placebo (baseline vs baseline, disjoint seeds): {cv.get('placebo')}.",
+        *own,
     ]
 
 
@@ -94,6 +153,7 @@ def model_card(
     split_counts: dict[str, dict[str, int]],
     classes: list[str],
     tags: dict[str, str],
+    cv: dict | None = None,
 ) -> str:
     """A short Markdown model card: data, split, metrics, promotion history, use, limitations.
 
@@ -103,6 +163,7 @@ def model_card(
         split_counts: Frames per split and class (:func:`split_counts`).
         classes: Class names in model output order.
         tags: The version's tags (``data_hash``, ``split_hash``, ``git_commit``, run ids).
+        cv: The setting's cross-validation record (:func:`cv_record`; None = no section).
     """
     metrics = [
         m
@@ -136,7 +197,7 @@ def model_card(
     ]
     for split, counts in split_counts.items():
         lines.append(f"  - {split}: " + ", ".join(f"{c} {counts.get(c, 0)}" for c in classes))
-    lines += cross_validated_section(run.entry.get("cross_validated"), classes)
+    lines += cross_validated_section(cv, classes)
     lines += [
         "",
         "## Metrics of this model (its own validation split, 95% patient-bootstrap intervals)",

@@ -115,5 +115,29 @@ def _check(p: Params) -> None:
             )
     if p.evaluate.baseline not in p.train.strategies:
         raise ConfigError(f"evaluate.baseline {p.evaluate.baseline!r} is not in train.strategies")
+    _check_matrix(p)
     if p.tune.architecture not in p.train.architectures:
         raise ConfigError(f"tune.architecture {p.tune.architecture!r} not in train.architectures")
+
+
+def _check_matrix(p: Params) -> None:
+    """Every setting has the baseline of its architecture to compare with, and the primary
+    comparison's two settings are in the training matrix."""
+    settings = p.train.settings()
+    base_archs = {a for s, a in settings if s == p.evaluate.baseline}
+    lonely = sorted(f"{s}-{a}" for s, a in settings if a not in base_archs)
+    if lonely:
+        raise ConfigError(
+            f"train.overrides: {lonely} have no {p.evaluate.baseline!r} of their architecture "
+            f"to be compared with (it trains on {sorted(base_archs)})"
+        )
+    pr = p.evaluate.primary
+    for role in ("strategy", "control"):
+        name = getattr(pr, role)
+        if (name, pr.architecture) not in settings:
+            raise ConfigError(
+                f"evaluate.primary.{role}: {name}-{pr.architecture} is not in the training "
+                "matrix (train.strategies, train.architectures, train.overrides)"
+            )
+    if pr.strategy == pr.control:
+        raise ConfigError(f"evaluate.primary compares {pr.strategy!r} with itself")
