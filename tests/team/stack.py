@@ -89,6 +89,15 @@ def team_params(repo: Path, **tune: str) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["generate"]["enabled"] = [TEAM_GENERATOR]
     params["train"]["strategies"] = TEAM_STRATEGIES
+    # one seed for every setting (no placebo, no matched control: tests/pipelines runs those);
+    # the primary must be a pair of the team's own matrix
+    params["train"]["overrides"] = []
+    params["evaluate"]["primary"] = {
+        "strategy": f"synthetic-{TEAM_GENERATOR}",
+        "control": "baseline",
+        "architecture": "resnet",
+        "endpoint": "recall",
+    }
     params["split"].update(scheme="holdout", folds=[0], items=[0, "final"])
     params["tune"].update(tune)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
