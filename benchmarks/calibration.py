@@ -201,14 +201,11 @@ def run_replicate(args: argparse.Namespace, n_rare: int, r: int) -> dict[str, An
         record.update(
             status="ok",
             error=None,
-            # TODO(verdicts): evaluate.alpha once the verdict work adds it
-            alpha=round(1.0 - done.evaluate.ci, 10),
+            alpha=done.evaluate.alpha,
             folds=list(done.split.folds),
             fold_patients=_fold_patients(repo),
             kept={g: _kept(repo, g) for g in done.generate.enabled},
-            comparisons=comparisons_from_report(
-                report, ROLES[args.settings], f"recall_{target}", n_rare
-            ),
+            comparisons=comparisons_from_report(report, ROLES[args.settings], "recall", n_rare),
         )
     except (AssertionError, OSError, ValueError, KeyError) as exc:  # a failed replicate is data
         record.update(status="failed", error=f"{type(exc).__name__}: {str(exc)[-2000:]}")

@@ -38,46 +38,64 @@ def test_comparisons_from_a_real_comparison_json():
     if not report_path.exists():
         pytest.skip("no committed metrics/comparison.json")
     report = json.loads(report_path.read_text())
-    comps = comparisons_from_report(
-        report, {"class_weights": "oracle", "oversample": "null"}, "recall_viral", 4, {}
-    )
+    roles = {"class_weights": "oracle", "oversample": "null"}
+    comps = comparisons_from_report(report, roles, "recall", 4, {})
     by_name = {c["name"]: c for c in comps}
-    assert set(by_name) == set(report["comparisons"])
+    placebos = {f"placebo ({a})" for a, p in report["placebos"].items() if "comparison" in p}
+    assert placebos and set(by_name) == set(report["comparisons"]) | placebos
     for name, comp in report["comparisons"].items():
-        got = by_name[name]
-        assert got["estimate"] == comp["recall_viral"]["diff"]
-        assert (got["lo"], got["hi"]) == (comp["recall_viral"]["lo"], comp["recall_viral"]["hi"])
-        assert got["decision"] == comp["decision"]
-        expected = {"class_weights": "oracle", "oversample": "null"}.get(comp["strategy"], "other")
-        assert got["role"] == expected and got["n_patients"] == 4
+        got, ep = by_name[name], comp["rare"]["recall"]
+        assert got["estimate"] == ep["estimate"] and got["p_exact"] == ep["test"]["p_value"]
+        assert (got["lo"], got["hi"]) == (ep["interval"]["lo"], ep["interval"]["hi"])
+        assert got["decision"] == comp["decision"]["verdict"]
+        assert got["p_holm"] == comp["p_holm"]["recall"]
+        assert got["role"] == roles.get(comp["strategy"], "other") and got["n_patients"] == 4
+    for name in placebos:
+        arch = name[len("placebo (") : -1]
+        assert by_name[name]["role"] == "placebo"
+        assert by_name[name]["decision"] == report["placebos"][arch]["verdict"]
+
+
+def _comparison(strategy: str, control: str, estimate: float = 0.1) -> dict:
+    rare = {
+        "recall": {
+            "estimate": estimate,
+            "interval": {"lo": estimate - 0.2, "hi": estimate + 0.2},
+            "test": {"p_value": 0.5},
+        }
+    }
+    return {"strategy": strategy, "control": control, "architecture": "resnet", "rare": rare,
+            "p_holm": {"recall": 1.0}, "decision": {"verdict": "cannot be shown"}}  # fmt: skip
 
 
 def test_a_placebo_entry_is_a_placebo_and_a_missing_endpoint_is_an_error():
-    entry = {"strategy": "baseline", "decision": "no difference", "recall_viral": {"diff": 0.0}}
-    report = {"comparisons": {}, "placebo": {**entry, "strategy": "placebo"}}
-    (comp,) = comparisons_from_report(report, {}, "recall_viral", 4)
+    placebo = _comparison("baseline (seed half 1)", "baseline (seed half 2)", 0.0)
+    report = {
+        "comparisons": {},
+        "placebos": {
+            "resnet": {"comparison": placebo, "verdict": "no difference"},
+            "vit": {"not_run": "one baseline seed"},  # nothing to read: left out
+        },
+    }
+    (comp,) = comparisons_from_report(report, {}, "recall", 4)
     assert comp["role"] == "placebo" and comp["estimate"] == 0.0
-    with pytest.raises(KeyError, match="auroc_viral"):
-        comparisons_from_report({"comparisons": {"x": entry}}, {}, "auroc_viral", 4)
+    assert comp["decision"] == "no difference" and comp["name"] == "placebo (resnet)"
+    with pytest.raises(KeyError, match="auroc"):
+        comparisons_from_report({"comparisons": {"x": placebo}}, {}, "auroc", 4)
 
 
 def test_roles_by_strategy_and_control_and_true_effects_joined_later():
-    ep = {"diff": 0.1, "lo": -0.1, "hi": 0.3}
     report = {
         "comparisons": {
-            "a": {
-                "strategy": "synthetic-oracle",
-                "control": "oversample_matched-oracle",
-                "recall_viral": ep,
-            },
-            "b": {"strategy": "synthetic-oracle", "baseline": "baseline", "recall_viral": ep},
+            "a": _comparison("synthetic-oracle", "oversample_matched-oracle"),
+            "b": _comparison("synthetic-oracle", "baseline"),
         }
     }
     roles = {"synthetic-oracle vs oversample_matched-oracle": "oracle", "synthetic-oracle": "x"}
     with pytest.raises(ValueError, match="role 'x'"):
-        comparisons_from_report(report, roles, "recall_viral", 4)
+        comparisons_from_report(report, roles, "recall", 4)
     roles["synthetic-oracle"] = "other"
-    comps = {c["name"]: c for c in comparisons_from_report(report, roles, "recall_viral", 4)}
+    comps = {c["name"]: c for c in comparisons_from_report(report, roles, "recall", 4)}
     assert comps["a"]["role"] == "oracle" and comps["b"]["role"] == "other"
     record = {"key": "rare4-r000", "n_rare_patients": 4, "comparisons": list(comps.values())}
     (joined,) = with_true_effects([record], {4: 0.2, 8: 0.3})

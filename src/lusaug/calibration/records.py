@@ -7,7 +7,7 @@ A line (schema :data:`SCHEMA`)::
      "status": "ok" | "failed", "error": null, "seconds": 412.0, "alpha": 0.05,
      "comparisons": [{"name": "synthetic-oracle-resnet", "role": "oracle",
                       "strategy": "synthetic-oracle", "control": "oversample_matched-oracle",
-                      "architecture": "resnet", "endpoint": "recall_viral",
+                      "architecture": "resnet", "endpoint": "recall",
                       "decision": "helps", "estimate": 0.12, "lo": 0.01, "hi": 0.25,
                       "p_exact": 0.0625, "p_holm": 0.25, "mdd": 0.3, "n_patients": 4,
                       "true_effect": 0.1}, ...]}
@@ -91,10 +91,15 @@ def ok_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 
 def _endpoint_entry(comp: Mapping[str, Any], endpoint: str) -> Mapping[str, Any]:
-    entry = comp.get(endpoint)
+    entry = (comp.get("rare") or {}).get(endpoint)
     if not isinstance(entry, Mapping):
-        raise KeyError(f"comparison {comp.get('strategy')!r} has no endpoint {endpoint!r}")
+        raise KeyError(f"comparison {comp.get('strategy')!r} has no rare endpoint {endpoint!r}")
     return entry
+
+
+def _verdict(decision: Any) -> Any:
+    """evaluate's decision record -> its verdict string (a bare string passes through)."""
+    return decision.get("verdict") if isinstance(decision, Mapping) else decision
 
 
 def comparisons_from_report(
@@ -107,48 +112,47 @@ def comparisons_from_report(
     """The comparison entries of one replicate from its ``metrics/comparison.json``.
 
     Args:
-        report: the parsed comparison.json (``comparisons`` by setting name).
+        report: the parsed comparison.json: ``comparisons`` by name, each with ``strategy``,
+            ``control``, ``architecture``, ``rare.<endpoint>`` (estimate, interval, exact test),
+            ``p_holm`` and ``decision``; ``placebos`` by architecture; ``mdd``.
         roles: ``"<strategy> vs <control>"`` or ``"<strategy>"`` -> role (:data:`ROLES`); the
             first form wins; comparisons named by neither are ``other``.
-        endpoint: the primary endpoint's key in each comparison (e.g. ``recall_viral``).
+        endpoint: the rare-class endpoint (``recall``, ``auroc`` or ``ap``).
         n_patients: the replicate's rare-class patients.
-        true_effects: setting name -> true effect (oracle settings), when known.
+        true_effects: comparison name -> true effect (oracle settings), when known.
     """
-    out = []
-    entries = dict(report.get("comparisons", {}))
-    # TODO(verdicts): the placebo's key and shape in comparison.json are not settled; this reads
-    # `placebo` as one comparison-shaped entry (or a name -> entry mapping).
-    placebo = report.get("placebo")
-    if isinstance(placebo, Mapping) and endpoint in placebo:
-        entries["placebo"] = {**placebo, "strategy": placebo.get("strategy", "placebo")}
-    elif isinstance(placebo, Mapping):
-        entries.update({f"placebo-{k}": {**v, "strategy": "placebo"} for k, v in placebo.items()})
-    for name, comp in sorted(entries.items()):
-        strategy = str(comp.get("strategy", name))
-        # TODO(verdicts): `control` (the same-share control) replaces `baseline` there
-        control = comp.get("control", comp.get("baseline"))
+    mdd = report.get("mdd") or {}
+    mdd_value = mdd.get("value") if mdd.get("endpoint") == endpoint else None
+    entries: dict[str, tuple[Mapping[str, Any], str | None, Any]] = {}
+    for name, comp in (report.get("comparisons") or {}).items():
+        strategy, control = str(comp.get("strategy", name)), comp.get("control")
         role = roles.get(f"{strategy} vs {control}", roles.get(strategy, "other"))
-        role = "placebo" if strategy == "placebo" else role
         if role not in ROLES:
             raise ValueError(f"role {role!r} of {strategy!r} is not one of {ROLES}")
+        entries[name] = (comp, role, (comp.get("p_holm") or {}).get(endpoint))
+    for arch, placebo in (report.get("placebos") or {}).items():
+        if "comparison" in placebo:  # a placebo that could not run has only `not_run`
+            comp = {**placebo["comparison"], "decision": placebo.get("verdict")}
+            entries[f"placebo ({arch})"] = (comp, "placebo", None)
+    out = []
+    for name, (comp, role, p_holm) in sorted(entries.items()):
         ep = _endpoint_entry(comp, endpoint)
+        interval, test = ep.get("interval") or {}, ep.get("test") or {}
         out.append(
             {
                 "name": name,
                 "role": role,
-                "strategy": strategy,
-                "control": control,
+                "strategy": comp.get("strategy"),
+                "control": comp.get("control"),
                 "architecture": comp.get("architecture"),
                 "endpoint": endpoint,
-                "decision": comp.get("decision"),
-                "estimate": ep.get("diff"),
-                "lo": ep.get("lo"),
-                "hi": ep.get("hi"),
-                # TODO(verdicts): the exact sign-flip p and the Holm p; None until evaluate
-                # writes them
-                "p_exact": ep.get("p_exact"),
-                "p_holm": ep.get("p_holm"),
-                "mdd": ep.get("mdd"),
+                "decision": _verdict(comp.get("decision")),
+                "estimate": ep.get("estimate"),
+                "lo": interval.get("lo"),
+                "hi": interval.get("hi"),
+                "p_exact": test.get("p_value"),
+                "p_holm": p_holm,
+                "mdd": mdd_value,
                 "n_patients": n_patients,
                 "true_effect": (true_effects or {}).get(name),
             }
