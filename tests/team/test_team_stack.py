@@ -118,13 +118,15 @@ def test_the_repro_is_tracked_in_postgresql_and_s3(team):
 
 def test_every_classifier_run_logs_its_dvc_hashed_data(team):
     raw, splits = _raw_md5(team.repo), _split_md5s(team.repo)
-    runs = team.client.search_runs(
-        [team.experiment_id("classifiers")], "tags.`lusaug.role` = 'train'", max_results=1000
-    )
+    runs = [  # the fold runs and the final model's run (role final, outside the fold groups)
+        r
+        for r in team.client.search_runs([team.experiment_id("classifiers")], max_results=1000)
+        if r.data.tags.get("lusaug.role") in ("train", "final")
+    ]
     params = yaml.safe_load((team.repo / "params.yaml").read_text())
     train = params["train"]
     per_fold = len(train["strategies"]) * len(train["architectures"]) * len(train["seeds"])
-    assert len(runs) >= per_fold * len(params["split"]["folds"]) + 1  # + the final refit
+    assert len(runs) >= per_fold * len(params["split"]["folds"]) + 1  # + the final model's
     for r in runs:
         fold = r.data.tags["fold"]
         split = f"fold-{fold}.csv" if fold else "fold-final.csv"
@@ -163,7 +165,8 @@ def test_the_registered_version_links_run_data_commit_and_carries_its_card(team)
     head = _head(team.repo)
     assert t["git_commit"].removesuffix("-dirty") == head
     train_run = client.get_run(t["train_run_id"])  # the final refit's training run
-    assert train_run.data.tags["lusaug.role"] == "train" and train_run.data.tags["fold"] == ""
+    assert train_run.data.tags["lusaug.role"] == "final" and train_run.data.tags["fold"] == ""
+    assert train_run.info.run_name.startswith("final-")
 
     card = mv.description
     model_id = mv.source.removeprefix("models:/")
