@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
+TEST_WORKERS ?= 2  # make test: pytest-xdist processes (one per core of the 2-core reference machine)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
@@ -30,8 +31,8 @@ data: install ## fill data/raw with the phantom if empty, and keep data.dvc in s
 run: data ## run the whole pipeline (lusaug repro: dvc repro that keeps the previous outputs on failure)
 	$(BIN)/lusaug repro
 
-test: install ## run the test suite
-	$(BIN)/python -m pytest
+test: install ## run the test suite (TEST_WORKERS=2 processes; a test module runs whole in one)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: install ## the suite without slow tests (real dvc repro, real data)
 	$(BIN)/python -m pytest -m "not slow"
