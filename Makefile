@@ -32,7 +32,7 @@ run: data ## run the whole pipeline (lusaug repro: dvc repro that keeps the prev
 	$(BIN)/lusaug repro
 
 test: install ## run the test suite (TEST_WORKERS=2 processes; a test module runs whole in one)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install ## the suite without slow tests (real dvc repro, real data)
 	$(BIN)/python -m pytest -m "not slow"

@@ -64,18 +64,3 @@ def pocus_dir() -> Path:
     if not (path / "pocus_videos").is_dir():
         pytest.skip(f"real POCUS data not found at {path} (set LUSAUG_POCUS_DIR to run this test)")
     return path
-
-
-# Fixtures whose set-up is the team stack (PostgreSQL, S3, an MLflow server, the team's repro):
-# tests that use them run in one pytest-xdist worker, so a `make test` session starts them once.
-TEAM_STACK_FIXTURES = {"postgres", "s3", "tracking_server", "team_repro"}
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under ``make test`` (pytest-xdist, ``--dist loadgroup``) a test module is one unit of work,
-    so its module-scoped set-ups (the end-to-end repros) run once; the team stack's users are one
-    unit together. Without xdist the mark is inert."""
-    for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        group = "team-stack" if TEAM_STACK_FIXTURES & set(item.fixturenames) else module
-        item.add_marker(pytest.mark.xdist_group(group))

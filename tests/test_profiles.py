@@ -96,10 +96,12 @@ def test_paper_profile_builds_a_128px_ddpm(tmp_path):
 
 
 def _expected_stage_items(p) -> dict[str, int]:
-    folds = len(p.split.folds)
-    per_fold = {"encoder": 1, "tune": 1, "train": 1, "generate": len(p.generate.enabled)}
-    per_fold["filter"] = per_fold["generate"]
-    return {stage: n * folds for stage, n in per_fold.items()}
+    """Items per stage: the per-fold stages run on every item (the folds and the final split),
+    train on the test folds only."""
+    items, folds = len(p.split.items), len(p.split.folds)
+    generators = len(p.generate.enabled)
+    return {"encoder": items, "base_model": items, "tune": items, "generate": generators * items,
+            "filter": generators * items, "train": folds}  # fmt: skip
 
 
 @pytest.mark.slow
