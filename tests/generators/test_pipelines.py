@@ -14,6 +14,7 @@ import yaml
 
 from lusaug.core.config import PROJ_ROOT
 from tests.generators.helpers import make_frames_fixture
+from tests.helpers.matrix import set_strategies
 
 G = "ti_object"  # needs the base: all four scripts in a chain
 
@@ -39,7 +40,7 @@ def workspace(tmp_path_factory, micro_params_dict):
     make_frames_fixture(root, size=micro_params_dict["base"]["image_size"])
     params = copy.deepcopy(micro_params_dict)
     params["generate"]["enabled"] = [G]
-    params["train"]["strategies"] = ["baseline", f"synthetic-{G}"]
+    set_strategies(params, ["baseline", f"synthetic-{G}"])
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(
         os.environ,

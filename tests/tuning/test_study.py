@@ -24,6 +24,7 @@ from lusaug.stages.tune import run as tune_fold
 from lusaug.tuning.objective import Objective
 from lusaug.tuning.optuna_study import FINISHED, fingerprint, make_storage, optimise
 from tests.export.helpers import make_splits
+from tests.helpers.matrix import set_strategies
 
 TUNED = "class_weights_tuned"
 
@@ -32,7 +33,7 @@ def _params_dict(micro_params_dict: dict, storage: str, strategies=(TUNED,), **t
     d = copy.deepcopy(micro_params_dict)
     d["train"]["architectures"] = {"resnet": {"model": "test_resnet", "kwargs": {}}}  # tiny & fast
     d["train"].update(epochs=2, patience=0, log_model=False, threads=1)
-    d["train"]["strategies"] = ["baseline", *strategies]
+    set_strategies(d, ["baseline", *strategies])
     d["generate"]["enabled"] = (
         ["g1"] if any("g1" in s for s in strategies) else d["generate"]["enabled"]
     )
