@@ -376,7 +376,8 @@ def _assert_downstream_unchanged(repo: Path, reference: Path, upstream: set[str]
 
 def test_a_new_primary_re_runs_evaluate_and_the_card_only(repro_repo, tmp_path):
     """evaluate.primary is a DVC param of evaluate only: after a change `dvc status` names
-    evaluate alone, and `dvc repro` runs evaluate and register (the card carries the verdicts;
+    evaluate alone (and check_params, which checks any change of params.yaml), and `dvc repro`
+    runs those and register (the card carries the verdicts;
     the same version is reused and its card rewritten); nothing trains, final and export do not
     run, and `dvc params diff` shows the change."""
     repo = _copy(repro_repo, tmp_path / "primary")
@@ -384,12 +385,12 @@ def test_a_new_primary_re_runs_evaluate_and_the_card_only(repro_repo, tmp_path):
     params["evaluate"]["primary"]["endpoint"] = "auroc"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(run(["dvc", "status", "--json"], repo).stdout)
-    assert set(status) == {"evaluate"}, status
+    assert set(status) == {"check_params", "evaluate"}, status
     diff = run(["dvc", "params", "diff"], repo).stdout
     assert "evaluate.primary.endpoint" in diff and "auroc" in diff, diff
     out = run(["dvc", "repro"], repo).stdout
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"evaluate", "register"}, out
+    assert ran == {"check_params", "evaluate", "register"}, out
     document = _json(repo / "metrics/comparison.json")
     assert document["primary"]["endpoint"] == "auroc"
     assert document["mdd"]["endpoint"] == "auroc"
