@@ -4,7 +4,8 @@ futures, collect results into the user's checkout, stop on the first stage error
 Dask does the scheduling: an item starts when its upstream items are done, the longest chain of
 waiting items first (``priority``); a worker that dies has its items rescheduled on others
 (``distributed.scheduler.allowed-failures`` deaths per item, then the run stops). A stage error is
-not retried. A stopped coordinator loses nothing: finished items are in the checkout, items that
+not retried: it cancels the items that have not started and lets the running ones finish into
+the checkout. A stopped coordinator loses nothing: finished items are in the checkout, items that
 finish meanwhile leave a record, and a restart re-submits everything, each item adopting its
 record or finding itself unchanged (DVC's own check) instead of running again.
 """
@@ -92,6 +93,38 @@ def _failure(plan: Plan, name: str, exc: BaseException) -> LusaugError:
     return LusaugError(f"{name} failed; the run stopped: {type(exc).__name__}: {exc}")
 
 
+def _collect(root: Path, name: str, result: dict, progress: Progress, results: dict) -> None:
+    apply_result(root, result)
+    results[name] = result
+    progress.update(name, "done", result["worker"], f"{result['status']}, {result['seconds']} s")
+
+
+def _drain(client: Any, root: Path, futures: dict[str, Any], progress: Progress, results: dict):
+    """After a stage error: cancel the items that have not started, and let the running ones
+    finish into the checkout. Killing them would throw their work away (and leave finished
+    MLflow runs that the next run repeats)."""
+    from distributed import as_completed
+
+    open_ = {n: f for n, f in futures.items() if not f.done()}
+    running = {n: f for n, f in open_.items() if progress.rows[n].state == "running"}
+    waiting = [f for n, f in open_.items() if n not in running]
+    if waiting:
+        client.cancel(waiting)
+        for name in open_:
+            if name not in running:
+                progress.update(name, "cancelled")
+    if running:
+        progress.say(f"the run stops: {len(running)} running item(s) finish first, so their "
+                     f"work is kept: {', '.join(sorted(running))}")  # fmt: skip
+    names = {f.key: n for n, f in running.items()}
+    for future in as_completed(list(running.values())):
+        name = names[future.key]
+        if future.status == "finished":
+            _collect(root, name, future.result(), progress, results)
+        else:
+            progress.update(name, "failed", detail=type(future.exception()).__name__)
+
+
 def cluster_repro(root: Path | str, opts: Options, out: TextIO | None = None) -> Summary:
     """Run the items ``dvc repro TARGETS`` would run, on Dask workers; results into ``root``."""
     import time
@@ -148,13 +181,9 @@ def cluster_repro(root: Path | str, opts: Options, out: TextIO | None = None) ->
                 if isinstance(exc, ItemCancelled):
                     continue
                 progress.update(name, "failed", detail=type(exc).__name__)
+                _drain(client, root, futures, progress, results)
                 raise _failure(plan, name, exc)
-            result = future.result()
-            apply_result(root, result)
-            results[name] = result
-            progress.update(
-                name, "done", result["worker"], f"{result['status']}, {result['seconds']} s"
-            )
+            _collect(root, name, future.result(), progress, results)
         apply_ignores(root, plan, set(results))
         if opts.pull:
             progress.say("dvc pull: every output into the checkout")
