@@ -64,3 +64,45 @@ def pocus_dir() -> Path:
     if not (path / "pocus_videos").is_dir():
         pytest.skip(f"real POCUS data not found at {path} (set LUSAUG_POCUS_DIR to run this test)")
     return path
+
+
+# --- pytest-xdist (make test: -n 2 --dist loadfile) ------------------------------------------
+# A test module is one unit of work (its end-to-end repro is a module fixture, made once). Modules
+# that read one session fixture run in one unit too: a session fixture is made once per worker,
+# and the team's micro repro takes minutes. The longest units start first, so that the two
+# workers end together instead of one starting the cluster test when the other is done.
+SHARED_UNITS = {
+    "tests/cluster/test_cluster_repro.py": "tests/team",  # both read team_repro
+    "tests/team/test_team_stack.py": "tests/team",
+}
+LONGEST_FIRST = [
+    "tests/team",
+    "tests/pipelines/test_dvc_repro.py",
+    "tests/pipelines/test_pocus_repro.py",
+    "tests/data/test_real_pocus_pipeline.py",
+]
+
+
+def _unit(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    return SHARED_UNITS.get(path, path)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {unit: k for k, unit in enumerate(LONGEST_FIRST)}
+    order = {id(item): k for k, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(_unit(item.nodeid), len(rank)), order[id(item)]))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadFileScheduling
+
+    if config.getoption("dist") != "loadfile":
+        return None  # xdist's own scheduler for any other mode
+
+    class SharedUnits(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep the longest-first collection order
+    return SharedUnits(config, log)
