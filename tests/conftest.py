@@ -83,6 +83,17 @@ LONGEST_FIRST = [
 ]
 
 
+def pytest_configure(config):
+    """Under xdist two workers share the cores: one thread each (torch and the BLAS of this
+    process and of the stages it starts), as oversubscribed OpenMP threads spin and slow both."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def _unit(nodeid: str) -> str:
     path = nodeid.split("::", 1)[0]
     return SHARED_UNITS.get(path, path)
