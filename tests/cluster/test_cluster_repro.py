@@ -2,12 +2,16 @@
 (PostgreSQL for MLflow and Optuna, moto's S3 as the DVC remote and artifact store, `mlflow
 server` of its own), on the team test's micro run (tests/team/stack.py: one hold-out fold and
 the final split, one generator, four strategies; the cluster is under test here, tests/pipelines
-runs every strategy).
+runs every strategy), up to `evaluate`: the cross-validated answer. The final split's items
+(encoder@final ... export) are items of the same kinds, whose local run tests/team checks; leaving
+them out halves the test.
 
 In order, one checkout:
-1. a commit whose one generator has broken params: the run stops naming that item, with its log;
+1. a commit whose one generator has broken params: the run stops naming that item, with its log,
+   and the items already running finish into the checkout;
 2. the fixed commit: the items step 1 finished are not run again; the checkout ends as a plain
-   `dvc repro` of the same params, code and data leaves it (dvc.lock outputs, metrics/test.json):
+   `dvc repro evaluate` of the same params, code and data leaves it (dvc.lock outputs,
+   metrics/test.json and comparison.json):
    the team's repro, which tests/team reads too; `dvc repro` here has nothing to do, and MLflow
    holds every run once;
 3. a fresh clone re-runs `train@0`; `kill -9` of its worker mid-item: the item finishes on the
@@ -29,6 +33,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from lusaug.cluster.plan import read_plan
 from lusaug.cluster.worktree import merge_lock_entries
 from tests.cluster.conftest import DaskCluster, start_dask
 from tests.pipelines.helpers import micro_repo
@@ -46,6 +51,7 @@ from tests.team.stack import (
 pytestmark = pytest.mark.slow
 
 GENERATOR = TEAM_GENERATOR
+TARGET = "evaluate"  # the cross-validated answer (everything but the final split's refit)
 STORE = "cluster"  # the cluster's DVC remote: s3://dvc/cluster (the team's is s3://dvc/store)
 SYNC_S = "2"  # checkpoint copies every 2 s, so a killed train item has something to resume
 KILL_WAIT_S = 1800
@@ -111,8 +117,8 @@ def stack(team_repro, postgres, s3, dask_folder, tmp_path_factory):
 
 
 def _cluster_repro(stack: Stack, repo: Path, *args: str, check: bool = True):
-    cmd = ["lusaug", "cluster", "repro", "--scheduler", stack.dask.scheduler,
-           "--checkpoint-every", SYNC_S, *args]  # fmt: skip
+    cmd = ["lusaug", "cluster", "repro", *args, "--scheduler", stack.dask.scheduler,
+           "--checkpoint-every", SYNC_S]  # fmt: skip
     return run(cmd, repo, stack.env, check=check)
 
 
@@ -129,19 +135,18 @@ def test_1_an_item_with_broken_params_stops_the_run_with_its_name_and_log(stack)
     params["generate"]["ddpm"]["learning_rate"] = -1.0  # AdamW refuses it when the item runs
     _write_params(stack.repo, params)
     git_commit_all(stack.repo, "a broken generator")
-    proc = _cluster_repro(stack, stack.repo, check=False)
+    proc = _cluster_repro(stack, stack.repo, TARGET, check=False)
     stack.outputs["broken"] = proc.stdout
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert re.search(rf"generate@(0|final)-{GENERATOR} failed; the run stopped", proc.stderr), (
-        proc.stderr[-3000:]
-    )
+    failed = re.search(rf"generate@0-{GENERATOR} failed; the run stopped", proc.stderr)
+    assert failed, proc.stderr[-3000:]
     assert "Invalid learning rate" in proc.stderr  # the stage's own error, from its log tail
     lock = _lock(stack.repo)
     committed = yaml.safe_load(
         subprocess.run(["git", "show", "HEAD:dvc.lock"], cwd=stack.repo, capture_output=True,
                        text=True, check=True).stdout
     )["stages"]  # fmt: skip
-    for name in ("frames", "split", "validate", "base_model@0", "base_model@final"):
+    for name in ("frames", "split", "validate", "base_model@0"):
         assert lock[name] != committed.get(name), f"{name} finished: its entry is in dvc.lock"
     for name in ("train@0", "evaluate", "final"):  # never reached: as committed
         assert lock.get(name) == committed.get(name), name
@@ -154,20 +159,20 @@ def test_2_the_checkout_ends_as_a_local_dvc_repro_leaves_it(stack):
     ).stdout  # fmt: skip
     (stack.repo / "params.yaml").write_text(before)
     git_commit_all(stack.repo, "generator fixed")
-    proc = _cluster_repro(stack, stack.repo)
+    proc = _cluster_repro(stack, stack.repo, TARGET)
     stack.outputs["fixed"] = proc.stdout
     status = _statuses(proc.stdout)
-    planned = set(
-        run(["dvc", "stage", "list", "--name-only"], stack.repo, stack.env).stdout.split()
-    )
+    planned = {item.name for item in read_plan(stack.repo, [TARGET]).items}
     assert set(status) == planned, status
+    assert "final" not in planned and "train@0" in planned
     # items the stopped run finished are not run again
-    for name in ("frames", "split", "validate", "base_model@0", "base_model@final"):
+    for name in ("frames", "split", "validate", "base_model@0"):
         assert status[name] in ("adopted", "unchanged"), (name, status)
     assert status["train@0"] == "ran" and status[f"generate@0-{GENERATOR}"] in ("ran",)
     # nothing left for DVC to do here
-    assert json.loads(run(["dvc", "status", "--json"], stack.repo, stack.env).stdout) == {}
-    again = run(["dvc", "repro"], stack.repo, stack.env).stdout
+    status_cmd = ["dvc", "status", TARGET, "--with-deps", "--json"]
+    assert json.loads(run(status_cmd, stack.repo, stack.env).stdout) == {}
+    again = run(["dvc", "repro", TARGET], stack.repo, stack.env).stdout
     assert "Running stage" not in again, again[-2000:]
 
     mine, theirs = _lock(stack.repo), json.loads(json.dumps(stack.reference.lock))
@@ -189,8 +194,8 @@ def test_2_the_checkout_ends_as_a_local_dvc_repro_leaves_it(stack):
     outs = {path for _, kind, path in differ if kind == "outs"}
     # check_params hashes the whole params.yaml, which differs by that same tune.storage
     deps = {path for name, kind, path in differ if kind == "deps" and name != "check_params"}
-    for metrics, reference in stack.reference.metrics.items():
-        assert (stack.repo / metrics).read_bytes() == reference, metrics
+    for metrics in ("metrics/test.json", "metrics/comparison.json"):
+        assert (stack.repo / metrics).read_bytes() == stack.reference.metrics[metrics], metrics
 
     # MLflow: every run once (finished runs, by name and fold, across the experiments)
     client = MlflowClient(tracking_uri=stack.server.url)
@@ -203,7 +208,6 @@ def test_2_the_checkout_ends_as_a_local_dvc_repro_leaves_it(stack):
     trained = [r for r in runs if r.data.tags.get("lusaug.role") == "train"]
     per_fold = len(p["train"]["strategies"]) * len(p["train"]["architectures"])
     assert len(trained) == per_fold * len(p["split"]["folds"]) * len(p["train"]["seeds"])
-    assert len([r for r in runs if r.data.tags.get("lusaug.role") == "final"]) == 1
     git_commit_all(stack.repo, "results of the cluster run")
     # last, so that the kill test still has its commit: only timed outputs differ
     timed = sorted(o for o in outs if not any(fnmatch.fnmatch(o, p) for p in TIMED_OUTS))
