@@ -21,7 +21,7 @@ from lusaug.models.strategies import GENERATOR_METRICS
 from lusaug.stages import final
 from tests.helpers.toy import write_toy_dataset, write_toy_synthetic
 
-BLOCKED, KEPT = "ddpm_all", "ti_object"  # generators of the micro profile
+BLOCKED, KEPT = "ddpm_all", "ddpm_conditional"  # generators of the micro profile
 N_KEPT = 5
 
 
