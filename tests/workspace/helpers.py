@@ -32,6 +32,9 @@ b = yaml.safe_load(open("params.yaml"))["b"]
 os.makedirs("d2", exist_ok=True)
 open("d2/part.txt", "w").write("half of " + str(b))
 open("m2.json", "w").write("{")  # a half-written metric
+if b == -2:  # hangs half-way, for a signal to stop it
+    import time
+    time.sleep(300)
 if b < 0:
     sys.exit("s2 failed: b must be >= 0, got " + str(b))
 open("d2/rest.txt", "w").write(str(b * 2))

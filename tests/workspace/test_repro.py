@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.pipelines.helpers import run
+from tests.pipelines.helpers import BIN, run
 from tests.workspace.helpers import commit, set_params, toy_repo
 
 pytestmark = pytest.mark.slow  # real dvc repro in a temp repository, ~10 s each
@@ -49,6 +53,42 @@ def test_failing_late_stage_keeps_its_previous_outputs_and_the_earlier_ones(tmp_
     assert "d2 from the DVC cache" in line and "m2.json from the copy" in line
     status = run(["dvc", "status", "--json"], repo).stdout
     assert '"s2"' in status and "changed outs" not in status  # stale deps, intact outputs
+
+
+def _stage_processes(repo: Path) -> list:
+    import psutil
+
+    return [p for p in psutil.process_iter(["cmdline", "cwd"])
+            if p.info["cwd"] == str(repo) and "s2.py" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
+
+
+def test_sigterm_mid_stage_stops_dvc_and_the_stage_and_restores_its_outputs(tmp_path):
+    """`kill <lusaug repro>` while s2 runs: dvc and s2's own process stop (a stage left running
+    would write into the restored outputs), and s2's previous outputs are back."""
+    repo = toy_repo(tmp_path / "repo")
+    before = _digests(repo)
+    set_params(repo, a=1, b=-2)  # s2 hangs after writing half of its outputs
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    log = (tmp_path / "repro.log").open("w")
+    proc = subprocess.Popen([str(BIN / "lusaug"), "repro"], cwd=repo, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        part = repo / "d2/part.txt"  # dvc removes d2 before s2 writes it again
+        while not (part.exists() and part.read_text().endswith("-2")):
+            assert proc.poll() is None and time.monotonic() < deadline, "s2 never started"
+            time.sleep(0.2)
+        assert _stage_processes(repo), "s2 is not running"
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = (tmp_path / "repro.log").read_text()
+    assert code != 0, text[-2000:]
+    assert _stage_processes(repo) == [], "s2 outlived the run"
+    assert _digests(repo) == before, text[-2000:]
+    assert "restored the previous outputs of s2" in text, text[-2000:]
 
 
 def test_a_stage_that_never_started_keeps_hand_edits(tmp_path):

@@ -3,8 +3,9 @@
 1. Read the pipeline from DVC (every stage item and its outputs) and take a
    :class:`~lusaug.workspace.outputs.Snapshot` (lock entries, output signatures, copies of the
    uncached outputs) in ``.dvc/tmp``.
-2. Run ``dvc repro ARGS`` as a child process (its output goes straight to the terminal; Ctrl-C
-   and SIGTERM reach it, and the wrapper waits for it to stop).
+2. Run ``dvc repro ARGS`` as a child process in its own process group (its output goes straight
+   to the terminal); Ctrl-C and SIGTERM to the wrapper go to dvc and the stage it runs, and the
+   wrapper waits for them to stop.
 3. On success: nothing else (the copies are dropped). On failure or interruption: restore the
    previous outputs of every stage that did not finish, print one line saying which, and exit
    with DVC's code. When the data a ``.dvc`` file tracks is missing or empty (a fresh clone),
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -76,18 +78,18 @@ def summary(code: int, restored: Restored) -> str:
     return text
 
 
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signum)
+
+
 @contextlib.contextmanager
 def _forwarding_sigterm(proc: subprocess.Popen) -> Iterator[None]:
-    """SIGTERM to the wrapper goes to dvc, which stops; the wrapper then restores."""
-
-    def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signum)
-
+    """SIGTERM to the wrapper goes to dvc and its stage, which stop; the wrapper then restores."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set handlers (a test calling repro() from a thread)
         return
-    previous = signal.signal(signal.SIGTERM, forward)
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: _signal_group(proc, signum))
     try:
         yield
     finally:
@@ -95,14 +97,20 @@ def _forwarding_sigterm(proc: subprocess.Popen) -> Iterator[None]:
 
 
 def _run_dvc(root: Path, args: list[str]) -> int:
-    """``dvc repro ARGS`` in ``root``; its exit code (after Ctrl-C too: dvc gets it as well)."""
-    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", *args], cwd=root)
+    """``dvc repro ARGS`` in ``root``; its exit code (after Ctrl-C or SIGTERM too).
+
+    dvc runs in a process group of its own, and a signal to the wrapper goes to that whole
+    group: to dvc *and* the stage command it runs. SIGTERM kills dvc at once, and a stage left
+    running would go on writing into outputs the wrapper has just restored.
+    """
+    cmd = [sys.executable, "-m", "dvc", "repro", *args]
+    proc = subprocess.Popen(cmd, cwd=root, start_new_session=True)
     with _forwarding_sigterm(proc):
         while True:
             try:
                 return proc.wait()
-            except KeyboardInterrupt:  # the terminal sent SIGINT to dvc too: wait for it
-                continue
+            except KeyboardInterrupt:  # Ctrl-C reaches the terminal's group, the wrapper only
+                _signal_group(proc, signal.SIGINT)
 
 
 def repro(root: Path, args: list[str], echo=print) -> int:
