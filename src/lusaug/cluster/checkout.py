@@ -22,6 +22,7 @@ from lusaug.cluster.worktree import (
     ignore_outputs,
     lock_entry,
     merge_lock_entries,
+    read_execution_records,
     read_outputs,
     write_outputs,
 )
@@ -125,6 +126,7 @@ def result_here(root: Path, item: Item) -> dict:
     """What a worker would return for an unchanged item, read from the checkout."""
     own = own_state(root, item)
     return {"item": item.name, "status": "unchanged", "entry": own.entry, "files": own.files,
+            "execution": read_execution_records(root, [o.path for o in item.outs]),
             "has_cached_outs": item.has_cached_outs, "worker": "(here)", "seconds": 0.0}  # fmt: skip
 
 
@@ -134,7 +136,11 @@ def push_sources(root: Path, plan: Plan) -> None:
         dvc(root, "push", "--quiet", *plan.sources)
 
 
-def pull_outputs(root: Path, plan: Plan) -> None:
+def pull_outputs(root: Path, plan: Plan, results: dict[str, dict]) -> None:
+    """Every cached output into the checkout, then the items' execution records beside them
+    (as a local ``dvc repro`` leaves them: a later local run of a downstream item reads them)."""
     targets = [i.name for i in plan.items if i.has_cached_outs]
     if targets:
         dvc(root, "pull", "--quiet", *targets)
+    for result in results.values():
+        write_outputs(root, result.get("execution", {}))

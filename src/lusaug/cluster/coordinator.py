@@ -187,7 +187,7 @@ def cluster_repro(root: Path | str, opts: Options, out: TextIO | None = None) ->
         apply_ignores(root, plan, set(results))
         if opts.pull:
             progress.say("dvc pull: every output into the checkout")
-            pull_outputs(root, plan)
+            pull_outputs(root, plan, results)
     finally:
         pending = [f for f in futures.values() if not f.done()]
         if pending:

@@ -38,6 +38,7 @@ from lusaug.cluster.worktree import (
     lock_entry,
     merge_lock_entries,
     new_worktree,
+    read_execution_records,
     read_outputs,
     remove_worktree,
     write_outputs,
@@ -178,6 +179,7 @@ def _prepare(a: _Attempt, own: Own, ignores: list[str], upstream: tuple[dict, ..
     merge_lock_entries(a.wt, entries)
     for r in upstream:
         write_outputs(a.wt, r["files"])
+        write_outputs(a.wt, r.get("execution", {}))
     if own.entry is not None:
         write_outputs(a.wt, own.files)
     ignore_outputs(a.wt, ignores)
@@ -204,6 +206,7 @@ def _adopt(a: _Attempt, store: Store, key: str) -> bool:
     # its outputs went to the remote before the record was written (dvc push, then the record)
     merge_lock_entries(a.wt, {a.item.name: record["entry"]})
     write_outputs(a.wt, decode_files(record["files"]))
+    write_outputs(a.wt, decode_files(record.get("execution", {})))
     return True
 
 
@@ -252,12 +255,11 @@ def run_item(ctx: RunContext, item: Item, own: Own, ignores: list[str], *upstrea
             a.dvc("push", "--quiet", "--run-cache", a.item.name)
         entry = lock_entry(a.wt, item.name)
         files = read_outputs(a.wt, item.uncached)
+        execution = read_execution_records(a.wt, [o.path for o in item.outs])
         if status != "adopted":
-            store.put_record(
-                item.name,
-                key,
-                {"entry": entry, "files": encode_files(files), "commit": ctx.commit},
-            )
+            record = {"entry": entry, "files": encode_files(files), "commit": ctx.commit}
+            record["execution"] = encode_files(execution)
+            store.put_record(item.name, key, record)
             store.drop_checkpoint(item.name, key)
     except ItemCancelled:
         a.event("cancelled")
@@ -272,6 +274,7 @@ def run_item(ctx: RunContext, item: Item, own: Own, ignores: list[str], *upstrea
         "status": status,
         "entry": entry,
         "files": files,
+        "execution": execution,
         "has_cached_outs": item.has_cached_outs,
         "worker": a.worker.address,
         "seconds": round(time.monotonic() - a.t0, 1),

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lusaug.core.errors import LusaugError
+from lusaug.core.utils import EXECUTION_FILE, execution_path
 
 _CLONE_LOCK = threading.Lock()  # items of one worker process share its clone
 GIT_TIMEOUT_S = 600
@@ -130,6 +131,20 @@ def read_outputs(root: Path, paths: tuple[str, ...]) -> dict[str, bytes]:
         elif p.is_dir():
             for f in sorted(q for q in p.rglob("*") if q.is_file()):
                 files[f.relative_to(root).as_posix()] = f.read_bytes()
+    return files
+
+
+def read_execution_records(root: Path, paths: list[str]) -> dict[str, bytes]:
+    """The execution records (wall times, MLflow run ids) of outputs ``paths`` under ``root``:
+    beside a file output, inside a folder output and its sub-folders. Git and DVC ignore them,
+    so only an item's result carries them to the items downstream (the filter logs into its
+    generator's MLflow run, named by the generator's record) and to the checkout."""
+    files: dict[str, bytes] = {}
+    for rel in paths:
+        p = root / rel
+        found = p.rglob(f"*{EXECUTION_FILE}") if p.is_dir() else [execution_path(p)]
+        for f in sorted(q for q in found if q.is_file()):
+            files[f.relative_to(root).as_posix()] = f.read_bytes()
     return files
 
 
