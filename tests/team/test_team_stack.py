@@ -190,7 +190,9 @@ def test_the_registered_version_links_run_data_commit_and_carries_its_card(team)
     # one hold-out fold tests one patient per class: no patient spread for the verdict intervals
     # (the value alone), while the descriptive bootstrap still gives one
     assert re.search(r"^- f1_macro: \d+\.\d$", card, re.MULTILINE), card
-    assert re.search(r"^- precision_macro: \d+\.\d \[\d+\.\d, \d+\.\d\]$", card, re.MULTILINE), card
+    assert re.search(r"^- precision_macro: \d+\.\d \[\d+\.\d, \d+\.\d\]$", card, re.MULTILINE), (
+        card
+    )
 
 
 # --- in a real browser ----------------------------------------------------------------------
