@@ -114,8 +114,8 @@ def _drain(client: Any, root: Path, futures: dict[str, Any], progress: Progress,
             if name not in running:
                 progress.update(name, "cancelled")
     if running:
-        names = ", ".join(sorted(running))
-        progress.say(f"the run stops: running items finish first, so their work is kept: {names}")
+        listed = ", ".join(sorted(running))
+        progress.say(f"the run stops: running items finish first, so their work is kept: {listed}")
     names = {f.key: n for n, f in running.items()}
     for future in as_completed(list(running.values())):
         name = names[future.key]
