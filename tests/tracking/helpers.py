@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from lusaug.core.config import PROJ_ROOT
 from lusaug.tracking.history import INTENT_PREFIX, read_history
-from lusaug.tracking.lock import tickets
+from lusaug.tracking.lock import current_lock
 from lusaug.tracking.registration import register_version
 
 NAME = "lus-classifier"
@@ -82,8 +82,9 @@ def intents_of(client: MlflowClient) -> list[str]:
     return [k for k in client.get_registered_model(NAME).tags if k.startswith(INTENT_PREFIX)]
 
 
-def live_tickets(client: MlflowClient) -> list:
-    return tickets(client, NAME)
+def held_lock(client: MlflowClient):
+    """The active registry-lock experiment of NAME, or None."""
+    return current_lock(client, NAME)
 
 
 def cli_env(**extra: str) -> dict[str, str]:

@@ -14,8 +14,14 @@ import pytest
 
 from lusaug.tracking.errors import RegistryBusy, RegistryError
 from lusaug.tracking.faults import CRASH_ENV, PAUSE_ENV
-from lusaug.tracking.lock import TICKET_SOURCE, acquire, lock_model_name, registry_lock
-from tests.tracking.helpers import NAME, cli_env, live_tickets, wait_for_files
+from lusaug.tracking.lock import (
+    CLOCK_TOLERANCE_S,
+    LOCK_SUFFIX,
+    acquire,
+    lock_experiment_name,
+    registry_lock,
+)
+from tests.tracking.helpers import NAME, cli_env, held_lock, wait_for_files
 
 HOLD_S = 0.4  # each holder keeps the lock this long, so overlaps would be wide
 ROUNDS = 3  # acquisitions per process
@@ -55,7 +61,7 @@ def _holder(rounds: int = ROUNDS, **env: str) -> subprocess.Popen:
 def test_two_processes_released_together_never_hold_the_lock_at_once(registry, tmp_path):
     gate = tmp_path / "go"
     procs = [_holder(**{PAUSE_ENV: f"lock.before=file:{gate}"}) for _ in range(2)]
-    wait_for_files(tmp_path, "go.reached.", 2, timeout_s=60)  # both ready to take a ticket
+    wait_for_files(tmp_path, "go.reached.", 2, timeout_s=60)  # both ready to take the lock
     gate.touch()  # ... and released within a few ms of each other
     spans = []
     for p in procs:
@@ -66,36 +72,39 @@ def test_two_processes_released_together_never_hold_the_lock_at_once(registry, t
     spans.sort()
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end, f"two holders at once: {spans}"
-    assert live_tickets(registry) == []  # every ticket released
+    assert held_lock(registry) is None  # every lock released
+    # ... and nothing of it clutters the UI's lists (deleted experiments are hidden there)
+    assert [m.name for m in registry.search_registered_models() if LOCK_SUFFIX in m.name] == []
+    assert [e.name for e in registry.search_experiments() if LOCK_SUFFIX in e.name] == []
 
 
 def test_a_killed_holder_does_not_block_the_next_command(registry):
     p = _holder(rounds=1, **{CRASH_ENV: "lock.acquired"})
     p.communicate(timeout=120)
     assert p.returncode == -signal.SIGKILL
-    assert len(live_tickets(registry)) == 1  # its ticket is still there ...
+    assert held_lock(registry) is not None  # its lock is still there ...
     started = time.monotonic()
     lock = acquire(registry, NAME, purpose="next", wait_s=0)  # ... but its pid is gone
     assert time.monotonic() - started < HOLD_S * 10
     lock.ensure_held()
     lock.release()
-    assert live_tickets(registry) == []  # the dead ticket was cleared too
+    assert held_lock(registry) is None  # the dead holder's lock was cleared too
 
 
 def test_a_holder_elsewhere_blocks_until_its_lease_ends(registry):
     lease_s = 1.5
     owner = {"who": "alice", "host": "another-host/boot", "pid": "4242", "pid_started": "1.0",
              "purpose": "promote v9 to production", "lease_s": str(lease_s)}  # fmt: skip
-    registry.create_model_version(lock_model_name(NAME), TICKET_SOURCE, tags=owner)
+    alices = registry.create_experiment(lock_experiment_name(NAME), tags=owner)
     with pytest.raises(RegistryBusy, match="alice .promote v9 to production"):
         acquire(registry, NAME, purpose="blocked", wait_s=0)
-    assert len(live_tickets(registry)) == 1  # the refused attempt took its ticket back
-    time.sleep(lease_s + 0.2)
+    assert held_lock(registry).experiment_id == alices  # the refused attempt left it alone
+    time.sleep(lease_s + CLOCK_TOLERANCE_S + 0.2)
     with registry_lock(registry, NAME, purpose="after the lease", wait_s=0) as lock:
-        assert [t.version for t in live_tickets(registry)] == [lock.ticket.version]
+        assert held_lock(registry).experiment_id == lock.lock_id != alices
 
 
-def test_a_holder_past_its_lease_or_without_its_ticket_may_not_commit(registry):
+def test_a_holder_past_its_lease_or_without_its_lock_may_not_commit(registry):
     lease_s = 0.4
     lock = acquire(registry, NAME, purpose="slow", wait_s=0, lease_s=lease_s)
     lock.ensure_held()
@@ -104,7 +113,8 @@ def test_a_holder_past_its_lease_or_without_its_ticket_may_not_commit(registry):
         lock.ensure_held()
     lock.release()
     lock = acquire(registry, NAME, purpose="robbed", wait_s=0)
-    registry.delete_model_version(lock.ticket.name, lock.ticket.version)  # judged stale
+    registry.rename_experiment(lock.lock_id, "broken by a waiter")  # judged abandoned
+    registry.delete_experiment(lock.lock_id)
     with pytest.raises(RegistryError, match="lost the registry lock"):
         lock.ensure_held()
     with pytest.raises(ValueError, match="inside the lease"):

@@ -22,7 +22,7 @@ from lusaug.tracking.errors import RegistryError
 CRASH_ENV = "LUSAUG_CRASH_AT"
 PAUSE_ENV = "LUSAUG_PAUSE_AT"
 POINTS = (
-    "lock.before",  # about to take a lock ticket (the alias holder it expects is already read)
+    "lock.before",  # about to take the registry lock (the alias holder it expects is already read)
     "lock.acquired",  # holds the lock, nothing written to the model yet
     "intent.written",  # intent recorded, alias not moved (the last point before the commit)
     "alias.moved",  # committed: alias moved, history entry not yet appended

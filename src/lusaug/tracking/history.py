@@ -126,15 +126,16 @@ class Intent:
     """A move that was decided and may or may not have happened: the entry it will append."""
 
     entry: HistoryEntry
-    ticket: str  # the lock ticket of the process that wrote it
+    lock_id: str  # the registry lock (its experiment id) of the process that wrote it
 
     def to_json(self) -> str:
-        return json.dumps({"entry": json.loads(self.entry.to_json()), "ticket": self.ticket})
+        return json.dumps({"entry": json.loads(self.entry.to_json()), "lock": self.lock_id})
 
     @classmethod
     def from_json(cls, raw: str) -> Intent:
         data = json.loads(raw)
-        return cls(HistoryEntry.from_json(json.dumps(data["entry"])), str(data["ticket"]))
+        lock_id = data["lock"] if "lock" in data else f"ticket {data['ticket']}"  # before 2026-12
+        return cls(HistoryEntry.from_json(json.dumps(data["entry"])), str(lock_id))
 
 
 def intent_key(op: str) -> str:
@@ -152,8 +153,8 @@ def read_intents(model_tags: dict[str, str]) -> list[Intent]:
     return intents
 
 
-def write_intent(client: MlflowClient, name: str, entry: HistoryEntry, ticket: str) -> None:
-    client.set_registered_model_tag(name, intent_key(entry.op), Intent(entry, ticket).to_json())
+def write_intent(client: MlflowClient, name: str, entry: HistoryEntry, lock_id: str) -> None:
+    client.set_registered_model_tag(name, intent_key(entry.op), Intent(entry, lock_id).to_json())
 
 
 def clear_intent(client: MlflowClient, name: str, op: str) -> None:

@@ -1,29 +1,28 @@
-"""A per-model lock on the MLflow registry that works the same on SQLite and a tracking server.
+"""A per-model lock on the MLflow store that works the same on SQLite and a tracking server.
 
-MLflow has no transactions and no compare-and-set on tags, but it has one operation the store
-serialises for us: ``create_model_version`` hands out version numbers that are unique, strictly
-increasing and never reused (the SQL store takes ``max(version) + 1`` over every version, soft-
-deleted ones included, under a unique key, retrying on conflict; a tracking server runs the same
-store). The lock is therefore a *ticket lock* on a companion registered model
-``<name>.registry-lock``:
+MLflow has no transactions and no compare-and-set on tags, but experiment names are unique: the
+store refuses a second experiment of a taken name with ``RESOURCE_ALREADY_EXISTS`` (a unique key
+in SQLite and PostgreSQL; a tracking server runs the same store). The registry lock of model
+``<name>`` is therefore the existence of an active experiment ``<name>.registry-lock``:
 
-1. take a ticket: create a version of the lock model, tagged with the owner (user, host, boot id,
-   pid and its start time, what it is doing, its lease);
-2. the lock belongs to the lowest *live* ticket. A ticket is not live once it is released
-   (version deleted), its process is gone (same host: pid missing or started at another time),
-   or its lease has run out (counted on the store's clock from the ticket's creation time);
-3. a ticket that is not the lowest live one waits (``wait_s``) and then gives up with
-   :class:`RegistryBusy`, deleting itself.
+1. take it: create that experiment, tagged with the owner (user, host, boot id, pid and its start
+   time, what it is doing, its lease). Whoever's create succeeds holds the lock;
+2. a lock experiment is abandoned when its process is gone (same host: pid missing or started at
+   another time) or its lease has run out (its creation time on the store against this host's
+   clock, with ``CLOCK_TOLERANCE_S`` for clocks that NTP keeps close). A waiter breaks an
+   abandoned lock by *id*: it renames that experiment to a unique name and deletes it, so a newer
+   lock of the same name is never touched;
+3. release: the same rename and delete (a deleted experiment keeps its name reserved, hence the
+   rename). A waiter that cannot take the lock within ``wait_s`` raises :class:`RegistryBusy`.
 
-A ticket with a higher number was created after every lower one was committed, so two processes
-cannot both see themselves as the lowest live ticket: at most one holds the lock, as long as the
-holder commits within its lease. The holder checks that (:meth:`RegistryLock.ensure_held`: its
-ticket still exists, less than ``1 - FENCE_MARGIN`` of the lease has passed) right before its
-commit. The remaining, documented hole: a holder that stalls for more than ``FENCE_MARGIN`` of
-the lease between that check and its one commit write (the alias move) can overlap the next
-holder. Liveness by pid needs the host to be identified correctly: processes that share a
-hostname and boot id must share a PID namespace. One process runs one registry operation at a
-time: a lower ticket of the process itself is taken for a lost retry and removed.
+Deleted experiments are hidden in the MLflow UI, so the lock shows in the Experiments list only
+while a registry command runs (about a second) or after a crash until the next command clears
+it, and never among the Registered Models. The holder checks, right before its one commit write
+(the alias move), that its lock experiment is still the active one and that less than
+``1 - FENCE_MARGIN`` of the lease has passed (:meth:`RegistryLock.ensure_held`). The remaining,
+documented hole: a holder that stalls for more than ``FENCE_MARGIN`` of the lease between that
+check and the alias move can overlap the next holder. Liveness by pid needs the host to be
+identified correctly: processes that share a hostname and boot id must share a PID namespace.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +41,7 @@ from typing import TypeVar
 
 import psutil
 from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion
+from mlflow.entities import Experiment
 from mlflow.exceptions import MlflowException
 
 from lusaug.tracking.errors import RegistryBusy, RegistryError
@@ -50,13 +50,14 @@ from lusaug.tracking.versions import MS_PER_S, iso_time
 logger = logging.getLogger(__name__)
 
 LOCK_SUFFIX = ".registry-lock"
-TICKET_SOURCE = "lusaug:/registry-lock"  # no model behind it; absolute, as servers require
+RELEASED_PREFIX = "lusaug.released-lock."  # + a uuid: frees the lock name before the delete
 ROLE_TAG = "lusaug.role"
 DEFAULT_LEASE_S = 60.0  # a promotion takes ~1 s; a crashed holder elsewhere blocks this long
-DEFAULT_WAIT_S = 30.0  # how long a command queues behind a live holder before giving up
-POLL_S = 0.1  # queue re-check interval while waiting
+DEFAULT_WAIT_S = 30.0  # how long a command waits behind a live holder before giving up
+POLL_S = 0.1  # re-try interval while waiting
 FENCE_MARGIN = 0.25  # the holder stops committing once 75 % of its lease has passed
-TICKET_RETRIES = 5  # SQLite answers "database is locked" to concurrent writers now and then
+CLOCK_TOLERANCE_S = 2.0  # a lease counts as over only this much after it ends (host clocks differ)
+STORE_RETRIES = 5  # SQLite answers "database is locked" to concurrent writers now and then
 RETRY_SLEEP_S = 0.2
 PID_START_TOLERANCE_S = 1.0  # same pid, start time this far off: the pid was reused
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
@@ -64,13 +65,13 @@ OWNER_KEYS = ("who", "host", "pid", "pid_started", "purpose", "lease_s")
 T = TypeVar("T")
 
 
-def lock_model_name(name: str) -> str:
-    """The companion registered model whose versions are the lock tickets of ``name``."""
+def lock_experiment_name(name: str) -> str:
+    """The experiment whose existence is the registry lock of model ``name``."""
     return f"{name}{LOCK_SUFFIX}"
 
 
 def who() -> str:
-    """The user recorded in tickets and history (``LUSAUG_USER`` overrides the login name)."""
+    """The user recorded in locks and history (``LUSAUG_USER`` overrides the login name)."""
     return os.environ.get("LUSAUG_USER") or getpass.getuser()
 
 
@@ -84,8 +85,8 @@ def host_id() -> str:
 
 
 @dataclass(frozen=True)
-class TicketOwner:
-    """Who took a ticket: enough to tell a live holder from a dead one."""
+class LockOwner:
+    """Who holds a lock: enough to tell a live holder from a dead one."""
 
     who: str
     host: str
@@ -95,12 +96,12 @@ class TicketOwner:
     lease_s: float
 
     @classmethod
-    def current(cls, purpose: str, lease_s: float) -> TicketOwner:
+    def current(cls, purpose: str, lease_s: float) -> LockOwner:
         me = psutil.Process()
         return cls(who(), host_id(), me.pid, me.create_time(), purpose, lease_s)
 
     @classmethod
-    def from_tags(cls, tags: dict[str, str]) -> TicketOwner:
+    def from_tags(cls, tags: dict[str, str]) -> LockOwner:
         try:
             return cls(
                 tags["who"],
@@ -135,78 +136,75 @@ class TicketOwner:
         return abs(started - self.pid_started) >= PID_START_TOLERANCE_S
 
 
-def ticket_state(ticket: ModelVersion, store_now_s: float) -> str:
+def lock_state(lock: Experiment, now_s: float) -> str:
     """``live``, ``dead`` (its process is gone) or ``expired`` (older than its lease)."""
-    owner = TicketOwner.from_tags(ticket.tags)
+    owner = LockOwner.from_tags(lock.tags)
     if owner.is_dead():
         return "dead"
-    if store_now_s - ticket.creation_timestamp / MS_PER_S > owner.lease_s:
+    if now_s - lock.creation_time / MS_PER_S > owner.lease_s + CLOCK_TOLERANCE_S:
         return "expired"
     return "live"
 
 
-def describe(ticket: ModelVersion) -> str:
-    o = TicketOwner.from_tags(ticket.tags)
+def describe(lock: Experiment) -> str:
+    o = LockOwner.from_tags(lock.tags)
     return (
         f"{o.who} ({o.purpose}; pid {o.pid} on {o.host.split('/')[0] or '?'}) since "
-        f"{iso_time(ticket.creation_timestamp)}, lease {o.lease_s:.0f} s"
+        f"{iso_time(lock.creation_time)}, lease {o.lease_s:.0f} s"
     )
-
-
-def _ensure_lock_model(client: MlflowClient, lock_name: str) -> None:
-    with contextlib.suppress(MlflowException):
-        client.get_registered_model(lock_name)
-        return
-    try:
-        client.create_registered_model(
-            lock_name,
-            tags={ROLE_TAG: "lock"},
-            description="lusaug registry lock tickets (internal; see lusaug.tracking.lock).",
-        )
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another process created it first
-            raise
 
 
 def _retrying(call: Callable[[], T], what: str) -> T:
     """``call()``, retried on store errors (SQLite "database is locked" under contention)."""
-    for attempt in range(TICKET_RETRIES):
+    for attempt in range(STORE_RETRIES):
         try:
             return call()
         except MlflowException as exc:
-            if attempt == TICKET_RETRIES - 1:
+            if attempt == STORE_RETRIES - 1:
                 raise RegistryError(f"cannot {what}: {exc.message}") from exc
             time.sleep(RETRY_SLEEP_S * (attempt + 1))
     raise AssertionError("unreachable")
 
 
-def tickets(client: MlflowClient, name: str) -> list[ModelVersion]:
-    """The lock tickets of ``name`` that are not released, lowest first."""
-    lock_name = lock_model_name(name)
+def current_lock(client: MlflowClient, name: str) -> Experiment | None:
+    """The active lock experiment of model ``name``, or None when nobody holds the lock."""
+    found = client.get_experiment_by_name(lock_experiment_name(name))
+    return found if found is not None and found.lifecycle_stage == "active" else None
+
+
+def _remove(client: MlflowClient, experiment_id: str) -> bool:
+    """Free the lock held as ``experiment_id``; False when it was already gone."""
     try:
-        found = client.search_model_versions(f"name='{lock_name}'")
-    except MlflowException:
-        return []
-    return sorted(found, key=lambda mv: int(mv.version))
+        client.rename_experiment(experiment_id, f"{RELEASED_PREFIX}{uuid.uuid4().hex}")
+    except MlflowException:  # deleted (or being deleted) by a waiter that judged it abandoned
+        return False
+    with contextlib.suppress(MlflowException):  # a racing breaker deleted it first
+        client.delete_experiment(experiment_id)
+    return True
 
 
-def _discard(client: MlflowClient, ticket: ModelVersion) -> None:
-    with contextlib.suppress(MlflowException):  # another waiter may have removed it already
-        client.delete_model_version(ticket.name, ticket.version)
+def _try_create(client: MlflowClient, lock_name: str, owner: LockOwner) -> str | None:
+    """Create the lock experiment: its id if this process now holds the lock, else None."""
+    for attempt in range(STORE_RETRIES):
+        try:
+            return client.create_experiment(lock_name, tags={ROLE_TAG: "lock", **owner.tags()})
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_ALREADY_EXISTS":
+                return None
+            if attempt == STORE_RETRIES - 1:
+                raise RegistryError(f"cannot take the lock {lock_name}: {exc.message}") from exc
+            time.sleep(RETRY_SLEEP_S * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class RegistryLock:
     """A held lock: check it before committing, release it when done."""
 
     def __init__(
-        self, client: MlflowClient, name: str, ticket: ModelVersion, started: float, lease_s: float
+        self, client: MlflowClient, name: str, lock_id: str, started: float, lease_s: float
     ) -> None:
-        self.client, self.name, self.ticket = client, name, ticket
+        self.client, self.name, self.lock_id = client, name, lock_id
         self.started, self.lease_s = started, lease_s
-
-    @property
-    def ticket_version(self) -> str:
-        return str(self.ticket.version)
 
     def ensure_held(self) -> None:
         """Raise unless this process still holds the lock with time to commit safely."""
@@ -216,19 +214,18 @@ class RegistryLock:
                 f"held the registry lock of {self.name} for {held:.0f} s, too close to its "
                 f"{self.lease_s:.0f} s lease to commit safely; nothing was changed, re-run"
             )
-        try:
-            self.client.get_model_version(self.ticket.name, self.ticket.version)
-        except MlflowException:
+        mine = current_lock(self.client, self.name)
+        if mine is None or mine.experiment_id != self.lock_id:
             raise RegistryError(
-                f"lost the registry lock of {self.name} (its ticket was removed as stale); "
+                f"lost the registry lock of {self.name} (it was removed as abandoned); "
                 "nothing was changed, re-run"
-            ) from None
+            )
 
     def release(self) -> None:
         try:
-            self.client.delete_model_version(self.ticket.name, self.ticket.version)
+            _remove(self.client, self.lock_id)
         except MlflowException as exc:  # the lease frees it anyway
-            logger.warning("could not release lock ticket %s: %s", self.ticket_version, exc)
+            logger.warning("could not release the registry lock of %s: %s", self.name, exc)
 
 
 def acquire(
@@ -245,48 +242,36 @@ def acquire(
         client: MLflow client of the store.
         name: Registered model the lock protects.
         purpose: What the holder does (shown to whoever waits for it).
-        wait_s: Seconds to queue behind a live holder before raising :class:`RegistryBusy`.
-        lease_s: After this many seconds others may treat the ticket as abandoned.
+        wait_s: Seconds to wait behind a live holder before raising :class:`RegistryBusy`.
+        lease_s: After this many seconds others may treat the lock as abandoned.
     """
     if not 0 <= wait_s < lease_s * (1 - FENCE_MARGIN):
         raise ValueError(
             f"lock wait {wait_s} s must be >= 0 and well inside the lease {lease_s} s"
         )
-    lock_name = lock_model_name(name)
-    _retrying(lambda: _ensure_lock_model(client, lock_name), f"create {lock_name}")
-    owner = TicketOwner.current(purpose, lease_s)
-    started = time.monotonic()  # the lease runs from before the ticket exists: conservative
-    ticket = _retrying(
-        lambda: client.create_model_version(lock_name, TICKET_SOURCE, tags=owner.tags()),
-        f"take a lock ticket on {lock_name}",
-    )
-    anchor = time.monotonic()
-    try:
-        while True:
-            store_now = ticket.creation_timestamp / MS_PER_S + (time.monotonic() - anchor)
-            blockers = []
-            for other in tickets(client, name):
-                if int(other.version) >= int(ticket.version):
-                    continue
-                if TicketOwner.from_tags(other.tags).is_this_process():
-                    _discard(client, other)  # an earlier attempt of ours whose answer was lost
-                elif (state := ticket_state(other, store_now)) == "live":
-                    blockers.append(other)
-                else:
-                    logger.warning("ignoring %s lock ticket of %s", state, describe(other))
-                    _discard(client, other)
-            if not blockers:
-                return RegistryLock(client, name, ticket, started, lease_s)
+    lock_name = lock_experiment_name(name)
+    owner = LockOwner.current(purpose, lease_s)
+    started = time.monotonic()  # the lease runs from before the lock exists: conservative
+    while True:
+        lock_id = _try_create(client, lock_name, owner)
+        if lock_id is not None:
+            return RegistryLock(client, name, lock_id, started, lease_s)
+        holder = _retrying(lambda: current_lock(client, name), f"read the lock {lock_name}")
+        if holder is not None:
+            state = lock_state(holder, time.time())
+            ours = LockOwner.from_tags(holder.tags).is_this_process()  # a create's lost answer
+            if ours or state != "live":
+                why = "our own earlier" if ours else state
+                logger.warning("removing %s registry lock of %s", why, describe(holder))
+                _remove(client, holder.experiment_id)
+                continue
             if time.monotonic() - started >= wait_s:
                 raise RegistryBusy(
-                    f"{name} is being changed by {describe(blockers[0])}; waited {wait_s:.0f} s. "
-                    "Try again when it is done (an abandoned lock frees itself when its holder's "
-                    "process is gone or its lease ends)"
+                    f"{name} is being changed by {describe(holder)}; waited {wait_s:.0f} s. "
+                    "Try again when it is done (an abandoned lock frees itself when its "
+                    "holder's process is gone or its lease ends)"
                 )
-            time.sleep(POLL_S)
-    except BaseException:
-        _discard(client, ticket)
-        raise
+        time.sleep(POLL_S)
 
 
 @contextlib.contextmanager

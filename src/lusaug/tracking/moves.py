@@ -5,11 +5,11 @@ Order of writes inside :func:`commit_move`, with the state a ``kill -9`` after e
 ====================  =====================================  ==============================
 after                 registry                               next command (under the lock)
 ====================  =====================================  ==============================
-lock ticket taken     unchanged (a ticket of a dead pid)     ignores and deletes the ticket
+lock taken            unchanged (a lock of a dead pid)       removes the abandoned lock
 intent written        unchanged + intent                     drops the intent: *before*
 alias moved           moved, no history entry yet + intent   appends the entry: *after*
 history written       moved + entry + intent                 clears the intent: *after*
-intent cleared        *after* (+ the dead ticket)            deletes the ticket
+intent cleared        *after* (+ the dead lock)              removes the abandoned lock
 ====================  =====================================  ==============================
 
 The alias move is one store write, so it either happened or not, and the repair tells which by
@@ -75,7 +75,7 @@ def repair_pending(client: MlflowClient, name: str, lock: RegistryLock) -> list[
     done = []
     for intent in read_intents(model_tags(client, name)):
         e = intent.entry
-        if intent.ticket == lock.ticket_version:
+        if intent.lock_id == lock.lock_id:
             continue  # our own, in progress
         if alias_holder(client, name, e.alias) == e.version:
             written = append_entry(client, name, replace(e, repaired=True))
@@ -165,7 +165,7 @@ def commit_move(
     has moved the move counts as done; if a later write fails, the next command completes it.
     Returns the entry as written.
     """
-    write_intent(client, name, entry, lock.ticket_version)
+    write_intent(client, name, entry, lock.lock_id)
     fault_point("intent.written")
     try:
         for check in final_checks:
