@@ -404,6 +404,34 @@ def test_a_new_primary_re_runs_evaluate_and_the_card_only(repro_repo, tmp_path):
     assert f"`{document['primary']['name']}` (auroc)" in card
 
 
+def _contents(path: Path) -> dict[str, bytes]:
+    """Every file under ``path`` (or the file itself) by relative name, with its bytes."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {p.relative_to(path.parent).as_posix(): p.read_bytes() for p in files}
+
+
+def test_lusaug_repro_keeps_the_outputs_of_a_late_stage_that_fails(repro_repo, tmp_path):
+    """`export` broken (its script exits at once): DVC deletes models/onnx and the git-tracked
+    reports/onnx_parity.json before running it. `lusaug repro` fails with the stage's message
+    and leaves both byte-identical, and every earlier stage's outputs untouched."""
+    repo = _copy(repro_repo, tmp_path / "broken")
+    kept = ["models/onnx", "reports/onnx_parity.json", "models/final", "metrics/summary.json"]
+    before = {name: _contents(repo / name) for name in kept}
+    script = repo / "pipelines/export.py"
+    text = script.read_text()
+    assert "    args = parse_args(argv)\n" in text
+    script.write_text(
+        text.replace("    args = parse_args(argv)\n", '    raise SystemExit("export broken")\n')
+    )
+    proc = run(["lusaug", "repro"], repo, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "export broken" in output, output[-3000:]
+    assert "restored the previous outputs of export" in output, output[-3000:]
+    assert {name: _contents(repo / name) for name in kept} == before
+    _assert_downstream_unchanged(repo, repro_repo, set())  # dvc.lock as before, export's too
+
+
 def test_duplicated_clip_across_patients_stops_at_split(repro_repo, tmp_path):
     """One clip filed under every patient: the split links them and refuses, naming the link."""
     repo = _copy(repro_repo, tmp_path / "dup")
