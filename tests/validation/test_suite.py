@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ from lusaug.data.split import fold_file, make_splits, relocate, split_frames
 from lusaug.stages import validate
 from lusaug.validation import Sections, validate_folds, validate_splits
 from lusaug.validation.expectations import CROSS_FOLD_SUITES, FOLD_SUITES
-from lusaug.validation.suite import FINAL, documented_fallbacks
+from lusaug.validation.suite import FINAL, documented_fallbacks, stable_page
 from lusaug.validation.tables import measure_frames, near_identical_table
 from tests.helpers.split_data import (
     finish,
@@ -78,6 +79,36 @@ def clean_report(dataset, tmp_path_factory):
     exempt = _fallbacks(dataset["summary"], dataset["params"].base.classes, docs.parent)
     report = validate_folds(dataset["tables"], dataset["root"], dataset["sections"], docs, exempt)
     return report, docs
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_data_docs_are_byte_stable_between_identical_runs(dataset, clean_report, tmp_path):
+    """reports/validation is DVC-cached: a second validation of the same splits writes the same
+    bytes (no run time, build time or random element id in the pages)."""
+    _, docs = clean_report
+    again = tmp_path / "docs"
+    exempt = _fallbacks(dataset["summary"], dataset["params"].base.classes, tmp_path)
+    validate_folds(dataset["tables"], dataset["root"], dataset["sections"], again, exempt)
+    first, second = _files(docs), _files(again)
+    assert any(name.startswith("validations/") for name in first)
+    assert first == second
+
+
+def test_stable_page_numbers_ids_in_order_and_keeps_them_paired():
+    page = (
+        '<a href="#b-0c5e0a4e-1111-4222-8333-944445555666">x</a> 20261207T194001.644123Z '
+        '<div id=b-0c5e0a4e-1111-4222-8333-944445555666></div><img src="logo.png?d=20261207T19'
+        '4001.644123Z"><div id=c-aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee>'
+    )
+    assert stable_page(page) == (
+        '<a href="#b-n1">x</a> 19700101T000000.000000Z <div id=b-n1></div><img src="logo.png">'
+        "<div id=c-n2>"
+    )
 
 
 def _fallbacks(summary: dict, classes, folder) -> dict:

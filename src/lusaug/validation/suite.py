@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,14 @@ logger = logging.getLogger(__name__)
 FINAL = "final"  # key of the final model's split among the folds
 SHOW = 10  # offenders listed per kind in the error message (metrics hold all of them)
 _DOCS_SITE = "lusaug_docs"  # not "local_site": the ephemeral context already has that one
+# Data Docs are a DVC-cached output, so they must be byte-stable: every validation gets one fixed
+# run name and time (the stage's wall time is in reports/validation/execution.json instead); the
+# pages' other clock readings and their random element ids are rewritten after the build.
+DOCS_RUN_NAME = "lusaug-validate"
+DOCS_RUN_TIME = datetime(1970, 1, 1, tzinfo=UTC)  # "not recorded": a real time changes the bytes
+_BUILD_TIME_QUERY = re.compile(r"\?d=\d{8}T\d{6}\.\d{6}Z")  # GX's cache-busting logo query
+_GX_TIME = re.compile(r"\b\d{8}T\d{6}\.\d{6}Z\b")  # e.g. the validation time in a result's meta
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass
@@ -290,7 +300,27 @@ def _run_suite(ctx: Any, ds: Any, name: str, kind: str, df: pd.DataFrame, exps: 
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=bd, suite=suite))
     index_cols = [c for c in INDEX_COLUMNS[kind] if c in df.columns]
     fmt = {"result_format": "COMPLETE", "unexpected_index_column_names": index_cols}
-    return vd.run(batch_parameters={"dataframe": df}, result_format=fmt)
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    run_id = RunIdentifier(run_name=DOCS_RUN_NAME, run_time=DOCS_RUN_TIME)
+    return vd.run(batch_parameters={"dataframe": df}, result_format=fmt, run_id=run_id)
+
+
+def stable_page(text: str) -> str:
+    """A Data Docs page without clock readings and with its random element ids numbered in order
+    of appearance (an id and the links to it stay paired)."""
+    text = _BUILD_TIME_QUERY.sub("", text)
+    text = _GX_TIME.sub(DOCS_RUN_TIME.strftime("%Y%m%dT%H%M%S.%fZ"), text)
+    numbers: dict[str, str] = {}
+    return _UUID.sub(lambda m: numbers.setdefault(m.group(0), f"n{len(numbers) + 1}"), text)
+
+
+def _make_docs_stable(docs_dir: Path) -> None:
+    for page in docs_dir.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        stable = stable_page(text)
+        if stable != text:
+            page.write_text(stable, encoding="utf-8")
 
 
 def _cross_offenders(results: Mapping[str, Any]) -> dict[str, Any]:
@@ -383,6 +413,7 @@ def validate_folds(
         },
     )
     ctx.build_data_docs(site_names=[_DOCS_SITE])
+    _make_docs_stable(docs_dir)
     summaries = [_summarise(s, r) for s, res in results.items() for r in res.results]
     evaluated = len(summaries)
     ok = sum(e["success"] for e in summaries)
