@@ -1,9 +1,11 @@
-"""``lusaug cluster repro``: submit every item as a Dask future depending on its upstream items'
-futures, collect results into the user's checkout, stop on the first stage error.
+"""``lusaug cluster repro``: submit each item as a Dask future once its upstream items are done,
+collect results into the user's checkout, stop on the first stage error.
 
-Dask does the scheduling: an item starts when its upstream items are done, the longest chain of
-waiting items first (``priority``); a worker that dies has its items rescheduled on others
-(``distributed.scheduler.allowed-failures`` deaths per item, then the run stops). A stage error is
+The coordinator submits an item when every upstream result is in, passing those results by
+value, and Dask places the ready items, the longest chain of waiting items first (``priority``).
+A worker that dies has its running item rescheduled on another
+(``distributed.scheduler.allowed-failures`` deaths per item, then the run stops); results of
+finished items live in the coordinator, so nothing finished is recomputed. A stage error is
 not retried: it cancels the items that have not started and lets the running ones finish into
 the checkout. A stopped coordinator loses nothing: finished items are in the checkout, items that
 finish meanwhile leave a record, and a restart re-submits everything, each item adopting its
@@ -30,7 +32,7 @@ from lusaug.cluster.checkout import (
     unchanged_items,
 )
 from lusaug.cluster.item import ItemCancelled, ItemFailed, RunContext, run_item
-from lusaug.cluster.plan import Plan, read_plan
+from lusaug.cluster.plan import Item, Plan, read_plan
 from lusaug.cluster.progress import Progress
 from lusaug.cluster.services import item_environment
 from lusaug.core.errors import LusaugError
@@ -125,6 +127,11 @@ def _drain(client: Any, root: Path, futures: dict[str, Any], progress: Progress,
             progress.update(name, "failed", detail=type(future.exception()).__name__)
 
 
+def _never_started(unsubmitted: list[Item], progress: Progress) -> None:
+    for item in unsubmitted:
+        progress.update(item.name, "cancelled")
+
+
 def cluster_repro(root: Path | str, opts: Options, out: TextIO | None = None) -> Summary:
     """Run the items ``dvc repro TARGETS`` would run, on Dask workers; results into ``root``."""
     import time
@@ -141,6 +148,7 @@ def cluster_repro(root: Path | str, opts: Options, out: TextIO | None = None) ->
     progress = Progress([i.name for i in plan.items], out)
     futures: dict[str, Any] = {}
     results: dict[str, dict[str, Any]] = {}
+    unsubmitted: list[Item] = []  # items waiting for an upstream result, in plan order
     try:
         client.wait_for_workers(1, timeout=WORKER_WAIT_S)
         env = item_environment(root, _hosts(client))
@@ -161,20 +169,31 @@ def cluster_repro(root: Path | str, opts: Options, out: TextIO | None = None) ->
         client.subscribe_topic(ctx.topic, on_event)
         depth = plan.downstream_depth()
         here = unchanged_items(root, plan, opts.targets)
-        upstream_of: dict[str, Any] = {}
         for item in plan.items:
             if item.name in here:
-                results[item.name] = upstream_of[item.name] = result_here(root, item)
+                results[item.name] = result_here(root, item)
                 progress.update(item.name, "done", "", "unchanged, checked here by dvc")
-                continue
-            futures[item.name] = upstream_of[item.name] = client.submit(
-                run_item, ctx, item, own_state(root, item), plan.ignores_before(item),
-                *[upstream_of[u] for u in item.upstream],
-                key=f"lusaug-{item.name}-{ctx.run_id}", pure=False, priority=depth[item.name],
-                resources={GPU: 1} if item.stage in opts.gpu_stages else None,
-            )  # fmt: skip
-        names = {f.key: name for name, f in futures.items()}
-        for future in as_completed(list(futures.values())):
+        unsubmitted += [item for item in plan.items if item.name not in here]
+        names: dict[str, str] = {}
+
+        def submit_ready() -> list[Any]:
+            """Submit the items whose upstream results are all in: their results go by value,
+            so a worker that dies loses only its running item, never a finished one's result
+            that Dask would otherwise recompute."""
+            ready = [i for i in unsubmitted if all(u in results for u in i.upstream)]
+            for item in ready:
+                unsubmitted.remove(item)
+                futures[item.name] = client.submit(
+                    run_item, ctx, item, own_state(root, item), plan.ignores_before(item),
+                    *[results[u] for u in item.upstream],
+                    key=f"lusaug-{item.name}-{ctx.run_id}", pure=False, priority=depth[item.name],
+                    resources={GPU: 1} if item.stage in opts.gpu_stages else None,
+                )  # fmt: skip
+                names[futures[item.name].key] = item.name
+            return [futures[i.name] for i in ready]
+
+        completed = as_completed(submit_ready())
+        for future in completed:
             name = names[future.key]
             if future.status != "finished":
                 exc = future.exception()
@@ -182,8 +201,14 @@ def cluster_repro(root: Path | str, opts: Options, out: TextIO | None = None) ->
                     continue
                 progress.update(name, "failed", detail=type(exc).__name__)
                 _drain(client, root, futures, progress, results)
+                _never_started(unsubmitted, progress)
                 raise _failure(plan, name, exc)
             _collect(root, name, future.result(), progress, results)
+            # the result is ours now: a future still held would make Dask recompute the item
+            # if the worker holding its result died
+            futures.pop(name).release()
+            for submitted in submit_ready():
+                completed.add(submitted)
         apply_ignores(root, plan, set(results))
         if opts.pull:
             progress.say("dvc pull: every output into the checkout")
@@ -196,6 +221,7 @@ def cluster_repro(root: Path | str, opts: Options, out: TextIO | None = None) ->
                 if f in pending:
                     progress.update(name, "cancelled")
             apply_ignores(root, plan, set(results))
+        _never_started(unsubmitted, progress)
         progress.close()
         client.close()
         if cluster is not None:
