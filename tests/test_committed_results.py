@@ -18,6 +18,8 @@ Run it alone: ``python -m pytest -m committed_results -q``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lusaug.core.config import PROJ_ROOT
@@ -96,3 +98,23 @@ def test_dvc_lock_matches_the_code_and_params_of_the_tree():
         "Make them again from a clean tree and commit them: `make run` (or `dvc repro`), then "
         f"`git add` {COMMITTED_OUTPUTS} and commit (see README, 'Committed results')."
     )
+
+
+MAX_METRICS_COLUMNS = 200  # issue 22: the headline must fit a wide terminal
+
+
+def test_dvc_metrics_show_of_the_committed_run_fits_200_columns():
+    """`dvc metrics show` on the committed default run: one file, the headline, < 200 columns."""
+    import shutil
+    import subprocess
+    import sys
+
+    if not (PROJ_ROOT / ".dvc").is_dir():
+        pytest.skip("not a DVC repository (a copy without .dvc/)")
+    dvc = shutil.which("dvc", path=str(Path(sys.executable).parent)) or "dvc"
+    shown = subprocess.run(
+        [dvc, "metrics", "show"], cwd=PROJ_ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    lines = shown.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["metrics/summary.json"], shown
+    assert max(map(len, lines)) < MAX_METRICS_COLUMNS, shown
