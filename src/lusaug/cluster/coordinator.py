@@ -201,8 +201,7 @@ def cluster_repro(root: Path | str, opts: Options, out: TextIO | None = None) ->
                     continue
                 progress.update(name, "failed", detail=type(exc).__name__)
                 _drain(client, root, futures, progress, results)
-                _never_started(unsubmitted, progress)
-                raise _failure(plan, name, exc)
+                raise _failure(plan, name, exc)  # `finally` marks the unsubmitted cancelled
             _collect(root, name, future.result(), progress, results)
             # the result is ours now: a future still held would make Dask recompute the item
             # if the worker holding its result died

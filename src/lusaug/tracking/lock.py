@@ -41,7 +41,7 @@ from typing import TypeVar
 
 import psutil
 from mlflow import MlflowClient
-from mlflow.entities import Experiment
+from mlflow.entities import Experiment, LifecycleStage
 from mlflow.exceptions import MlflowException
 
 from lusaug.tracking.errors import RegistryBusy, RegistryError
@@ -169,7 +169,7 @@ def _retrying(call: Callable[[], T], what: str) -> T:
 def current_lock(client: MlflowClient, name: str) -> Experiment | None:
     """The active lock experiment of model ``name``, or None when nobody holds the lock."""
     found = client.get_experiment_by_name(lock_experiment_name(name))
-    return found if found is not None and found.lifecycle_stage == "active" else None
+    return found if found is not None and found.lifecycle_stage == LifecycleStage.ACTIVE else None
 
 
 def _remove(client: MlflowClient, experiment_id: str) -> bool:
@@ -183,18 +183,14 @@ def _remove(client: MlflowClient, experiment_id: str) -> bool:
     return True
 
 
-def _try_create(client: MlflowClient, lock_name: str, owner: LockOwner) -> str | None:
+def _create(client: MlflowClient, lock_name: str, owner: LockOwner) -> str | None:
     """Create the lock experiment: its id if this process now holds the lock, else None."""
-    for attempt in range(STORE_RETRIES):
-        try:
-            return client.create_experiment(lock_name, tags={ROLE_TAG: "lock", **owner.tags()})
-        except MlflowException as exc:
-            if exc.error_code == "RESOURCE_ALREADY_EXISTS":
-                return None
-            if attempt == STORE_RETRIES - 1:
-                raise RegistryError(f"cannot take the lock {lock_name}: {exc.message}") from exc
-            time.sleep(RETRY_SLEEP_S * (attempt + 1))
-    raise AssertionError("unreachable")
+    try:
+        return client.create_experiment(lock_name, tags={ROLE_TAG: "lock", **owner.tags()})
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_ALREADY_EXISTS":  # somebody holds the lock
+            return None
+        raise
 
 
 class RegistryLock:
@@ -222,10 +218,8 @@ class RegistryLock:
             )
 
     def release(self) -> None:
-        try:
-            _remove(self.client, self.lock_id)
-        except MlflowException as exc:  # the lease frees it anyway
-            logger.warning("could not release the registry lock of %s: %s", self.name, exc)
+        if not _remove(self.client, self.lock_id):  # a waiter judged it abandoned meanwhile
+            logger.warning("the registry lock of %s was already removed", self.name)
 
 
 def acquire(
@@ -253,7 +247,9 @@ def acquire(
     owner = LockOwner.current(purpose, lease_s)
     started = time.monotonic()  # the lease runs from before the lock exists: conservative
     while True:
-        lock_id = _try_create(client, lock_name, owner)
+        lock_id = _retrying(
+            lambda: _create(client, lock_name, owner), f"take the lock {lock_name}"
+        )
         if lock_id is not None:
             return RegistryLock(client, name, lock_id, started, lease_s)
         holder = _retrying(lambda: current_lock(client, name), f"read the lock {lock_name}")
