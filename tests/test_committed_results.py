@@ -118,3 +118,17 @@ def test_dvc_metrics_show_of_the_committed_run_fits_200_columns():
     lines = shown.splitlines()
     assert [line.split()[0] for line in lines[1:]] == ["metrics/summary.json"], shown
     assert max(map(len, lines)) < MAX_METRICS_COLUMNS, shown
+
+
+def test_dvc_lock_holds_only_stages_that_dvc_yaml_defines():
+    """DVC never drops the lock entry of a stage removed from dvc.yaml: a stale entry is a
+    record of results no stage makes any more (`lusaug repro` prunes them)."""
+    if not (PROJ_ROOT / ".dvc").is_dir() or not (PROJ_ROOT / "dvc.lock").is_file():
+        pytest.skip("not a DVC repository with a dvc.lock (a copy without .dvc/)")
+    from dvc.repo import Repo
+    from dvc.utils.serialize import load_yaml
+
+    with Repo(str(PROJ_ROOT)) as repo:
+        defined = {stage.addressing for stage in repo.index.stages}
+    locked = set((load_yaml(str(PROJ_ROOT / "dvc.lock")) or {}).get("stages", {}))
+    assert sorted(locked - defined) == []

@@ -119,3 +119,21 @@ def test_missing_data_says_how_to_get_it(tmp_path):
     proc = run(["lusaug", "repro"], repo, check=False)
     assert proc.returncode != 0
     assert "raw is missing or empty: run `make data`" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_successful_repro_drops_the_lock_entries_of_stages_dvc_yaml_no_longer_defines(tmp_path):
+    """DVC keeps a removed stage's dvc.lock entry forever; `lusaug repro` drops it, and only
+    after a successful run (a failed one restores the lock as it was)."""
+    import yaml
+
+    repo = toy_repo(tmp_path / "repo")
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    lock["gone@0"] = lock["s1"]  # as a stage removed from dvc.yaml leaves it
+    (repo / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": lock}))
+    run(["dvc", "repro"], repo)
+    assert "gone@0" in yaml.safe_load((repo / "dvc.lock").read_text())["stages"]  # DVC keeps it
+    proc = run(["lusaug", "repro"], repo)
+    after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert sorted(after) == ["s1", "s2"]
+    assert after["s1"] == lock["s1"] and after["s2"] == lock["s2"]
+    assert "dropped the dvc.lock entries of gone@0" in proc.stderr

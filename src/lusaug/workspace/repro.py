@@ -6,7 +6,8 @@
 2. Run ``dvc repro ARGS`` as a child process in its own process group (its output goes straight
    to the terminal); Ctrl-C and SIGTERM to the wrapper go to dvc and the stage it runs, and the
    wrapper waits for them to stop.
-3. On success: nothing else (the copies are dropped). On failure or interruption: restore the
+3. On success: drop the dvc.lock entries of stages dvc.yaml no longer defines (DVC keeps them)
+   and the copies. On failure or interruption: restore the
    previous outputs of every stage that did not finish, print one line saying which, and exit
    with DVC's code. When the data a ``.dvc`` file tracks is missing or empty (a fresh clone),
    also say how to get it.
@@ -113,6 +114,22 @@ def _run_dvc(root: Path, args: list[str]) -> int:
                 _signal_group(proc, signal.SIGINT)
 
 
+def prune_stale_lock_entries(root: Path, defined: set[str]) -> list[str]:
+    """Drop the dvc.lock entries of stages that ``dvc.yaml`` no longer defines (DVC keeps them
+    forever, and they record results no stage makes any more); the names dropped."""
+    from dvc.utils.serialize import load_yaml, modify_yaml
+
+    lock = root / "dvc.lock"
+    if not lock.is_file():
+        return []
+    stale = sorted(set((load_yaml(str(lock)) or {}).get("stages") or {}) - defined)
+    if stale:
+        with modify_yaml(str(lock)) as data:
+            for name in stale:
+                data["stages"].pop(name, None)
+    return stale
+
+
 def repro(root: Path, args: list[str], echo=print) -> int:
     """Run ``dvc repro ARGS`` in ``root``, restoring the outputs a failure removed.
 
@@ -126,6 +143,10 @@ def repro(root: Path, args: list[str], echo=print) -> int:
         snapshot = take_snapshot(root, plan, Path(tmp))
         code = _run_dvc(root, args)
         if code == 0:
+            stale = prune_stale_lock_entries(root, {item.name for item in plan.items})
+            if stale:
+                why = "dvc.yaml no longer defines them"
+                echo(f"lusaug repro: dropped the dvc.lock entries of {_listed(stale)}: {why}")
             return 0
         restored = restore(snapshot)
     echo(summary(code, restored))
