@@ -21,12 +21,15 @@ from tests.pipelines.helpers import (
 )
 
 pytestmark = pytest.mark.slow
+# the whole micro pipeline: ~20 min on 2 cores beside another test worker; helpers.run's 30-min
+# default killed it once when the cores were shared with a third job
+REPRO_TIMEOUT_S = 3600
 
 
 @pytest.fixture(scope="module")
 def repro_repo(tmp_path_factory) -> Path:
     repo = micro_repo(tmp_path_factory.mktemp("repo"))
-    run(["dvc", "repro"], repo)
+    run(["dvc", "repro"], repo, timeout=REPRO_TIMEOUT_S)
     return repo
 
 
