@@ -122,8 +122,8 @@ def test_missing_data_says_how_to_get_it(tmp_path):
 
 
 def test_a_successful_repro_drops_the_lock_entries_of_stages_dvc_yaml_no_longer_defines(tmp_path):
-    """DVC keeps a removed stage's dvc.lock entry forever; `lusaug repro` drops it, and only
-    after a successful run (a failed one restores the lock as it was)."""
+    """DVC keeps a removed stage's dvc.lock entry forever; a successful `lusaug repro` drops it
+    and leaves the other entries as they were."""
     import yaml
 
     repo = toy_repo(tmp_path / "repo")

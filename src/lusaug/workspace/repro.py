@@ -7,9 +7,8 @@
    to the terminal); Ctrl-C and SIGTERM to the wrapper go to dvc and the stage it runs, and the
    wrapper waits for them to stop.
 3. On success: drop the dvc.lock entries of stages dvc.yaml no longer defines (DVC keeps them)
-   and the copies. On failure or interruption: restore the
-   previous outputs of every stage that did not finish, print one line saying which, and exit
-   with DVC's code. When the data a ``.dvc`` file tracks is missing or empty (a fresh clone),
+   and the copies. On failure or interruption: restore the previous outputs of every stage that
+   did not finish, print one line saying which, and exit with DVC's code. When the data a ``.dvc`` file tracks is missing or empty (a fresh clone),
    also say how to get it.
 """
 
@@ -28,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from lusaug.cluster.plan import read_plan
+from lusaug.cluster.worktree import merge_lock_entries
 from lusaug.workspace.outputs import Restored, restore, take_snapshot
 
 SHOWN_PATHS = 4  # paths named in the summary line; the rest are counted
@@ -117,16 +117,14 @@ def _run_dvc(root: Path, args: list[str]) -> int:
 def prune_stale_lock_entries(root: Path, defined: set[str]) -> list[str]:
     """Drop the dvc.lock entries of stages that ``dvc.yaml`` no longer defines (DVC keeps them
     forever, and they record results no stage makes any more); the names dropped."""
-    from dvc.utils.serialize import load_yaml, modify_yaml
+    from dvc.utils.serialize import load_yaml
 
     lock = root / "dvc.lock"
     if not lock.is_file():
         return []
     stale = sorted(set((load_yaml(str(lock)) or {}).get("stages") or {}) - defined)
     if stale:
-        with modify_yaml(str(lock)) as data:
-            for name in stale:
-                data["stages"].pop(name, None)
+        merge_lock_entries(root, dict.fromkeys(stale))  # None: drop the entry
     return stale
 
 
